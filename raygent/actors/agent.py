@@ -1,0 +1,222 @@
+"""The agent loop (coordinator): ask the model, run the tools it calls, feed results back, repeat.
+
+The loop is written once against two interfaces, a ChatModel (`stream`, `get_model_name`) and a
+tool registry (`list_specs`, `call_many`); either may be an in-process object or a Ray actor
+proxy from `raygent.runtime.deploy`, and the loop cannot tell the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from raygent.llm_pool.base import as_params
+from raygent.schema import (
+    AgentEvent,
+    Artifact,
+    GenerationParams,
+    Message,
+    RunResult,
+    ToolCall,
+    ToolCallRecord,
+    ToolResult,
+    Usage,
+)
+from raygent.toolhub.base import FunctionTool, Tool
+from raygent.toolhub.registry import ToolRegistry
+
+DEFAULT_SYSTEM = ("You are a helpful assistant. Call a tool when the request needs one; after a tool returns, "
+                  "answer the user directly from its result, quoting the relevant values. Otherwise answer directly.")
+
+
+def _as_registry(tools: Any) -> Any:
+    if tools is None:
+        return ToolRegistry()
+    if hasattr(tools, "list_specs") and hasattr(tools, "call_many"):
+        return tools  # a registry, a hub, or an actor proxy of one
+    items: list[Tool] = []
+    for t in tools:
+        if isinstance(t, Tool):
+            items.append(t)
+        elif isinstance(t, type) and issubclass(t, Tool):
+            items.append(t())
+        elif callable(t):
+            items.append(FunctionTool(t))
+        else:
+            raise TypeError(f"not a tool: {t!r} (pass Tool instances, @tool functions, or plain typed functions)")
+    return ToolRegistry(items)
+
+
+def _call_key(call: ToolCall) -> str:
+    return call.name + json.dumps(call.arguments, sort_keys=True, ensure_ascii=False, default=str)
+
+
+class Agent:
+    """An LLM that decides, step by step, which tools to call.
+
+    `run(text)` returns a RunResult; `stream(text)` yields AgentEvents (thought, tool_call,
+    tool_result, answer_delta, error, done). History is kept across calls (multi-turn) until
+    `reset()`. `max_steps` bounds model calls per run so that a looping model stops cleanly.
+    """
+
+    def __init__(self, llm: Any = None, tools: Any = None, system: str | None = DEFAULT_SYSTEM, *,
+                 max_steps: int = 6, params: GenerationParams | dict | None = None,
+                 history: Sequence[Message] | None = None):
+        if llm is None:
+            from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+
+            llm = LlamaCppChatModel()
+        self.llm = llm
+        self.tools = _as_registry(tools)
+        self.system = system
+        self.max_steps = max_steps
+        self.params = as_params(params)
+        self.history: list[Message] = list(history or [])
+
+    # -- public API ------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the conversation (the system prompt and tools stay)."""
+        self.history = []
+
+    async def get_history(self) -> list[Message]:
+        return list(self.history)
+
+    async def run(self, text: str, *, params: GenerationParams | dict | None = None) -> RunResult:
+        result: RunResult | None = None
+        async for event in self.stream(text, params=params):
+            if event.type == "done":
+                result = event.result
+        assert result is not None
+        return result
+
+    def run_sync(self, text: str, **kwargs: Any) -> RunResult:
+        """Blocking `run` for scripts and notebooks without an event loop."""
+        return _run_blocking(self.run(text, **kwargs))
+
+    def stream_sync(self, text: str, **kwargs: Any) -> Iterator[AgentEvent]:
+        """Blocking iterator over `stream` events (collects them; for scripts)."""
+        async def collect() -> list[AgentEvent]:
+            return [e async for e in self.stream(text, **kwargs)]
+        return iter(_run_blocking(collect()))
+
+    async def stream(self, text: str, *, params: GenerationParams | dict | None = None) -> AsyncIterator[AgentEvent]:
+        base = as_params(params) if params is not None else self.params
+        self.history.append(Message.user(text))
+        usage = Usage()
+        records: list[ToolCallRecord] = []
+        artifacts: list[Artifact] = []
+        seen: dict[str, ToolResult] = {}
+        force_answer = False
+        model = ""
+        try:
+            model = await self.llm.get_model_name()
+            specs = await self.tools.list_specs()
+        except Exception as exc:
+            async for e in self._fail(0, f"agent setup failed: {type(exc).__name__}: {exc}", usage, records, model):
+                yield e
+            return
+        last_text = ""
+        for step in range(1, self.max_steps + 1):
+            step_params = base.model_copy(update={"tool_choice": "none"}) if force_answer else base
+            messages = ([Message.system(self.system)] if self.system else []) + self.history
+            answer_parts: list[str] = []
+            final = None
+            try:
+                async for delta in self.llm.stream(messages, specs or None, step_params):
+                    if delta.finish_reason is None:
+                        if delta.text:
+                            answer_parts.append(delta.text)
+                            yield AgentEvent(type="answer_delta", step=step, text=delta.text)
+                    else:
+                        final = delta
+            except Exception as exc:
+                async for e in self._fail(step, f"model call failed: {type(exc).__name__}: {exc}", usage, records,
+                                          model):
+                    yield e
+                return
+            if final is None:
+                async for e in self._fail(step, "model stream ended without a final delta", usage, records, model):
+                    yield e
+                return
+            if final.usage:
+                usage = usage + final.usage
+            calls = final.tool_calls
+            if not calls:
+                answer = ("".join(answer_parts) + (final.text or "")).strip()
+                if final.text:
+                    yield AgentEvent(type="answer_delta", step=step, text=final.text)
+                if final.parse_errors and not answer_parts:
+                    # an unreadable call: tell the model what went wrong and let it try again
+                    problem = "; ".join(final.parse_errors)
+                    yield AgentEvent(type="error", step=step, text=f"could not read the model's tool call: {problem}")
+                    self.history.append(Message.assistant(final.text or None))
+                    self.history.append(Message.user(
+                        f"Your tool call could not be read: {problem}. Reply with one valid tool call, "
+                        f"or answer directly."))
+                    last_text = answer
+                    continue
+                self.history.append(Message.assistant(answer))
+                result = RunResult(answer=answer, tool_calls=records, steps=step, usage=usage, model=model,
+                                   artifacts=artifacts)
+                yield AgentEvent(type="done", step=step, result=result)
+                return
+            if final.text:
+                yield AgentEvent(type="thought", step=step, text=final.text)
+            for err in final.parse_errors:
+                yield AgentEvent(type="error", step=step, text=f"could not read part of the model's reply: {err}")
+            for call in calls:
+                yield AgentEvent(type="tool_call", step=step, tool_call=call)
+            fresh = [c for c in calls if _call_key(c) not in seen]
+            try:
+                fresh_results = await self.tools.call_many(fresh) if fresh else []
+            except Exception as exc:
+                fresh_results = [ToolResult(call_id=c.id, name=c.name, arguments=c.arguments,
+                                            error=f"tool hub unavailable: {type(exc).__name__}: {exc}") for c in fresh]
+            by_id = {r.call_id: r for r in fresh_results}
+            results = []
+            for call in calls:
+                if call.id in by_id:
+                    r = by_id[call.id]
+                    seen[_call_key(call)] = r
+                else:  # the model repeated a call it already made this run: reuse, then ask for the answer
+                    r = seen[_call_key(call)].model_copy(update={"call_id": call.id})
+                results.append(r)
+            if not fresh:
+                force_answer = True
+            self.history.append(Message.assistant(final.text or None, tool_calls=calls))
+            for call, r in zip(calls, results):
+                if call.id in by_id:
+                    records.append(ToolCallRecord(name=r.name, arguments=r.arguments, result=r.output, error=r.error))
+                    artifacts.extend(r.artifacts)
+                yield AgentEvent(type="tool_result", step=step, tool_result=r)
+                if r.error:
+                    yield AgentEvent(type="error", step=step, text=f"tool {r.name!r}: {r.error}")
+                self.history.append(Message(role="tool", content=r.content_for_model(), tool_call_id=call.id,
+                                            name=r.name, artifacts=r.artifacts))
+            last_text = final.text or ""
+        message = (f"step limit reached: the model made {self.max_steps} steps without a final answer "
+                   f"(raise max_steps if the task needs more)")
+        yield AgentEvent(type="error", step=self.max_steps, text=message)
+        result = RunResult(answer=last_text, tool_calls=records, steps=self.max_steps, usage=usage, model=model,
+                           stop_reason="max_steps", error=message, artifacts=artifacts)
+        yield AgentEvent(type="done", step=self.max_steps, result=result)
+
+    async def _fail(self, step: int, message: str, usage: Usage, records: list[ToolCallRecord],
+                    model: str) -> AsyncIterator[AgentEvent]:
+        yield AgentEvent(type="error", step=step, text=message)
+        result = RunResult(answer="", tool_calls=records, steps=step, usage=usage, model=model,
+                           stop_reason="error", error=message)
+        yield AgentEvent(type="done", step=step, result=result)
+
+
+def _run_blocking(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    raise RuntimeError("run_sync/stream_sync cannot be used inside a running event loop; await run()/stream()")
+
+
+AgentFactory = Callable[[], Agent]

@@ -1,0 +1,173 @@
+"""`raygent run | chat | tools` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from raygent.schema import AgentEvent
+
+
+def _build_components(args: argparse.Namespace) -> tuple[Any, Any]:
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+    from raygent.toolhub.builtin import default_tools
+    from raygent.toolhub.registry import ToolRegistry
+
+    llm_kwargs = {"model": args.model, "n_ctx": args.n_ctx, "format": args.format}
+    if not args.remote:
+        return LlamaCppChatModel(**llm_kwargs), ToolRegistry(default_tools())
+    from raygent import runtime
+
+    runtime.init()
+    threads = LlamaCppChatModel(**llm_kwargs).n_threads
+    llm = runtime.deploy(LlamaCppChatModel, remote=True, init_kwargs=llm_kwargs, num_cpus=0,
+                         name=f"raygent-llm-{os.path.basename(str(args.model or 'default'))}",
+                         runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}})
+    tools = runtime.deploy(ToolRegistry, default_tools(), remote=True, name="raygent-tools-builtin")
+    return llm, tools
+
+
+def _print_event(event: AgentEvent, out: Any = sys.stdout) -> None:
+    if event.type == "answer_delta":
+        out.write(event.text or "")
+    elif event.type == "thought":
+        out.write(f"\n[thought] {event.text}\n")
+    elif event.type == "tool_call" and event.tool_call:
+        out.write(f"\n[tool_call] {event.tool_call.name} {json.dumps(event.tool_call.arguments, ensure_ascii=False)}\n")
+    elif event.type == "tool_result" and event.tool_result:
+        r = event.tool_result
+        body = r.error if r.error else json.dumps(r.output, ensure_ascii=False, default=str)
+        out.write(f"[tool_result] {r.name}: {body}\n")
+    elif event.type == "error":
+        out.write(f"\n[error] {event.text}\n")
+    out.flush()
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from raygent.actors.agent import Agent
+
+    llm, tools = _build_components(args)
+    agent = Agent(llm=llm, tools=tools, max_steps=args.max_steps, params={"max_tokens": args.max_tokens})
+    start = time.perf_counter()
+    result = None
+    async for event in agent.stream(args.text):
+        if not args.json:
+            _print_event(event)
+        if event.type == "done":
+            result = event.result
+    assert result is not None
+    if args.json:
+        payload = result.to_json_dict()
+        payload["seconds"] = round(time.perf_counter() - start, 3)
+        print(json.dumps(payload, ensure_ascii=False, default=str))
+    else:
+        print(f"\n-- {result.steps} step(s), {result.usage.total_tokens} tokens, "
+              f"{time.perf_counter() - start:.1f} s, model {result.model}")
+    return 0 if result.stop_reason == "answer" else 1
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    from raygent.actors.agent import Agent
+
+    llm, tools = _build_components(args)
+    agent = Agent(llm=llm, tools=tools, max_steps=args.max_steps, params={"max_tokens": args.max_tokens})
+    print("raygent chat: type a message; /reset clears the history, /exit quits.", flush=True)
+    loop = asyncio.get_running_loop()
+    while True:
+        sys.stdout.write("you> ")
+        sys.stdout.flush()
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            agent.reset()
+            print("(history cleared)")
+            continue
+        sys.stdout.write("agent> ")
+        async for event in agent.stream(text):
+            _print_event(event)
+        print()
+    return 0
+
+
+async def _tools(args: argparse.Namespace) -> int:
+    from raygent.toolhub.builtin import default_tools
+    from raygent.toolhub.registry import ToolRegistry
+
+    registry = ToolRegistry(default_tools())
+    if args.tools_command == "list":
+        specs = await registry.list_specs()
+        if args.json:
+            print(json.dumps([s.model_dump(exclude={"examples"}) for s in specs], ensure_ascii=False, indent=2))
+        else:
+            for s in specs:
+                print(f"{s.name:20s} {s.description}")
+        return 0
+    try:
+        arguments = json.loads(args.args)
+    except json.JSONDecodeError as exc:
+        print(f"--args is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    result = await registry.call(args.name, arguments)
+    if args.json:
+        print(result.model_dump_json())
+    else:
+        print(result.error or json.dumps(result.output, ensure_ascii=False, indent=2, default=str))
+    return 0 if result.ok else 1
+
+
+def _add_agent_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="GGUF path or embedded model name (default: the 0.5B embedded model)")
+    p.add_argument("--format", default="hermes", help="tool-call format: hermes, msagent, react")
+    p.add_argument("--remote", action="store_true", help="place the LLM and tools as Ray actors (RAY_ADDRESS or local)")
+    p.add_argument("--max-steps", type=int, default=6)
+    p.add_argument("--max-tokens", type=int, default=384)
+    p.add_argument("--n-ctx", type=int, default=4096)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raygent", description="Multi-agent LLM tool use on Ray")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the agent once on TEXT")
+    run.add_argument("text")
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_agent_options(run)
+    chat = sub.add_parser("chat", help="interactive multi-turn session")
+    _add_agent_options(chat)
+    tools = sub.add_parser("tools", help="list or call registered tools")
+    tsub = tools.add_subparsers(dest="tools_command", required=True)
+    tlist = tsub.add_parser("list")
+    tlist.add_argument("--json", action="store_true")
+    tcall = tsub.add_parser("call")
+    tcall.add_argument("name")
+    tcall.add_argument("--args", default="{}", help="arguments as a JSON object")
+    tcall.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"run": _run, "chat": _chat, "tools": _tools}[args.command]
+    try:
+        return asyncio.run(handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear one-line error instead of a traceback for users
+        if os.environ.get("RAYGENT_DEBUG"):
+            raise
+        print(f"raygent: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

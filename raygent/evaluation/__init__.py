@@ -1,0 +1,1 @@
+"""raygent.evaluation: see docs/architecture.md (arrives with its own issue)."""

@@ -1,0 +1,255 @@
+"""llama.cpp backend (GGUF on CPU): the embedded default model.
+
+Why it is fast enough on 2 cores: the prompt is laid out so that everything stable (system
+prompt, tool descriptions, few-shot exemplars, earlier turns) forms an unchanged prefix, and
+llama.cpp reuses the KV cache of the longest common prefix with the previous request, so each
+agent step only evaluates the new tokens. Tool calls are constrained by a grammar built from the
+offered tools' JSON schemas, so the small model cannot emit a malformed call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from raygent.llm_pool.base import ChatModel, as_params
+from raygent.llm_pool.embedded import DEFAULT_MODEL, EMBEDDED_MODELS, resolve_model_path
+from raygent.llm_pool.formats import ToolCallFormat, get_format
+from raygent.llm_pool.grammar import tool_call_grammar
+from raygent.schema import Completion, Delta, GenerationParams, Message, ToolCall, ToolSpec, Usage
+
+# Exemplar conversations shown after the tools' own examples. The two with a tool response teach
+# the 0.5B model to answer from a result instead of calling the tool again (measured: without
+# them it repeats the call until the step limit), and to quote every field of the result.
+_WEATHER = ToolSpec(name="weather", parameters={"type": "object", "properties": {"city": {"type": "string"}}})
+_GENERAL_EXAMPLES: list[list[Message]] = [
+    [Message.user("What's the weather in Paris?"),
+     Message.assistant(tool_calls=[ToolCall(id="ex1", name="weather", arguments={"city": "Paris"})]),
+     Message(role="tool", tool_call_id="ex1", name="weather", content='{"temperature_c": 18, "sky": "cloudy"}'),
+     Message.assistant("Paris: 18 °C, cloudy.")],
+    [Message.user("查询北京的天气"),
+     Message.assistant(tool_calls=[ToolCall(id="ex2", name="weather", arguments={"city": "北京"})]),
+     Message(role="tool", tool_call_id="ex2", name="weather",
+             content='{"city": "北京", "temperature_c": 18, "sky": "多云", "wind": "北风3级"}'),
+     Message.assistant("北京：气温 18°C，多云，北风3级。")],
+    [Message.user("Who wrote Hamlet?"), Message.assistant("William Shakespeare wrote Hamlet.")],
+]
+_DEFAULT_SYSTEM = ("You are a helpful assistant. Call a tool when the request needs one; after a tool returns, "
+                   "answer the user directly from its result. Otherwise answer directly.")
+
+
+class LlamaCppChatModel(ChatModel):
+    """Chat with tools on a GGUF model through llama-cpp-python.
+
+    model: a local GGUF path or an embedded model name (default: Qwen2.5-Coder-0.5B-Instruct).
+    format: how tools and calls are written in the prompt (hermes by default, Qwen's own).
+    grammar: constrain tool calls with a GBNF grammar (hermes format only).
+    few_shot: add one exemplar per offered tool (from ToolSpec.examples) to the system prompt.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
+                 format: str | ToolCallFormat = "hermes", grammar: bool = True, few_shot: bool = True,
+                 n_batch: int = 256, verbose: bool = False, **llama_kwargs: Any):
+        self.model_spec = str(model) if model is not None else DEFAULT_MODEL
+        self.model_name = Path(self.model_spec).stem if self.model_spec not in EMBEDDED_MODELS else self.model_spec
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self.format = get_format(format)
+        self.use_grammar = grammar and self.format.name == "hermes"
+        self.few_shot = few_shot
+        self.n_batch = n_batch
+        self.verbose = verbose
+        self.llama_kwargs = llama_kwargs
+        self._llama: Any = None
+        self._template: Any = None
+        self._grammar_cache: dict[tuple, Any] = {}
+        self._load_lock = threading.Lock()
+        self._lock: asyncio.Lock | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_llama=None, _template=None, _grammar_cache={}, _load_lock=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._load_lock = threading.Lock()
+
+    def load(self) -> Any:
+        """Load the model now (otherwise it loads on first use)."""
+        with self._load_lock:
+            if self._llama is None:
+                try:
+                    from llama_cpp import Llama
+                except ImportError as exc:
+                    raise RuntimeError("llama.cpp backend needs llama-cpp-python: pip install 'raygent[llama]'") from exc
+                import jinja2
+
+                path = resolve_model_path(self.model_spec)
+                self._llama = Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                    n_batch=self.n_batch, verbose=self.verbose, **self.llama_kwargs)
+                template = self._llama.metadata.get("tokenizer.chat_template")
+                if not template:
+                    raise RuntimeError(f"{path} has no chat template in its GGUF metadata; use a chat/instruct model")
+                env = jinja2.Environment(trim_blocks=False, lstrip_blocks=False)
+                env.globals["raise_exception"] = _raise_template_error
+                self._template = env.from_string(template)
+        return self._llama
+
+    # -- prompt ----------------------------------------------------------------------------
+    def _example_text(self, conversation: list[Message]) -> str:
+        """An exemplar conversation written in this format, as 'User:/Assistant:' lines."""
+        lines = []
+        for turn in self.format.render_messages(conversation, None):
+            if turn["role"] == "system":
+                continue
+            lines.append(f"{'User' if turn['role'] == 'user' else 'Assistant'}: {str(turn['content']).strip()}")
+        return "\n".join(lines)
+
+    def _system_with_examples(self, messages: list[Message], tools: Sequence[ToolSpec]) -> list[Message]:
+        messages = list(messages)
+        system = messages[0].content if messages and messages[0].role == "system" else None
+        if system is None:
+            system = _DEFAULT_SYSTEM
+        else:
+            messages = messages[1:]
+        if tools and self.few_shot:
+            examples = []
+            for spec in tools:
+                for ex in spec.examples[:1]:
+                    examples.append([Message.user(ex.query), Message.assistant(
+                        tool_calls=[ToolCall(id="ex", name=spec.name, arguments=ex.arguments)])])
+            examples += _GENERAL_EXAMPLES
+            system = system + "\n\nExamples:\n" + "\n\n".join(self._example_text(c) for c in examples)
+        return [Message.system(system), *messages]
+
+    def render_prompt(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None,
+                      tool_choice: str = "auto") -> str:
+        self.load()
+        # tools stay in the prompt under tool_choice "none" (the grammar forbids calls instead), so
+        # the cached prefix survives a forced final answer
+        offered = list(tools or [])
+        msgs = self._system_with_examples(list(messages), offered)
+        plain = self.format.render_messages(msgs, offered or None)
+        return self._template.render(messages=plain, add_generation_prompt=True, bos_token="", eos_token="")
+
+    def _grammar(self, tools: Sequence[ToolSpec], tool_choice: str) -> Any:
+        if not self.use_grammar or not tools:
+            return None
+        key = (tool_choice, tuple(t.model_dump_json() for t in tools))
+        if key not in self._grammar_cache:
+            from llama_cpp import LlamaGrammar
+
+            text = tool_call_grammar(tools, tool_choice)
+            self._grammar_cache[key] = LlamaGrammar.from_string(text, verbose=False) if text else None
+        return self._grammar_cache[key]
+
+    # -- generation ------------------------------------------------------------------------
+    def _prepare(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None,
+                 params: GenerationParams) -> tuple[dict[str, Any], int]:
+        llama = self.load()
+        prompt = self.render_prompt(messages, tools, params.tool_choice)
+        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        if len(tokens) + params.max_tokens > self.n_ctx:
+            raise ValueError(f"prompt of {len(tokens)} tokens plus max_tokens {params.max_tokens} exceeds the "
+                             f"context window n_ctx={self.n_ctx}; shorten the history or raise n_ctx")
+        cached = _common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        stop = list(dict.fromkeys([*params.stop, *self.format.stop, "<|im_end|>", "<|endoftext|>"]))
+        kwargs = dict(prompt=tokens, max_tokens=params.max_tokens, temperature=params.temperature,
+                      top_p=params.top_p, stop=stop, seed=params.seed,
+                      grammar=self._grammar(list(tools or []), params.tool_choice))
+        return kwargs, cached
+
+    def _finish(self, raw: str, finish: str | None, usage: Usage, tools: Sequence[ToolSpec] | None,
+                tool_choice: str = "auto") -> Completion:
+        if tool_choice == "none":
+            return Completion(text=raw.strip(), usage=usage, finish_reason="length" if finish == "length" else "stop",
+                              model=self.model_name, raw=raw)
+        parsed = self.format.parse(raw, list(tools) if tools else None)
+        reason = "tool_calls" if parsed.tool_calls else ("length" if finish == "length" else "stop")
+        return Completion(text=parsed.text, tool_calls=parsed.tool_calls, usage=usage, finish_reason=reason,
+                          model=self.model_name, raw=raw, parse_errors=parsed.errors)
+
+    def _lock_for_loop(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
+                   params: GenerationParams | dict | None = None) -> Completion:
+        p = as_params(params)
+        async with self._lock_for_loop():
+            kwargs, cached = await asyncio.to_thread(self._prepare, messages, tools, p)
+            out = await asyncio.to_thread(self._llama.create_completion, **kwargs)
+        choice = out["choices"][0]
+        u = out["usage"]
+        usage = Usage(prompt_tokens=u["prompt_tokens"], completion_tokens=u["completion_tokens"],
+                      total_tokens=u["total_tokens"], cached_prompt_tokens=cached)
+        return self._finish(choice["text"], choice.get("finish_reason"), usage, tools, p.tool_choice)
+
+    async def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
+                     params: GenerationParams | dict | None = None) -> AsyncIterator[Delta]:
+        """Streams answer text as it is generated; a reply that turns out to be a tool call is held
+        back and delivered parsed in the final Delta."""
+        p = as_params(params)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        done = object()
+        async with self._lock_for_loop():
+            kwargs, cached = await asyncio.to_thread(self._prepare, messages, tools, p)
+
+            def produce() -> None:
+                try:
+                    for chunk in self._llama.create_completion(stream=True, **kwargs):
+                        loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                except BaseException as exc:  # surfaced in the consumer
+                    loop.call_soon_threadsafe(queue.put_nowait, exc)
+                finally:
+                    loop.call_soon_threadsafe(queue.put_nowait, done)
+
+            worker = threading.Thread(target=produce, daemon=True)
+            worker.start()
+            raw, finish, emitted, n_out = "", None, 0, 0
+            looks_like_call: bool | None = None
+            while True:
+                item = await queue.get()
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                choice = item["choices"][0]
+                raw += choice.get("text") or ""
+                n_out += 1
+                finish = choice.get("finish_reason") or finish
+                if looks_like_call is None and raw.strip():
+                    looks_like_call = raw.lstrip()[:1] in ("<", "{", "`") or raw.lstrip().startswith(
+                        ("Action:", "Thought:"))
+                if looks_like_call is False and len(raw) > emitted:
+                    yield Delta(text=raw[emitted:])
+                    emitted = len(raw)
+            worker.join()
+        n_prompt = len(kwargs["prompt"])
+        usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out,
+                      cached_prompt_tokens=cached)
+        completion = self._finish(raw, finish, usage, tools, p.tool_choice)
+        # a held-back reply (tool calls, maybe with a thought) arrives whole in the final delta
+        yield Delta(text=completion.text if looks_like_call else "", tool_calls=completion.tool_calls,
+                    finish_reason=completion.finish_reason, usage=usage, parse_errors=completion.parse_errors)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _raise_template_error(message: str) -> None:
+    raise ValueError(f"chat template error: {message}")

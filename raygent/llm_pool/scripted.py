@@ -1,0 +1,45 @@
+"""A chat model that replays given replies and records every request. For tests; never a default."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from raygent.llm_pool.base import ChatModel, as_params
+from raygent.llm_pool.formats import ToolCallFormat, get_format
+from raygent.schema import Completion, GenerationParams, Message, ToolSpec, Usage
+
+
+class ScriptExhausted(RuntimeError):
+    pass
+
+
+class ScriptedChatModel(ChatModel):
+    """Replays `replies` in order. A str reply is parsed with `format` (so parser behaviour is
+    exercised exactly as with a real model); a Completion is returned as is."""
+
+    def __init__(self, replies: Sequence[str | Completion], *, format: str | ToolCallFormat = "hermes",
+                 model_name: str = "scripted"):
+        self.replies = list(replies)
+        self.format = get_format(format)
+        self.model_name = model_name
+        self.requests: list[dict] = []
+
+    async def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
+                   params: GenerationParams | dict | None = None) -> Completion:
+        p = as_params(params)
+        self.requests.append({"messages": [m.model_copy() for m in messages],
+                              "tools": [t.name for t in tools or []], "params": p})
+        if len(self.requests) > len(self.replies):
+            raise ScriptExhausted(f"scripted model has only {len(self.replies)} replies")
+        reply = self.replies[len(self.requests) - 1]
+        if isinstance(reply, Completion):
+            return reply
+        parsed = self.format.parse(reply, list(tools) if tools else None)
+        n_prompt = sum(len(m.content or "") for m in messages) // 4
+        n_out = max(1, len(reply) // 4)
+        return Completion(text=parsed.text, tool_calls=parsed.tool_calls, raw=reply, model=self.model_name,
+                          finish_reason="tool_calls" if parsed.tool_calls else "stop", parse_errors=parsed.errors,
+                          usage=Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out))
+
+    async def get_requests(self) -> list[dict]:
+        return self.requests

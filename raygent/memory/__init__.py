@@ -1,0 +1,1 @@
+"""raygent.memory: see docs/architecture.md (arrives with its own issue)."""

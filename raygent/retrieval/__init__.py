@@ -1,0 +1,1 @@
+"""raygent.retrieval: see docs/architecture.md (arrives with its own issue)."""

@@ -1,0 +1,234 @@
+"""Pydantic models shared by every raygent component.
+
+Messages are a superset of OpenAI's chat format so that any backend, tool hub or
+memory store can exchange them without adapters; everything crossing a component
+boundary (in-process or between Ray actors) is one of these models.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+def new_id(prefix: str = "call") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+class Artifact(BaseModel):
+    """A file a tool produced (audio, image, video, other), referenced by path/URI."""
+
+    kind: Literal["audio", "image", "video", "file"] = "file"
+    uri: str
+    mime_type: str | None = None
+    size_bytes: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCall(BaseModel):
+    """One request from the model to run a tool."""
+
+    id: str = Field(default_factory=new_id)
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": json.dumps(self.arguments, ensure_ascii=False)},
+        }
+
+
+class Message(BaseModel):
+    """A chat message: OpenAI's shape plus artifacts and free metadata."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Role
+    content: str | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    artifacts: list[Artifact] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def system(cls, content: str) -> Message:
+        return cls(role="system", content=content)
+
+    @classmethod
+    def user(cls, content: str) -> Message:
+        return cls(role="user", content=content)
+
+    @classmethod
+    def assistant(cls, content: str | None = None, tool_calls: list[ToolCall] | None = None) -> Message:
+        return cls(role="assistant", content=content, tool_calls=tool_calls or None)
+
+    def to_openai(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.name:
+            out["name"] = self.name
+        if self.tool_calls:
+            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+class ToolExample(BaseModel):
+    """A request that should trigger the tool, with the arguments it should get (few-shot material)."""
+
+    query: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolSpec(BaseModel):
+    """What a model needs to know to call a tool: a name, a description, a JSON schema."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    domain: str | None = None
+    timeout_s: float | None = None
+    examples: list[ToolExample] = Field(default_factory=list)
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+class ToolResult(BaseModel):
+    """The outcome of one tool call; `error` is set instead of raising so the agent keeps going."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    output: Any = None
+    error: str | None = None
+    artifacts: list[Artifact] = Field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def content_for_model(self, max_chars: int = 4000) -> str:
+        """The text the model sees for this result (errors are phrased so it can correct itself)."""
+        if self.error is not None:
+            return f"ERROR: {self.error}"
+        out = self.output
+        text = out if isinstance(out, str) else json.dumps(out, ensure_ascii=False, default=str)
+        if len(text) > max_chars:
+            text = text[:max_chars] + f"... [truncated, {len(text)} chars in total]"
+        return text
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_prompt_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            cached_prompt_tokens=self.cached_prompt_tokens + other.cached_prompt_tokens,
+        )
+
+
+ToolChoice = Literal["auto", "none", "required"] | str
+
+
+class GenerationParams(BaseModel):
+    """Sampling and tool-choice settings for one chat request."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = 0
+    tool_choice: ToolChoice = "auto"
+
+
+class Completion(BaseModel):
+    """A finished model reply: free text and/or parsed tool calls."""
+
+    text: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    finish_reason: Literal["stop", "length", "tool_calls", "error"] = "stop"
+    model: str = ""
+    raw: str = ""
+    parse_errors: list[str] = Field(default_factory=list)
+
+
+class Delta(BaseModel):
+    """A streamed piece of a reply; the last delta carries finish_reason, usage and tool calls."""
+
+    text: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    parse_errors: list[str] = Field(default_factory=list)
+
+
+EventType = Literal["thought", "tool_call", "tool_result", "answer_delta", "error", "done"]
+
+
+class AgentEvent(BaseModel):
+    """One streamed step event of an agent run."""
+
+    type: EventType
+    step: int = 0
+    text: str | None = None
+    tool_call: ToolCall | None = None
+    tool_result: ToolResult | None = None
+    result: RunResult | None = None
+    timestamp: float = Field(default_factory=time.time)
+
+
+class ToolCallRecord(BaseModel):
+    """A tool call as reported to the user: what was asked, what came back."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+
+
+class RunResult(BaseModel):
+    """The outcome of `Agent.run`: the answer plus every tool call made on the way."""
+
+    answer: str
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    steps: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+    stop_reason: Literal["answer", "max_steps", "error"] = "answer"
+    error: str | None = None
+    artifacts: list[Artifact] = Field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "tool_calls": [c.model_dump() for c in self.tool_calls],
+            "steps": self.steps,
+            "usage": self.usage.model_dump(),
+            "model": self.model,
+            "stop_reason": self.stop_reason,
+            "error": self.error,
+        }
+
+
+AgentEvent.model_rebuild()

@@ -1,0 +1,1 @@
+"""raygent.serve: see docs/architecture.md (arrives with its own issue)."""

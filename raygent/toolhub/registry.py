@@ -1,0 +1,96 @@
+"""A set of tools behind two awaitable methods: `list_specs()` and `call(...)`.
+
+Every failure mode (unknown tool, arguments failing the schema, a tool that raises or runs past
+its timeout) becomes a ToolResult with `error` set, so one bad call never stops an agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import jsonschema
+
+from raygent.schema import ToolCall, ToolResult, ToolSpec, new_id
+from raygent.toolhub.base import Tool, ToolOutput
+
+
+def validation_error(spec: ToolSpec, arguments: Any) -> str | None:
+    """A model-readable description of why `arguments` fail the tool's schema, or None."""
+    if not isinstance(arguments, dict):
+        return f"arguments for {spec.name!r} must be a JSON object, got {type(arguments).__name__}"
+    validator = jsonschema.Draft202012Validator(spec.parameters)
+    problems = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
+    if not problems:
+        return None
+    details = "; ".join(
+        (f"'{'.'.join(str(p) for p in e.path)}': " if e.path else "") + e.message for e in problems[:5]
+    )
+    return f"invalid arguments for tool {spec.name!r}: {details}. Expected parameters schema: {spec.parameters}"
+
+
+class ToolRegistry:
+    """Holds tools by name; validates and runs calls with per-tool timeouts."""
+
+    def __init__(self, tools: Iterable[Tool] = (), default_timeout_s: float = 30.0):
+        self._tools: dict[str, Tool] = {}
+        self._specs: dict[str, ToolSpec] = {}
+        self.default_timeout_s = default_timeout_s
+        for t in tools:
+            self.register(t)
+
+    def register(self, tool: Tool, *, replace: bool = False) -> ToolSpec:
+        spec = tool.spec
+        if spec.name in self._tools and not replace:
+            raise ValueError(f"a tool named {spec.name!r} is already registered")
+        self._tools[spec.name] = tool
+        self._specs[spec.name] = spec
+        return spec
+
+    def unregister(self, name: str) -> None:
+        self._tools.pop(name, None)
+        self._specs.pop(name, None)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tools
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    async def list_specs(self) -> list[ToolSpec]:
+        return list(self._specs.values())
+
+    async def call(self, name: str, arguments: dict[str, Any] | None = None, call_id: str | None = None) -> ToolResult:
+        arguments = {} if arguments is None else arguments
+        call_id = call_id or new_id()
+        start = time.perf_counter()
+
+        def fail(message: str) -> ToolResult:
+            return ToolResult(call_id=call_id, name=name, arguments=arguments if isinstance(arguments, dict) else {},
+                              error=message, duration_s=time.perf_counter() - start)
+
+        tool = self._tools.get(name)
+        if tool is None:
+            return fail(f"unknown tool {name!r}; available tools: {', '.join(sorted(self._tools)) or '(none)'}")
+        spec = self._specs[name]
+        problem = validation_error(spec, arguments)
+        if problem:
+            return fail(problem)
+        timeout = spec.timeout_s or self.default_timeout_s
+        try:
+            output = await asyncio.wait_for(tool.call(**arguments), timeout=timeout)
+        except asyncio.TimeoutError:
+            return fail(f"tool {name!r} timed out after {timeout:g} s")
+        except Exception as exc:  # a tool's own failure is reported, never raised
+            return fail(f"tool {name!r} failed: {type(exc).__name__}: {exc}")
+        artifacts = []
+        if isinstance(output, ToolOutput):
+            output, artifacts = output.output, output.artifacts
+        return ToolResult(call_id=call_id, name=name, arguments=arguments, output=output, artifacts=artifacts,
+                          duration_s=time.perf_counter() - start)
+
+    async def call_many(self, calls: list[ToolCall]) -> list[ToolResult]:
+        """Run independent calls concurrently; results come back in the order of `calls`."""
+        return list(await asyncio.gather(*(self.call(c.name, c.arguments, c.id) for c in calls)))

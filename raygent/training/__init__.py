@@ -1,0 +1,1 @@
+"""raygent.training: see docs/architecture.md (arrives with its own issue)."""

@@ -1,0 +1,90 @@
+"""Placement: the same components in-process and as Ray actors, behind the same interface."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from raygent import Agent, runtime
+from raygent.llm_pool.scripted import ScriptedChatModel
+from raygent.schema import Message
+from raygent.toolhub.builtin import default_tools
+from raygent.toolhub.registry import ToolRegistry
+
+pytestmark = pytest.mark.ray
+
+
+def _call(name: str, **arguments) -> str:
+    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "\n</tool_call>"
+
+
+SCRIPT = [_call("address_parse", address="浙江杭州市江干区九堡镇三村村一区"),
+          _call("calculator", expression="330104 % 1000"), "浙江省杭州市江干区; 104"]
+
+
+async def test_same_run_gives_same_tool_calls_in_process_and_as_actors(ray_cluster):
+    local = await Agent(llm=ScriptedChatModel(SCRIPT), tools=default_tools()).run("go")
+    llm = runtime.deploy(ScriptedChatModel, SCRIPT, remote=True)
+    tools = runtime.deploy(ToolRegistry, default_tools(), remote=True)
+    assert runtime.is_remote(llm) and runtime.is_remote(tools)
+    remote = await Agent(llm=llm, tools=tools).run("go")
+    assert [c.model_dump() for c in remote.tool_calls] == [c.model_dump() for c in local.tool_calls]
+    assert remote.answer == local.answer and remote.steps == local.steps == 3
+    # the actor really holds the state: it recorded the requests
+    assert len(await llm.get_requests()) == 3
+    runtime.kill(llm)
+    runtime.kill(tools)
+
+
+async def test_streaming_method_through_an_actor(ray_cluster):
+    llm = runtime.deploy(ScriptedChatModel, ["streamed answer"], remote=True)
+    deltas = [d async for d in llm.stream([Message.user("hi")])]
+    assert deltas[0].text == "streamed answer" and deltas[-1].finish_reason == "stop"
+    runtime.kill(llm)
+
+
+async def test_named_actor_is_reused(ray_cluster):
+    a = runtime.deploy(ToolRegistry, default_tools(), remote=True, name="test-tools-shared")
+    b = runtime.deploy(ToolRegistry, [], remote=True, name="test-tools-shared")
+    assert len(await b.list_specs()) == 3  # b found a's actor instead of creating an empty one
+    runtime.kill(a)
+
+
+async def test_in_process_placement_returns_the_component():
+    reg = runtime.deploy(ToolRegistry, default_tools(), remote=False)
+    assert isinstance(reg, ToolRegistry) and not runtime.is_remote(reg)
+
+
+async def test_dead_llm_actor_gives_a_clear_error_event(ray_cluster):
+    llm = runtime.deploy(ScriptedChatModel, ["never"], remote=True, max_restarts=0)
+    runtime.kill(llm)
+    events = [e async for e in Agent(llm=llm).stream("hello")]
+    assert events[0].type == "error" and "ActorDiedError" in events[0].text
+    assert events[-1].result.stop_reason == "error"
+
+
+async def test_dead_tool_actor_ends_the_run_with_a_clear_error(ray_cluster):
+    tools = runtime.deploy(ToolRegistry, default_tools(), remote=True, max_restarts=0)
+    agent = Agent(llm=ScriptedChatModel(["unused"]), tools=tools)
+    runtime.kill(tools)
+    result = await agent.run("1+1")
+    assert result.stop_reason == "error" and result.error.startswith("agent setup failed: ActorDiedError")
+
+
+async def test_tool_hub_dying_mid_run_becomes_error_results():
+    class FlakyHub(ToolRegistry):
+        async def call_many(self, calls):
+            raise ConnectionError("hub actor died")
+
+    llm = ScriptedChatModel([_call("calculator", expression="1+1"), "could not compute"])
+    result = await Agent(llm=llm, tools=FlakyHub(default_tools())).run("1+1")
+    assert result.tool_calls[0].error == "tool hub unavailable: ConnectionError: hub actor died"
+    assert result.answer == "could not compute"
+
+
+async def test_unknown_method_on_proxy_is_a_clear_attribute_error(ray_cluster):
+    tools = runtime.deploy(ToolRegistry, [], remote=True)
+    with pytest.raises(AttributeError, match="remote component has no public method 'fly'"):
+        tools.fly
+    runtime.kill(tools)
