@@ -22,18 +22,21 @@ from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import tool_call_grammar
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolCall, ToolSpec, Usage
 
-# Exemplar conversations shown after the tools' own examples. The two with a tool response teach
-# the 0.5B model to answer from a result instead of calling the tool again (measured: without
-# them it repeats the call until the step limit), and to quote every field of the result.
+# Exemplar conversations shown after the tools' own examples. Those with tool responses teach the
+# 0.5B model to answer from a result instead of calling the tool again (measured: without them it
+# repeats the call until the step limit), to quote every field of the result, and to chain a
+# second call that uses the first one's result.
 _WEATHER = ToolSpec(name="weather", parameters={"type": "object", "properties": {"city": {"type": "string"}}})
 _GENERAL_EXAMPLES: list[list[Message]] = [
-    [Message.user("What's the weather in Paris?"),
+    [Message.user("What's the weather in Paris, in Fahrenheit?"),
      Message.assistant(tool_calls=[ToolCall(id="ex1", name="weather", arguments={"city": "Paris"})]),
      Message(role="tool", tool_call_id="ex1", name="weather", content='{"temperature_c": 18, "sky": "cloudy"}'),
-     Message.assistant("Paris: 18 °C, cloudy.")],
+     Message.assistant(tool_calls=[ToolCall(id="ex2", name="celsius_to_fahrenheit", arguments={"celsius": 18})]),
+     Message(role="tool", tool_call_id="ex2", name="celsius_to_fahrenheit", content='{"fahrenheit": 64.4}'),
+     Message.assistant("Paris: 64.4 °F (18 °C), cloudy.")],
     [Message.user("查询北京的天气"),
-     Message.assistant(tool_calls=[ToolCall(id="ex2", name="weather", arguments={"city": "北京"})]),
-     Message(role="tool", tool_call_id="ex2", name="weather",
+     Message.assistant(tool_calls=[ToolCall(id="ex3", name="weather", arguments={"city": "北京"})]),
+     Message(role="tool", tool_call_id="ex3", name="weather",
              content='{"city": "北京", "temperature_c": 18, "sky": "多云", "wind": "北风3级"}'),
      Message.assistant("北京：气温 18°C，多云，北风3级。")],
     [Message.user("Who wrote Hamlet?"), Message.assistant("William Shakespeare wrote Hamlet.")],
@@ -49,11 +52,19 @@ class LlamaCppChatModel(ChatModel):
     format: how tools and calls are written in the prompt (hermes by default, Qwen's own).
     grammar: constrain tool calls with a GBNF grammar (hermes format only).
     few_shot: add one exemplar per offered tool (from ToolSpec.examples) to the system prompt.
+    call_bias: logit bias towards opening a tool call on the first step after a user message
+        (tool_choice "auto" only). Measured on a 12-case toy set with the 0.5B model: with no bias it
+        called the right tool on 2 of 8 requests that needed one, with 8.0 on 8 of 8 (and it also
+        called a tool on 3 of 4 chit-chat requests, then answered from the result). After a tool
+        result no bias applies unless `followup_call_bias` is set.
+    max_calls: calls allowed in one reply. 1 by default: the 0.5B model otherwise copies the
+        exemplars' calls beside the real one; multi-step work then proceeds one call per step.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
                  format: str | ToolCallFormat = "hermes", grammar: bool = True, few_shot: bool = True,
-                 n_batch: int = 256, verbose: bool = False, **llama_kwargs: Any):
+                 call_bias: float = 8.0, followup_call_bias: float = 0.0, max_calls: int = 1, n_batch: int = 256,
+                 verbose: bool = False, **llama_kwargs: Any):
         self.model_spec = str(model) if model is not None else DEFAULT_MODEL
         self.model_name = Path(self.model_spec).stem if self.model_spec not in EMBEDDED_MODELS else self.model_spec
         self.n_ctx = n_ctx
@@ -61,6 +72,9 @@ class LlamaCppChatModel(ChatModel):
         self.format = get_format(format)
         self.use_grammar = grammar and self.format.name == "hermes"
         self.few_shot = few_shot
+        self.call_bias = call_bias
+        self.followup_call_bias = followup_call_bias
+        self.max_calls = max_calls
         self.n_batch = n_batch
         self.verbose = verbose
         self.llama_kwargs = llama_kwargs
@@ -145,7 +159,7 @@ class LlamaCppChatModel(ChatModel):
         if key not in self._grammar_cache:
             from llama_cpp import LlamaGrammar
 
-            text = tool_call_grammar(tools, tool_choice)
+            text = tool_call_grammar(tools, tool_choice, max_calls=self.max_calls)
             self._grammar_cache[key] = LlamaGrammar.from_string(text, verbose=False) if text else None
         return self._grammar_cache[key]
 
@@ -160,10 +174,19 @@ class LlamaCppChatModel(ChatModel):
                              f"context window n_ctx={self.n_ctx}; shorten the history or raise n_ctx")
         cached = _common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
         stop = list(dict.fromkeys([*params.stop, *self.format.stop, "<|im_end|>", "<|endoftext|>"]))
+        grammar = self._grammar(list(tools or []), params.tool_choice)
+        logit_bias = None
+        if grammar is not None and params.tool_choice == "auto" and messages:
+            bias = self.call_bias if messages[-1].role == "user" else self.followup_call_bias
+            if bias:
+                logit_bias = {tok: bias for tok in self._call_start_tokens()}
         kwargs = dict(prompt=tokens, max_tokens=params.max_tokens, temperature=params.temperature,
-                      top_p=params.top_p, stop=stop, seed=params.seed,
-                      grammar=self._grammar(list(tools or []), params.tool_choice))
+                      top_p=params.top_p, stop=stop, seed=params.seed, grammar=grammar, logit_bias=logit_bias)
         return kwargs, cached
+
+    def _call_start_tokens(self) -> list[int]:
+        """Tokens that open a Hermes call: '<' (the grammar spells tags character by character)."""
+        return self._llama.tokenize(b"<", add_bos=False, special=False)[:1]
 
     def _finish(self, raw: str, finish: str | None, usage: Usage, tools: Sequence[ToolSpec] | None,
                 tool_choice: str = "auto") -> Completion:

@@ -1,0 +1,196 @@
+"""`LLMFactory.build_llm(name, cfg)`: the seed's model-config entry -> a raygent ChatModel.
+
+One table, `BACKENDS`, maps each config `type` to a builder. Backends that this build does not
+ship yet (the seed's openai, dashscope, modelscope, ... arrive with the LLM-pool work) have no
+builder and fail with `UnsupportedBackendError`, which says what would be needed; enabling one
+later is a one-line change (give its entry a builder).
+
+The returned model carries `default_params` (GenerationParams from the entry's `generate_cfg`) and
+`compat_spec` (its class and constructor arguments), so AgentExecutor can rebuild it with another
+tool-call format or construct it inside a Ray actor instead of pickling a loaded model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from raygent.compat.config import Config
+from raygent.compat.prompt import format_for_prompt_generator
+from raygent.schema import GenerationParams
+
+logger = logging.getLogger(__name__)
+
+
+class UnsupportedBackendError(NotImplementedError):
+    """The config names a backend type that this build of raygent cannot construct yet."""
+
+
+@dataclass
+class LLMSpec:
+    """How a model was built: enough to build it again (elsewhere, or with changed arguments)."""
+
+    name: str
+    type: str
+    cls: type
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    params: GenerationParams = field(default_factory=GenerationParams)
+    ignored_generate_cfg: dict[str, Any] = field(default_factory=dict)
+
+    def with_kwargs(self, **overrides: Any) -> LLMSpec:
+        if "format" in overrides:
+            overrides["format"] = format_name(overrides["format"])
+        return replace(self, kwargs={**self.kwargs, **overrides})
+
+    def build(self, **overrides: Any) -> Any:
+        """Construct the model (cheap for llama.cpp: the weights load on first use)."""
+        spec = self.with_kwargs(**overrides)
+        llm = spec.cls(**spec.kwargs)
+        llm.default_params = spec.params
+        llm.ignored_generate_cfg = spec.ignored_generate_cfg
+        llm.compat_spec = spec
+        return llm
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One row of the backend table: a builder, or (None) what the missing backend will need."""
+
+    builder: Callable[[str, dict[str, Any]], LLMSpec] | None
+    extra: str | None = None
+    needs: str = ""
+
+
+# generate_cfg keys -> GenerationParams fields (the seed's HF-style names included)
+_PARAM_ALIASES = {"temperature": "temperature", "top_p": "top_p", "max_tokens": "max_tokens",
+                  "max_new_tokens": "max_tokens", "max_length": "max_tokens", "stop": "stop", "seed": "seed",
+                  "tool_choice": "tool_choice"}
+# LlamaCppChatModel keyword arguments a config entry may set directly
+_LLAMA_KEYS = ("n_ctx", "n_threads", "grammar", "few_shot", "n_batch", "verbose", "n_gpu_layers", "chat_format")
+
+
+def generation_params(generate_cfg: dict[str, Any] | None) -> tuple[GenerationParams, dict[str, Any]]:
+    """Seed generate_cfg -> (GenerationParams, the keys raygent does not use, e.g. top_k, use_raw_prompt).
+
+    `max_length` (prompt + output in the seed's HF backends) is read as an output budget, an
+    approximation: the backends here budget only generated tokens.
+    """
+    values: dict[str, Any] = {}
+    ignored: dict[str, Any] = {}
+    for key, value in (generate_cfg or {}).items():
+        target = _PARAM_ALIASES.get(key)
+        if target is None:
+            ignored[key] = value
+        elif target == "stop" and isinstance(value, str):
+            values[target] = [value]
+        elif target not in values or key == target:  # the explicit name wins over an alias
+            values[target] = value
+    if ignored:
+        logger.debug("generate_cfg keys not used by raygent: %s", sorted(ignored))
+    return GenerationParams(**values), ignored
+
+
+def _format_of(entry: dict[str, Any]) -> str | None:
+    """A config entry may choose the tool-call format by raygent name or by seed prompt generator."""
+    fmt = entry.get("format") or entry.get("prompt_generator")
+    return format_for_prompt_generator(fmt) if fmt else None
+
+
+def _build_llama_cpp(name: str, entry: dict[str, Any]) -> LLMSpec:
+    from raygent.llm_pool.embedded import DEFAULT_MODEL
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+
+    model = entry.get("path") or entry.get("model") or entry.get("model_id") or DEFAULT_MODEL
+    kwargs: dict[str, Any] = {"model": os.path.expanduser(str(model)) if entry.get("path") else str(model)}
+    kwargs.update({k: entry[k] for k in _LLAMA_KEYS if k in entry})
+    kwargs.update(entry.get("llama_kwargs") or {})
+    fmt = _format_of(entry)
+    if fmt:
+        kwargs["format"] = fmt
+    return LLMSpec(name=name, type=str(entry.get("type")), cls=LlamaCppChatModel, kwargs=kwargs)
+
+
+def _build_scripted(name: str, entry: dict[str, Any]) -> LLMSpec:
+    from raygent.llm_pool.scripted import ScriptedChatModel
+
+    kwargs: dict[str, Any] = {"replies": list(entry.get("replies") or []), "model_name": entry.get("model") or name}
+    fmt = _format_of(entry)
+    if fmt:
+        kwargs["format"] = fmt
+    return LLMSpec(name=name, type="scripted", cls=ScriptedChatModel, kwargs=kwargs)
+
+
+_LLAMA = Backend(_build_llama_cpp, "llama", "`path` to a GGUF file, or `model` = an embedded model name")
+
+#: config `type` -> backend. Adding a backend = giving its row a builder.
+BACKENDS: dict[str, Backend] = {
+    "llama_cpp": _LLAMA,
+    "gguf": _LLAMA,
+    "embedded": _LLAMA,
+    "raygent": _LLAMA,
+    "scripted": Backend(_build_scripted, None, "`replies`: the list of replies to play back (tests)"),
+    "openai": Backend(None, "openai", "`model` and OPENAI_API_KEY (or `api_base` for an OpenAI-compatible server)"),
+    "dashscope": Backend(None, "dashscope", "`model` and DASHSCOPE_API_KEY"),
+    "modelscope": Backend(None, "modelscope", "`model_id` (+ `model_revision`) and a GPU, "
+                                              "or convert the model to GGUF and use type 'llama_cpp' with `path`"),
+    "custom_llm": Backend(None, None, "a subclass of raygent.llm_pool.base.ChatModel, passed to AgentExecutor "
+                                      "directly instead of through a config"),
+    "vllm": Backend(None, "vllm", "`model` and a GPU"),
+    "transformers": Backend(None, "hf", "`model` (a Hugging Face id or path); a GPU is advised"),
+}
+
+
+class LLMFactory:
+    """Builds a raygent ChatModel from a seed-shaped model config."""
+
+    @staticmethod
+    def build_llm(model_name: str, cfg: Config | dict[str, Any] | None = None, **overrides: Any) -> Any:
+        """`cfg` is the whole model config (name -> entry), as in the seed, or one entry.
+
+        With no cfg, `model_name` may be an embedded model name or a GGUF path. `overrides` are
+        constructor arguments that win over the entry's (e.g. `format="msagent"`, `n_ctx=8192`).
+        The cfg is not modified (the seed popped its `type`).
+        """
+        entry = _entry(model_name, cfg)
+        llm_type = str(entry.get("type", "")).strip()
+        if not llm_type:
+            raise ValueError(f"model config {model_name!r} has no 'type'; known types: {sorted(BACKENDS)}")
+        backend = BACKENDS.get(llm_type.lower())
+        if backend is None:
+            raise ValueError(f"unknown llm type {llm_type!r} for {model_name!r}; known types: {sorted(BACKENDS)}")
+        if backend.builder is None:
+            extra = f"the extra `pip install 'raygent[{backend.extra}]'` and " if backend.extra else ""
+            raise UnsupportedBackendError(
+                f"llm type {llm_type!r} (config {model_name!r}) is not available in this build of raygent yet: "
+                f"it arrives with the LLM-pool backends and will need {extra}{backend.needs}. For now use type "
+                f"'llama_cpp' (the embedded Qwen2.5 GGUF models, or any GGUF file via `path`)."
+            )
+        spec = backend.builder(model_name, entry)
+        spec.params, spec.ignored_generate_cfg = generation_params(entry.get("generate_cfg"))
+        return spec.build(**overrides)
+
+
+def format_name(fmt: Any) -> Any:
+    """Seed generator names become raygent format names; formats pass through."""
+    return format_for_prompt_generator(fmt) if isinstance(fmt, str) else fmt
+
+
+def _entry(model_name: str, cfg: Config | dict[str, Any] | None) -> dict[str, Any]:
+    if cfg is None:
+        from raygent.llm_pool.embedded import EMBEDDED_MODELS
+
+        if model_name in EMBEDDED_MODELS:
+            return {"type": "embedded", "model": model_name}
+        if os.path.isfile(os.path.expanduser(model_name)):
+            return {"type": "gguf", "path": model_name}
+        raise ValueError(f"no config given and {model_name!r} is neither an embedded model "
+                         f"({sorted(EMBEDDED_MODELS)}) nor a GGUF file")
+    data = cfg.to_dict() if isinstance(cfg, Config) else dict(cfg)
+    if model_name in data and isinstance(data[model_name], dict):
+        return dict(data[model_name])
+    if "type" in data:  # a single entry was passed
+        return data
+    raise KeyError(f"model {model_name!r} is not in the model config; available: {sorted(data)}")

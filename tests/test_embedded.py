@@ -1,0 +1,104 @@
+"""The embedded default model (Qwen2.5-Coder-0.5B-Instruct GGUF on llama.cpp), for real.
+
+Decoding is greedy (temperature 0, fixed seed), so these runs are reproducible on one build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from raygent import Agent
+from raygent.llm_pool import embedded
+from raygent.llm_pool.embedded import EmbeddedModelError, ensure_embedded_model, resolve_model_path
+from raygent.schema import GenerationParams, Message
+from raygent.toolhub.builtin import default_tools
+
+pytestmark = pytest.mark.model
+
+SEED_TASK = "使用地址识别模型，从下面的地址中找到省市区等元素，地址：浙江杭州市江干区九堡镇三村村一区"
+
+
+def test_assembled_model_is_cached_and_verified(tmp_path):
+    path = ensure_embedded_model(cache_dir=tmp_path)
+    assert path.name == "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" and path.stat().st_size > 300_000_000
+    assert path.with_suffix(".sha256").read_text() == embedded.EMBEDDED_MODELS[embedded.DEFAULT_MODEL].sha256
+    mtime = path.stat().st_mtime
+    assert ensure_embedded_model(cache_dir=tmp_path) == path and path.stat().st_mtime == mtime  # not rebuilt
+
+
+def test_corrupt_chunk_is_refused_with_a_reinstall_hint(tmp_path, monkeypatch):
+    chunk = tmp_path / "part01.bin"
+    chunk.write_bytes(b"not a model")
+    monkeypatch.setattr(embedded, "_chunk_files", lambda model: [chunk])
+    with pytest.raises(EmbeddedModelError, match="a chunk package is corrupt. Reinstall: pip install --force-reinstall"):
+        ensure_embedded_model(cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "models").glob("*.gguf"))  # nothing half-written is left behind
+
+
+def test_missing_chunk_package_names_the_install_command(monkeypatch):
+    model = embedded.EMBEDDED_MODELS[embedded.DEFAULT_MODEL]
+    broken = embedded.EmbeddedModel(model.name, model.filename, ("raygent_no_such_part1",), model.sha256, "llama")
+    with pytest.raises(EmbeddedModelError, match=r"'raygent_no_such_part1' is not installed. Install it with: pip"):
+        embedded._chunk_files(broken)
+
+
+def test_unknown_model_path_is_a_clear_error():
+    with pytest.raises(EmbeddedModelError, match="neither an existing GGUF file nor an embedded model"):
+        resolve_model_path("/nowhere/model.gguf")
+
+
+async def test_seed_single_step_example(embedded_llm):
+    result = await Agent(llm=embedded_llm, tools=default_tools()).run(SEED_TASK)
+    assert result.stop_reason == "answer"
+    call = result.tool_calls[0]
+    assert call.name == "address_parse" and call.error is None
+    assert {"province": "浙江省", "city": "杭州市", "district": "江干区"}.items() <= call.result.items()
+    for element in ("浙江省", "杭州市", "江干区", "九堡镇"):
+        assert element in result.answer
+    assert result.model == "qwen2.5-coder-0.5b-instruct"
+
+
+async def test_multi_turn_follow_up_refers_to_previous_turn(embedded_llm):
+    agent = Agent(llm=embedded_llm, tools=default_tools())
+    first = await agent.run("What is 120/8?")
+    assert first.tool_calls[0].result["result"] == 15
+    follow_up = await agent.run("Now add 5 to that result.")
+    assert [c.name for c in follow_up.tool_calls] == ["calculator"]
+    assert follow_up.tool_calls[0].result["result"] == 20 and "20" in follow_up.answer
+
+
+async def test_tool_choice_required_named_and_none(embedded_llm):
+    tools = [t.spec for t in default_tools()]
+    hello = [Message.user("Hello there!")]
+    required = await embedded_llm.chat(hello, tools, GenerationParams(tool_choice="required"))
+    assert len(required.tool_calls) == 1 and required.finish_reason == "tool_calls"
+    named = await embedded_llm.chat([Message.user("What is 6 times 7?")], tools,
+                                    GenerationParams(tool_choice="calculator"))
+    assert named.tool_calls[0].name == "calculator" and "6" in named.tool_calls[0].arguments["expression"]
+    none = await embedded_llm.chat([Message.user("What is 6 times 7?")], tools, GenerationParams(tool_choice="none"))
+    assert none.tool_calls == [] and none.text
+
+
+async def test_unchanged_prefix_reuses_the_kv_cache(embedded_llm):
+    tools = [t.spec for t in default_tools()]
+    first = await embedded_llm.chat([Message.user("What is 2+2?")], tools)
+    second = await embedded_llm.chat([Message.user("What is 3+3?")], tools)
+    # system prompt, tool section and exemplars are shared: only the new user turn is evaluated
+    assert second.usage.cached_prompt_tokens >= second.usage.prompt_tokens - 20
+    assert first.usage.prompt_tokens > 500
+
+
+async def test_streamed_answer_matches_the_final_answer(embedded_llm):
+    agent = Agent(llm=embedded_llm, tools=default_tools())
+    events = [e async for e in agent.stream("What is 23*47+12?")]
+    types = [e.type for e in events]
+    assert types[:2] == ["tool_call", "tool_result"] and types[-1] == "done"
+    streamed = "".join(e.text for e in events if e.type == "answer_delta")
+    assert streamed.strip() == events[-1].result.answer and "1093" in streamed
+
+
+async def test_context_overflow_is_a_clear_error_event(embedded_llm):
+    events = [e async for e in Agent(llm=embedded_llm).stream("word " * 5000)]
+    assert events[0].type == "error" and "exceeds the context window n_ctx=4096" in events[0].text
