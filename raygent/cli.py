@@ -18,6 +18,9 @@ def _build_components(args: argparse.Namespace) -> tuple[Any, Any]:
     from raygent.toolhub.builtin import default_tools
     from raygent.toolhub.registry import ToolRegistry
 
+    from raygent.llm_pool.embedded import resolve_model_path
+
+    resolve_model_path(args.model)  # fail fast, with the message that says what to install or fix
     llm_kwargs = {"model": args.model, "n_ctx": args.n_ctx, "format": args.format}
     if not args.remote:
         return LlamaCppChatModel(**llm_kwargs), ToolRegistry(default_tools())
@@ -64,6 +67,11 @@ async def _run(args: argparse.Namespace) -> int:
     if args.json:
         payload = result.to_json_dict()
         payload["seconds"] = round(time.perf_counter() - start, 3)
+        if args.remote:
+            import ray
+
+            payload["placement"] = {"llm": getattr(llm, "actor_name", None), "tools": getattr(tools, "actor_name", None),
+                                    "ray_address": ray.get_runtime_context().gcs_address}
         print(json.dumps(payload, ensure_ascii=False, default=str))
     else:
         print(f"\n-- {result.steps} step(s), {result.usage.total_tokens} tokens, "

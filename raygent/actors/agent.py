@@ -16,6 +16,7 @@ from raygent.llm_pool.base import as_params
 from raygent.schema import (
     AgentEvent,
     Artifact,
+    Delta,
     GenerationParams,
     Message,
     RunResult,
@@ -74,6 +75,7 @@ class Agent:
         self.max_steps = max_steps
         self.params = as_params(params)
         self.history: list[Message] = list(history or [])
+        self._model_name: str | None = None
 
     # -- public API ------------------------------------------------------------------------
     def reset(self) -> None:
@@ -85,7 +87,8 @@ class Agent:
 
     async def run(self, text: str, *, params: GenerationParams | dict | None = None) -> RunResult:
         result: RunResult | None = None
-        async for event in self.stream(text, params=params):
+        # no one reads token deltas here: a whole-reply `chat` is one actor round trip, not a stream
+        async for event in self.stream(text, params=params, token_stream=False):
             if event.type == "done":
                 result = event.result
         assert result is not None
@@ -101,7 +104,10 @@ class Agent:
             return [e async for e in self.stream(text, **kwargs)]
         return iter(_run_blocking(collect()))
 
-    async def stream(self, text: str, *, params: GenerationParams | dict | None = None) -> AsyncIterator[AgentEvent]:
+    async def stream(self, text: str, *, params: GenerationParams | dict | None = None,
+                     token_stream: bool = True) -> AsyncIterator[AgentEvent]:
+        """Run one user turn, yielding step events. With `token_stream=False` the model is asked for
+        whole replies (answer text then arrives as one answer_delta per step)."""
         base = as_params(params) if params is not None else self.params
         self.history.append(Message.user(text))
         usage = Usage()
@@ -111,7 +117,9 @@ class Agent:
         force_answer = False
         model = ""
         try:
-            model = await self.llm.get_model_name()
+            if self._model_name is None:
+                self._model_name = await self.llm.get_model_name()
+            model = self._model_name
             specs = await self.tools.list_specs()
         except Exception as exc:
             async for e in self._fail(0, f"agent setup failed: {type(exc).__name__}: {exc}", usage, records, model):
@@ -124,13 +132,18 @@ class Agent:
             answer_parts: list[str] = []
             final = None
             try:
-                async for delta in self.llm.stream(messages, specs or None, step_params):
-                    if delta.finish_reason is None:
-                        if delta.text:
-                            answer_parts.append(delta.text)
-                            yield AgentEvent(type="answer_delta", step=step, text=delta.text)
-                    else:
-                        final = delta
+                if token_stream:
+                    async for delta in self.llm.stream(messages, specs or None, step_params):
+                        if delta.finish_reason is None:
+                            if delta.text:
+                                answer_parts.append(delta.text)
+                                yield AgentEvent(type="answer_delta", step=step, text=delta.text)
+                        else:
+                            final = delta
+                else:
+                    c = await self.llm.chat(messages, specs or None, step_params)
+                    final = Delta(text=c.text, tool_calls=c.tool_calls, finish_reason=c.finish_reason, usage=c.usage,
+                                  parse_errors=c.parse_errors)
             except Exception as exc:
                 async for e in self._fail(step, f"model call failed: {type(exc).__name__}: {exc}", usage, records,
                                           model):

@@ -1,0 +1,88 @@
+"""The embedded default model on this machine: seconds per tool-calling turn, tokens/s, peak RSS.
+
+A "tool-calling turn" is one model call that must produce a tool call for a request (system
+prompt, tool section and exemplars unchanged between turns, as in an agent session). The
+baseline, measured in the same run, is the same turns with the KV cache cleared before each one
+(what a server without prefix reuse pays). Goal: median at most 1.5 s per tool call on 2 cores.
+
+Run: .venv/bin/python benchmarks/embedded_model.py [--model NAME_OR_GGUF]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import resource
+import statistics
+import time
+
+from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+from raygent.schema import GenerationParams, Message
+from raygent.toolhub.builtin import default_tools
+
+REQUESTS = [
+    ("使用地址识别模型，从下面的地址中找到省市区等元素，地址：浙江杭州市江干区九堡镇三村村一区", "address_parse"),
+    ("Parse this address: 上海市浦东新区张江镇祖冲之路100号", "address_parse"),
+    ("北京市海淀区中关村大街27号 是哪个区的？", "address_parse"),
+    ("What is 23*47+12?", "calculator"),
+    ("计算 3.5 乘以 4 再减去 2", "calculator"),
+    ("Compute 1234 * 5678", "calculator"),
+    ("今天几号？", "current_datetime"),
+    ("What day of the week is it today?", "current_datetime"),
+]
+
+
+async def turns(llm: LlamaCppChatModel, cold: bool) -> tuple[list[float], int]:
+    specs = [t.spec for t in default_tools()]
+    seconds, correct = [], 0
+    for text, gold in REQUESTS:
+        if cold:
+            llm._llama.reset()  # forget the cached prefix
+        start = time.perf_counter()
+        c = await llm.chat([Message.user(text)], specs, GenerationParams(max_tokens=128))
+        seconds.append(time.perf_counter() - start)
+        correct += bool(c.tool_calls) and c.tool_calls[0].name == gold
+    return seconds, correct
+
+
+async def main(model: str | None) -> None:
+    llm = LlamaCppChatModel(model)
+    t0 = time.perf_counter()
+    llama = llm.load()
+    load_s = time.perf_counter() - t0
+    # prompt throughput: a cold evaluation of the full agent prompt
+    specs = [t.spec for t in default_tools()]
+    prompt = llama.tokenize(llm.render_prompt([Message.user(REQUESTS[0][0])], specs).encode(), add_bos=False,
+                            special=True)
+    llama.reset()
+    t0 = time.perf_counter()
+    llama.eval(prompt)
+    prompt_tps = len(prompt) / (time.perf_counter() - t0)
+    # generation throughput: free text, no grammar
+    llama.reset()
+    t0 = time.perf_counter()
+    out = llama.create_completion("<|im_start|>user\nWrite a long story about a lighthouse.<|im_end|>\n"
+                                  "<|im_start|>assistant\n", max_tokens=128, temperature=0.0)
+    gen_s = time.perf_counter() - t0
+    n_prompt = out["usage"]["prompt_tokens"]
+    gen_tps = out["usage"]["completion_tokens"] / max(1e-9, gen_s - n_prompt / prompt_tps)
+    await turns(llm, cold=False)  # warm the shared prefix
+    warm, warm_ok = await turns(llm, cold=False)
+    cold, cold_ok = await turns(llm, cold=True)
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    print(f"machine: {platform.machine()} cpus={os.cpu_count()} threads={llm.n_threads}; model {llm.model_name}")
+    print(f"load {load_s:.2f} s; agent prompt {len(prompt)} tokens")
+    print(f"prompt eval {prompt_tps:.0f} tok/s; generation {gen_tps:.1f} tok/s")
+    print(f"tool-calling turn, prefix cached: median {statistics.median(warm):.2f} s "
+          f"(max {max(warm):.2f}), right tool {warm_ok}/{len(REQUESTS)}  (goal <= 1.5 s)")
+    print(f"baseline, cache cleared:          median {statistics.median(cold):.2f} s, right tool {cold_ok}/{len(REQUESTS)}")
+    print(f"ratio cached / cleared = {statistics.median(warm) / statistics.median(cold):.2f}")
+    print(f"peak RSS {rss_gb:.2f} GB")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None)
+    asyncio.run(main(parser.parse_args().model))
