@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from dotenv import load_dotenv
+
+    load_dotenv()  # API keys and RAY_ADDRESS may live in ./.env; the environment wins
     handler = {"run": _run, "chat": _chat, "tools": _tools}[args.command]
     try:
         return asyncio.run(handler(args))

@@ -54,7 +54,7 @@ class LlamaCppChatModel(ChatModel):
     few_shot: add one exemplar per offered tool (from ToolSpec.examples) to the system prompt.
     call_bias: logit bias towards opening a tool call on the first step after a user message
         (tool_choice "auto" only). Measured on a 12-case toy set with the 0.5B model: with no bias it
-        called the right tool on 2 of 8 requests that needed one, with 8.0 on 8 of 8 (and it also
+        called the right tool on 1 of 8 requests that needed one, with 8.0 on 8 of 8 (and it also
         called a tool on 3 of 4 chit-chat requests, then answered from the result). After a tool
         result no bias applies unless `followup_call_bias` is set.
     max_calls: calls allowed in one reply. 1 by default: the 0.5B model otherwise copies the

@@ -41,6 +41,13 @@ class ToolCallFormat(ABC):
     def render_messages(self, messages: list[Message], tools: list[ToolSpec] | None) -> list[dict[str, Any]]:
         """Structured messages (with tool_calls / tool results) -> [{'role','content'}] for a chat template."""
 
-    @abstractmethod
     def parse(self, text: str, tools: list[ToolSpec] | None = None) -> ParsedReply:
         """Read a raw completion. Never raises: unreadable calls become `errors`."""
+        try:
+            return self._parse(text or "", tools)
+        except Exception as e:  # a parser bug must not stop an agent: report it instead
+            return ParsedReply(text=(text or "").strip(), errors=[f"Could not read the reply: {e}."])
+
+    @abstractmethod
+    def _parse(self, text: str, tools: list[ToolSpec] | None) -> ParsedReply:
+        """The format's own reading of a reply (may raise; `parse` guards it)."""

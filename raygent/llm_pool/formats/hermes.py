@@ -70,12 +70,6 @@ class HermesFormat(ToolCallFormat):
         )
         return with_tools_section(turns, self.render_tools(tools or []))
 
-    def parse(self, text: str, tools: list[ToolSpec] | None = None) -> ParsedReply:
-        try:
-            return self._parse(text or "", tools)
-        except Exception as e:  # parse must never raise; report instead
-            return ParsedReply(text=(text or "").strip(), errors=[f"Could not read the reply: {e}."])
-
     def _parse(self, text: str, tools: list[ToolSpec] | None) -> ParsedReply:
         invented = _RESPONSE.search(text)
         if invented and _OPEN.search(text, 0, invented.start()):  # a result written before the tool ran

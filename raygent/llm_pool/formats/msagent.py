@@ -71,12 +71,6 @@ class MSAgentFormat(ToolCallFormat):
         )
         return with_tools_section(turns, self.render_tools(tools or []))
 
-    def parse(self, text: str, tools: list[ToolSpec] | None = None) -> ParsedReply:
-        try:
-            return self._parse(text or "", tools)
-        except Exception as e:  # parse must never raise; report instead
-            return ParsedReply(text=(text or "").strip(), errors=[f"Could not read the reply: {e}."])
-
     def _parse(self, text: str, tools: list[ToolSpec] | None) -> ParsedReply:
         calls: list[ToolCall] = []
         errors: list[str] = []

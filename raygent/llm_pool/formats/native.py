@@ -20,5 +20,5 @@ class NativeFormat(ToolCallFormat):
     def render_messages(self, messages: list[Message], tools: list[ToolSpec] | None) -> list[dict[str, Any]]:
         return [m.to_openai() for m in messages]
 
-    def parse(self, text: str, tools: list[ToolSpec] | None = None) -> ParsedReply:
-        return ParsedReply(text=text or "")
+    def _parse(self, text: str, tools: list[ToolSpec] | None) -> ParsedReply:
+        return ParsedReply(text=text)

@@ -88,12 +88,6 @@ class ReActFormat(ToolCallFormat):
         turns = render_turns(messages, self._render_assistant, lambda m: f"Observation: {m.content or ''}")
         return with_tools_section(turns, self.render_tools(tools or []))
 
-    def parse(self, text: str, tools: list[ToolSpec] | None = None) -> ParsedReply:
-        try:
-            return self._parse(text or "", tools)
-        except Exception as e:  # parse must never raise; report instead
-            return ParsedReply(text=(text or "").strip(), errors=[f"Could not read the reply: {e}."])
-
     def _parse(self, text: str, tools: list[ToolSpec] | None) -> ParsedReply:
         marks = list(_LABEL.finditer(text))
         sections = [
