@@ -18,7 +18,7 @@ T = TypeVar("T")
 _DEFAULT_NAMESPACE = "raygent"
 
 
-class RuntimeError_(RuntimeError):
+class RayUnavailableError(RuntimeError):
     """Ray is missing or cannot be reached."""
 
 
@@ -26,7 +26,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - ray is a core dependency
-        raise RuntimeError_("Ray is not installed: pip install 'ray[serve]'") from exc
+        raise RayUnavailableError("Ray is not installed: pip install 'ray[serve]'") from exc
     return ray
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from raygent.llm_pool.base import as_params
@@ -231,5 +231,3 @@ def _run_blocking(coro: Any) -> Any:
         return asyncio.run(coro)
     raise RuntimeError("run_sync/stream_sync cannot be used inside a running event loop; await run()/stream()")
 
-
-AgentFactory = Callable[[], Agent]
