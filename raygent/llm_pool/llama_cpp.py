@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from raygent.llm_pool.base import ChatModel, as_params
 from raygent.llm_pool.embedded import DEFAULT_MODEL, EMBEDDED_MODELS, resolve_model_path
 from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import tool_call_grammar
+from raygent.llm_pool.lazy_decode import LazyGrammarDecoder
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolCall, ToolSpec, Usage
 
 # Exemplar conversations shown after the tools' own examples. Those with tool responses teach the
@@ -152,15 +153,12 @@ class LlamaCppChatModel(ChatModel):
         plain = self.format.render_messages(msgs, offered or None)
         return self._template.render(messages=plain, add_generation_prompt=True, bos_token="", eos_token="")
 
-    def _grammar(self, tools: Sequence[ToolSpec], tool_choice: str) -> Any:
+    def _grammar(self, tools: Sequence[ToolSpec], tool_choice: str) -> str | None:
         if not self.use_grammar or not tools:
             return None
         key = (tool_choice, tuple(t.model_dump_json() for t in tools))
         if key not in self._grammar_cache:
-            from llama_cpp import LlamaGrammar
-
-            text = tool_call_grammar(tools, tool_choice, max_calls=self.max_calls)
-            self._grammar_cache[key] = LlamaGrammar.from_string(text, verbose=False) if text else None
+            self._grammar_cache[key] = tool_call_grammar(tools, tool_choice, max_calls=self.max_calls)
         return self._grammar_cache[key]
 
     # -- generation ------------------------------------------------------------------------
@@ -175,14 +173,40 @@ class LlamaCppChatModel(ChatModel):
         cached = _common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
         stop = list(dict.fromkeys([*params.stop, *self.format.stop, "<|im_end|>", "<|endoftext|>"]))
         grammar = self._grammar(list(tools or []), params.tool_choice)
-        logit_bias = None
+        first_token_bias = None
         if grammar is not None and params.tool_choice == "auto" and messages:
             bias = self.call_bias if messages[-1].role == "user" else self.followup_call_bias
             if bias:
-                logit_bias = {tok: bias for tok in self._call_start_tokens()}
+                first_token_bias = {tok: bias for tok in self._call_start_tokens()}
         kwargs = dict(prompt=tokens, max_tokens=params.max_tokens, temperature=params.temperature,
-                      top_p=params.top_p, stop=stop, seed=params.seed, grammar=grammar, logit_bias=logit_bias)
+                      top_p=params.top_p, stop=stop, seed=params.seed, grammar=grammar,
+                      first_token_bias=first_token_bias)
         return kwargs, cached
+
+    def _generate(self, kwargs: dict[str, Any]) -> Iterator[tuple[str, str | None, int]]:
+        """Yield (text piece, finish reason or None, tokens so far). Runs in a worker thread.
+
+        Greedy requests use the lazy-grammar decoder (same output, grammar checked on the chosen
+        token only); sampled ones use llama-cpp-python's sampler chain, where a logit bias applies
+        to every token rather than only the first.
+        """
+        if kwargs["temperature"] <= 0:
+            with LazyGrammarDecoder(self._llama, kwargs["grammar"]) as decoder:
+                for piece, finish in decoder.generate(kwargs["prompt"], max_tokens=kwargs["max_tokens"],
+                                                      stop=kwargs["stop"], first_token_bias=kwargs["first_token_bias"]):
+                    yield piece, finish, decoder.n_generated
+            return
+        from llama_cpp import LlamaGrammar
+
+        grammar = LlamaGrammar.from_string(kwargs["grammar"], verbose=False) if kwargs["grammar"] else None
+        n = 0
+        for chunk in self._llama.create_completion(
+                prompt=kwargs["prompt"], max_tokens=kwargs["max_tokens"], temperature=kwargs["temperature"],
+                top_p=kwargs["top_p"], stop=kwargs["stop"], seed=kwargs["seed"], grammar=grammar,
+                logit_bias=kwargs["first_token_bias"], stream=True):
+            n += 1
+            choice = chunk["choices"][0]
+            yield choice.get("text") or "", choice.get("finish_reason"), n
 
     def _call_start_tokens(self) -> list[int]:
         """Tokens that open a Hermes call: '<' (the grammar spells tags character by character)."""
@@ -208,12 +232,14 @@ class LlamaCppChatModel(ChatModel):
         p = as_params(params)
         async with self._lock_for_loop():
             kwargs, cached = await asyncio.to_thread(self._prepare, messages, tools, p)
-            out = await asyncio.to_thread(self._llama.create_completion, **kwargs)
-        choice = out["choices"][0]
-        u = out["usage"]
-        usage = Usage(prompt_tokens=u["prompt_tokens"], completion_tokens=u["completion_tokens"],
-                      total_tokens=u["total_tokens"], cached_prompt_tokens=cached)
-        return self._finish(choice["text"], choice.get("finish_reason"), usage, tools, p.tool_choice)
+            pieces = await asyncio.to_thread(lambda: list(self._generate(kwargs)))
+        raw = "".join(piece for piece, _, _ in pieces)
+        finish = next((f for _, f, _ in reversed(pieces) if f), None)
+        n_out = pieces[-1][2] if pieces else 0
+        n_prompt = len(kwargs["prompt"])
+        usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out,
+                      cached_prompt_tokens=cached)
+        return self._finish(raw, finish, usage, tools, p.tool_choice)
 
     async def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
                      params: GenerationParams | dict | None = None) -> AsyncIterator[Delta]:
@@ -228,8 +254,8 @@ class LlamaCppChatModel(ChatModel):
 
             def produce() -> None:
                 try:
-                    for chunk in self._llama.create_completion(stream=True, **kwargs):
-                        loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                    for item in self._generate(kwargs):
+                        loop.call_soon_threadsafe(queue.put_nowait, item)
                 except BaseException as exc:  # surfaced in the consumer
                     loop.call_soon_threadsafe(queue.put_nowait, exc)
                 finally:
@@ -245,10 +271,9 @@ class LlamaCppChatModel(ChatModel):
                     break
                 if isinstance(item, BaseException):
                     raise item
-                choice = item["choices"][0]
-                raw += choice.get("text") or ""
-                n_out += 1
-                finish = choice.get("finish_reason") or finish
+                piece, piece_finish, n_out = item
+                raw += piece
+                finish = piece_finish or finish
                 if looks_like_call is None and raw.strip():
                     looks_like_call = raw.lstrip()[:1] in ("<", "{", "`") or raw.lstrip().startswith(
                         ("Action:", "Thought:"))

@@ -1,0 +1,122 @@
+"""Greedy decoding under a grammar, checking the grammar lazily.
+
+llama-cpp-python applies a grammar to every vocabulary entry at every step (about 17 ms per token
+for Qwen's 151k-token vocabulary on 2 cores, measured: 44 vs 27 ms per token). Under greedy
+decoding only the arg-max token matters, so this decoder first asks the grammar about that one
+token and falls back to filtering the whole vocabulary only when it is rejected (the approach of
+llama.cpp's own common sampler). The result is identical to full filtering; only the cost changes.
+A logit bias can be limited to the first generated token (see `LlamaCppChatModel.call_bias`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+
+class LazyGrammarDecoder:
+    """Runs one greedy, grammar-constrained generation on a loaded `llama_cpp.Llama`."""
+
+    def __init__(self, llama: Any, grammar_text: str | None):
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self.llama = llama
+        self.n_vocab = llama.n_vocab()
+        self.vocab = llama._model.vocab
+        self.sampler = None
+        if grammar_text:
+            self.sampler = llama_cpp.llama_sampler_init_grammar(self.vocab, grammar_text.encode("utf-8"), b"root")
+            if not self.sampler:
+                raise ValueError("llama.cpp rejected the grammar")
+        self._one = (llama_cpp.llama_token_data * 1)()
+        self._all: Any = None
+        self.n_generated = 0
+
+    def close(self) -> None:
+        if self.sampler is not None:
+            self._lib.llama_sampler_free(self.sampler)
+            self.sampler = None
+
+    def _allowed(self, token: int, logit: float) -> bool:
+        self._one[0].id, self._one[0].logit, self._one[0].p = token, logit, 0.0
+        arr = self._lib.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
+        self._lib.llama_sampler_apply(self.sampler, ctypes.byref(arr))
+        return math.isfinite(self._one[0].logit)
+
+    def _best_allowed(self, logits: np.ndarray) -> int:
+        if self._all is None:
+            self._all = (self._lib.llama_token_data * self.n_vocab)()
+            view = np.ctypeslib.as_array(self._all)
+            view["id"] = np.arange(self.n_vocab, dtype=np.int32)
+        view = np.ctypeslib.as_array(self._all)
+        view["logit"] = logits
+        view["p"] = 0.0
+        arr = self._lib.llama_token_data_array(data=self._all, size=self.n_vocab, selected=-1, sorted=False)
+        self._lib.llama_sampler_apply(self.sampler, ctypes.byref(arr))
+        filtered = view["logit"]
+        best = int(np.argmax(filtered))
+        if not math.isfinite(float(filtered[best])):
+            raise RuntimeError("the grammar allows no token here (model output cannot continue)")
+        return best
+
+    def _choose(self, logits: np.ndarray) -> int:
+        token = int(np.argmax(logits))
+        if self.sampler is None or self._allowed(token, float(logits[token])):
+            return token
+        return self._best_allowed(logits)
+
+    def _logits(self) -> np.ndarray:
+        ptr = self._lib.llama_get_logits_ith(self.llama._ctx.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def generate(self, prompt: list[int], *, max_tokens: int, stop: list[str],
+                 first_token_bias: dict[int, float] | None = None) -> Iterator[tuple[str, str | None]]:
+        """Yield (text piece, finish_reason or None); the last item carries 'stop' or 'length'."""
+        llama = self.llama
+        cached = 0
+        for a, b in zip(llama.input_ids[: llama.n_tokens].tolist(), prompt):
+            if a != b:
+                break
+            cached += 1
+        cached = min(cached, len(prompt) - 1)  # always evaluate at least one token for fresh logits
+        llama.n_tokens = cached
+        llama.eval(prompt[cached:])
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text, emitted = "", 0
+        hold = max((len(s) for s in stop), default=0)
+        for i in range(max_tokens):
+            logits = self._logits()
+            if i == 0 and first_token_bias:
+                logits = logits.copy()
+                for tok, bias in first_token_bias.items():
+                    logits[tok] += bias
+            token = self._choose(logits)
+            self.n_generated += 1
+            if self._lib.llama_vocab_is_eog(self.vocab, token):
+                yield text[emitted:], "stop"
+                return
+            if self.sampler is not None:
+                self._lib.llama_sampler_accept(self.sampler, token)
+            text += decoder.decode(llama.detokenize([token], special=False))
+            cut = min((text.find(s) for s in stop if s in text), default=-1)
+            if cut >= 0:
+                yield text[emitted:cut], "stop"
+                return
+            safe = len(text) - hold
+            if safe > emitted:
+                yield text[emitted:safe], None
+                emitted = safe
+            llama.eval([token])
+        yield text[emitted:], "length"
+
+    def __enter__(self) -> LazyGrammarDecoder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
