@@ -88,3 +88,18 @@ async def test_unknown_method_on_proxy_is_a_clear_attribute_error(ray_cluster):
     with pytest.raises(AttributeError, match="remote component has no public method 'fly'"):
         tools.fly
     runtime.kill(tools)
+
+
+@pytest.mark.model
+async def test_embedded_model_run_is_identical_in_process_and_as_actors(ray_cluster, embedded_llm):
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+
+    task = "使用地址识别模型，从下面的地址中找到省市区等元素，地址：浙江杭州市江干区九堡镇三村村一区"
+    local = await Agent(llm=embedded_llm, tools=default_tools()).run(task)
+    llm = runtime.deploy(LlamaCppChatModel, remote=True, runtime_env={"env_vars": {"OMP_NUM_THREADS": "2"}})
+    tools = runtime.deploy(ToolRegistry, default_tools(), remote=True)
+    remote = await Agent(llm=llm, tools=tools).run(task)
+    assert [c.model_dump() for c in remote.tool_calls] == [c.model_dump() for c in local.tool_calls]
+    assert remote.answer == local.answer and remote.tool_calls[0].name == "address_parse"
+    runtime.kill(llm)
+    runtime.kill(tools)
