@@ -16,9 +16,8 @@ from raygent.schema import AgentEvent
 def _build_components(args: argparse.Namespace) -> tuple[Any, Any]:
     from raygent.llm_pool.llama_cpp import LlamaCppChatModel
     from raygent.toolhub.builtin import default_tools
-    from raygent.toolhub.registry import ToolRegistry
-
     from raygent.llm_pool.embedded import resolve_model_path
+    from raygent.toolhub.registry import ToolRegistry
 
     resolve_model_path(args.model)  # fail fast, with the message that says what to install or fix
     llm_kwargs = {"model": args.model, "n_ctx": args.n_ctx, "format": args.format}

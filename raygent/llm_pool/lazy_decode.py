@@ -19,6 +19,16 @@ from typing import Any
 import numpy as np
 
 
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the shared token prefix: what the KV cache already holds of a new prompt."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class LazyGrammarDecoder:
     """Runs one greedy, grammar-constrained generation on a loaded `llama_cpp.Llama`."""
 
@@ -79,11 +89,7 @@ class LazyGrammarDecoder:
                  first_token_bias: dict[int, float] | None = None) -> Iterator[tuple[str, str | None]]:
         """Yield (text piece, finish_reason or None); the last item carries 'stop' or 'length'."""
         llama = self.llama
-        cached = 0
-        for a, b in zip(llama.input_ids[: llama.n_tokens].tolist(), prompt):
-            if a != b:
-                break
-            cached += 1
+        cached = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), prompt)
         cached = min(cached, len(prompt) - 1)  # always evaluate at least one token for fresh logits
         llama.n_tokens = cached
         llama.eval(prompt[cached:])
@@ -112,7 +118,8 @@ class LazyGrammarDecoder:
             if safe > emitted:
                 yield text[emitted:safe], None
                 emitted = safe
-            llama.eval([token])
+            if i + 1 < max_tokens:  # the last token's logits would never be read
+                llama.eval([token])
         yield text[emitted:], "length"
 
     def __enter__(self) -> LazyGrammarDecoder:

@@ -20,7 +20,7 @@ from raygent.llm_pool.base import ChatModel, as_params
 from raygent.llm_pool.embedded import DEFAULT_MODEL, EMBEDDED_MODELS, resolve_model_path
 from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import tool_call_grammar
-from raygent.llm_pool.lazy_decode import LazyGrammarDecoder
+from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolCall, ToolSpec, Usage
 
 # Exemplar conversations shown after the tools' own examples. Those with tool responses teach the
@@ -170,7 +170,7 @@ class LlamaCppChatModel(ChatModel):
         if len(tokens) + params.max_tokens > self.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens plus max_tokens {params.max_tokens} exceeds the "
                              f"context window n_ctx={self.n_ctx}; shorten the history or raise n_ctx")
-        cached = _common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        cached = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
         stop = list(dict.fromkeys([*params.stop, *self.format.stop, "<|im_end|>", "<|endoftext|>"]))
         grammar = self._grammar(list(tools or []), params.tool_choice)
         first_token_bias = None
@@ -288,15 +288,6 @@ class LlamaCppChatModel(ChatModel):
         # a held-back reply (tool calls, maybe with a thought) arrives whole in the final delta
         yield Delta(text=completion.text if looks_like_call else "", tool_calls=completion.tool_calls,
                     finish_reason=completion.finish_reason, usage=usage, parse_errors=completion.parse_errors)
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _raise_template_error(message: str) -> None:
