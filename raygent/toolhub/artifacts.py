@@ -20,6 +20,11 @@ from raygent.schema import Artifact
 
 ArtifactKind = Literal["audio", "image", "video", "file"]
 
+# mimetypes' tables differ by platform (some lack audio/wav); these are the types tools produce
+_SUFFIXES = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/mpeg": ".mp3", "image/png": ".png",
+             "image/jpeg": ".jpg", "image/webp": ".webp", "video/mp4": ".mp4", "application/pdf": ".pdf",
+             "text/plain": ".txt", "application/json": ".json"}
+
 
 def default_artifact_dir() -> Path:
     """$RAYGENT_ARTIFACTS, else $RAYGENT_HOME/artifacts, else $XDG_CACHE_HOME/raygent/artifacts."""
@@ -86,7 +91,7 @@ class ArtifactStore:
     def save_bytes(self, data: bytes, *, suffix: str = "", mime_type: str | None = None,
                    kind: ArtifactKind | None = None, metadata: dict[str, Any] | None = None) -> Artifact:
         if not suffix and mime_type:
-            suffix = mimetypes.guess_extension(mime_type) or ""
+            suffix = _SUFFIXES.get(mime_type) or mimetypes.guess_extension(mime_type) or ""
         path = self._target(suffix)
         tmp = path.with_name(path.name + ".part")
         tmp.write_bytes(data)
