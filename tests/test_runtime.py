@@ -103,3 +103,55 @@ async def test_embedded_model_run_is_identical_in_process_and_as_actors(ray_clus
     assert remote.answer == local.answer and remote.tool_calls[0].name == "address_parse"
     runtime.kill(llm)
     runtime.kill(tools)
+
+
+def _flaky_component():
+    """A component for the fast-lane tests (defined locally so Ray ships it by value)."""
+
+    class Flaky:
+        async def echo(self, value):
+            return value
+
+        async def fail(self):
+            raise ValueError("bad value from the component")
+
+        async def die(self):
+            import os
+
+            os._exit(1)
+
+    return Flaky
+
+
+async def test_fast_lane_gives_the_same_run_as_normal_actor_calls(ray_cluster):
+    llm = runtime.deploy(ScriptedChatModel, SCRIPT, remote=True, fast_lane=True)
+    tools = runtime.deploy(ToolRegistry, default_tools(), remote=True, fast_lane=True)
+    result = await Agent(llm=llm, tools=tools).run("go")
+    local = await Agent(llm=ScriptedChatModel(SCRIPT), tools=default_tools()).run("go")
+    assert [c.model_dump() for c in result.tool_calls] == [c.model_dump() for c in local.tool_calls]
+    assert llm._lane._graph is not None  # the calls really went over the compiled graph
+    runtime.kill(llm)
+    runtime.kill(tools)
+
+
+async def test_fast_lane_errors_and_death(ray_cluster):
+    comp = runtime.deploy(_flaky_component(), remote=True, fast_lane=True, max_restarts=1)
+    assert await comp.echo({"a": [1, 2]}) == {"a": [1, 2]}
+    # a component exception arrives as on the normal path, and the lane keeps working
+    with pytest.raises(ValueError, match="bad value from the component"):
+        await comp.fail()
+    assert await comp.echo("still here") == "still here"
+    # the actor dies mid-call: a clear error, never a hang; then normal calls reach the restarted actor
+    with pytest.raises(runtime.ComponentUnavailableError, match="unreachable during a call"):
+        await comp.die()
+    assert await comp.echo("after restart") == "after restart"
+    runtime.kill(comp)
+
+
+async def test_concurrent_calls_do_not_queue_behind_the_lane(ray_cluster):
+    import asyncio
+
+    comp = runtime.deploy(_flaky_component(), remote=True, fast_lane=True)
+    results = await asyncio.gather(*(comp.echo(i) for i in range(20)))
+    assert results == list(range(20))
+    runtime.kill(comp)
