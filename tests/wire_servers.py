@@ -139,3 +139,38 @@ def openai_chunk(delta: dict[str, Any] | None, finish: str | None = None, *, usa
 
 def openai_error(message: str, type: str, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": None, "code": code}}
+
+
+# -- DashScope native text-generation shapes ---------------------------------------------------------
+DASHSCOPE_PATH = "/api/v1/services/aigc/text-generation/generation"
+
+
+def dashscope_output(content: str = "", tool_calls: list[dict] | None = None, finish: str = "stop",
+                     usage: tuple[int, int] = (12, 5)) -> dict[str, Any]:
+    """A non-streamed DashScope reply with result_format="message"."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {"output": {"choices": [{"finish_reason": finish, "message": message}]},
+            "usage": {"input_tokens": usage[0], "output_tokens": usage[1], "total_tokens": sum(usage)},
+            "request_id": "req-test-1"}
+
+
+def dashscope_event(n: int, content: str = "", tool_calls: list[dict] | None = None, finish: str = "null",
+                    usage: tuple[int, int] = (12, 1)) -> str:
+    """One SSE event as DashScope frames it (id, event:result, :HTTP_STATUS comment, data)."""
+    body = dashscope_output(content, tool_calls, finish, usage)
+    import json as _json
+
+    return f"id:{n}\nevent:result\n:HTTP_STATUS/200\ndata:" + _json.dumps(body, ensure_ascii=False)
+
+
+def dashscope_error_event(n: int, status: int, code: str, message: str) -> str:
+    import json as _json
+
+    return (f"id:{n}\nevent:error\n:HTTP_STATUS/{status}\nstatus:{status}\ndata:"
+            + _json.dumps({"code": code, "message": message, "request_id": "req-test-err"}))
+
+
+def dashscope_error(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message, "request_id": "req-test-err"}

@@ -27,11 +27,11 @@ from raygent.llm_pool.errors import (
     BackendServerError,
 )
 from raygent.llm_pool.formats import ToolCallFormat, get_format
+from raygent.llm_pool.text_tools import opens_like_call, parse_completion, render_plain
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolSpec
 
 OPENAI_URL = "https://api.openai.com/v1"
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
-_CALL_OPENERS = ("<", "{", "`", "Action:", "Thought:", "<|startofthink|>")
 
 
 def _is_local(url: str) -> bool:
@@ -122,12 +122,10 @@ class OpenAICompatibleChatModel(ChatModel):
             body = wire.to_request(messages, tools, params, model=self.model, stream=stream,
                                    include_usage=self.stream_usage)
         else:
-            offered = list(tools or []) if params.tool_choice != "none" else []
-            plain = self.format.render_messages(list(messages), offered or None)
-            stop = list(dict.fromkeys([*params.stop, *(self.format.stop if offered else [])]))
+            plain, stop = render_plain(self.format, messages, tools, params)
             body = wire.to_request([], None, params.model_copy(update={"stop": stop}), model=self.model,
                                    stream=stream, include_usage=self.stream_usage)
-            body["messages"] = [{"role": m["role"], "content": m["content"]} for m in plain]
+            body["messages"] = plain
         return body
 
     def _kwargs(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -138,14 +136,7 @@ class OpenAICompatibleChatModel(ChatModel):
 
     def _parse_text(self, completion: Completion, tools: Sequence[ToolSpec] | None,
                     params: GenerationParams) -> Completion:
-        """Text formats: read tool calls out of the reply."""
-        if self.native_tools or not tools or params.tool_choice == "none":
-            return completion
-        parsed = self.format.parse(completion.text, list(tools))
-        reason = "tool_calls" if parsed.tool_calls else completion.finish_reason
-        return completion.model_copy(update={"text": parsed.text, "tool_calls": parsed.tool_calls,
-                                             "finish_reason": reason, "raw": completion.text,
-                                             "parse_errors": [*completion.parse_errors, *parsed.errors]})
+        return completion if self.native_tools else parse_completion(self.format, completion, tools, params)
 
     async def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
                    params: GenerationParams | dict | None = None) -> Completion:
@@ -179,7 +170,7 @@ class OpenAICompatibleChatModel(ChatModel):
                 if delta is None:
                     continue
                 if held is None and decoder.text.strip():
-                    held = decoder.text.lstrip().startswith(_CALL_OPENERS)
+                    held = opens_like_call(decoder.text)
                 if held is False:
                     yield Delta(text=decoder.text[emitted:])
                     emitted = len(decoder.text)
