@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     tcall.add_argument("name")
     tcall.add_argument("--args", default="{}", help="arguments as a JSON object")
     tcall.add_argument("--json", action="store_true")
+    from raygent.serve import cli as serve_cli
+
+    serve_cli.add_parser(sub)
     return parser
 
 
@@ -167,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     from dotenv import load_dotenv
 
     load_dotenv()  # API keys and RAY_ADDRESS may live in ./.env; the environment wins
-    handler = {"run": _run, "chat": _chat, "tools": _tools}[args.command]
+    from raygent.serve import cli as serve_cli
+
+    handler = {"run": _run, "chat": _chat, "tools": _tools, "serve": serve_cli.run}[args.command]
     try:
         return asyncio.run(handler(args))
     except KeyboardInterrupt:

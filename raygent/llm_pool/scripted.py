@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from raygent.llm_pool.base import ChatModel, as_params
@@ -15,11 +16,13 @@ class ScriptExhausted(RuntimeError):
 
 class ScriptedChatModel(ChatModel):
     """Replays `replies` in order. A str reply is parsed with `format` (so parser behaviour is
-    exercised exactly as with a real model); a Completion is returned as is."""
+    exercised exactly as with a real model); a Completion is returned as is. `delay_s` makes each
+    reply take that long (for concurrency and back-pressure tests)."""
 
     def __init__(self, replies: Sequence[str | Completion], *, format: str | ToolCallFormat = "hermes",
-                 model_name: str = "scripted"):
+                 model_name: str = "scripted", delay_s: float = 0.0):
         self.replies = list(replies)
+        self.delay_s = delay_s
         self.format = get_format(format)
         self.model_name = model_name
         self.requests: list[dict] = []
@@ -32,6 +35,8 @@ class ScriptedChatModel(ChatModel):
         if len(self.requests) > len(self.replies):
             raise ScriptExhausted(f"scripted model has only {len(self.replies)} replies")
         reply = self.replies[len(self.requests) - 1]
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if isinstance(reply, Completion):
             return reply
         parsed = self.format.parse(reply, list(tools) if tools else None)

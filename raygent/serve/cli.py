@@ -1,0 +1,36 @@
+"""`raygent serve`: the OpenAI-compatible API over the LLM pool, on local Ray or RAY_ADDRESS."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API (Ray Serve)")
+    p.add_argument("--config", default=None, help="serve config (YAML/JSON); default: the embedded model")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or the config's)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000, or the config's)")
+    p.add_argument("--replicas", type=int, default=None, help="replicas per model (overrides the config)")
+
+
+async def run(args: argparse.Namespace) -> int:
+    from raygent.serve import app
+
+    config = app.load_config(args.config) if args.config else app.default_config()
+    if args.replicas is not None:
+        for entry in config.models.values():
+            entry.pool.num_replicas = args.replicas
+            entry.pool.autoscaling = None
+    url = app.start(config, host=args.host, port=args.port)
+    print(f"raygent: serving {', '.join(sorted(config.models))} at {url} (OpenAI-compatible; Ctrl-C stops)",
+          flush=True)
+    try:
+        while True:
+            await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        print("raygent: stopping", file=sys.stderr)
+    return 0

@@ -1,0 +1,182 @@
+"""The LLM pool on Ray Serve: PooledLLM behaves like a local model; replicas, back-pressure, a killed
+replica, and the OpenAI-compatible HTTP ingress driven by the official openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+
+import httpx
+import pytest
+
+from raygent import Agent
+from raygent.llm_pool.pool import PoolBusyError, PooledLLM, PoolReplicaDiedError, delete_model, serve_model
+from raygent.llm_pool.scripted import ScriptedChatModel
+from raygent.schema import Message
+from raygent.toolhub.builtin import default_tools
+
+pytestmark = pytest.mark.ray
+
+
+def _call(name: str, **arguments) -> str:
+    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "\n</tool_call>"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def serve_port(ray_cluster):
+    from ray import serve
+
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
+    serve.shutdown()
+
+
+async def test_pooled_model_runs_an_agent_like_a_local_model(serve_port):
+    script = [_call("calculator", expression="17*23"), "17*23 = 391"]
+    pool = serve_model("t-agent", ScriptedChatModel, script, pool={"num_cpus": 0})
+    local = await Agent(llm=ScriptedChatModel(script), tools=default_tools()).run("what is 17*23?")
+    pooled = await Agent(llm=pool, tools=default_tools()).run("what is 17*23?")
+    assert [c.model_dump() for c in pooled.tool_calls] == [c.model_dump() for c in local.tool_calls]
+    assert pooled.tool_calls[0].result["result"] == 391 and pooled.answer == "17*23 = 391"
+    delete_model("t-agent")
+
+
+async def test_stream_through_the_handle(serve_port):
+    pool = serve_model("t-stream", ScriptedChatModel, ["streamed answer"], pool={"num_cpus": 0})
+    deltas = [d async for d in pool.stream([Message.user("hi")])]
+    assert deltas[0].text == "streamed answer" and deltas[-1].finish_reason == "stop"
+    delete_model("t-stream")
+
+
+async def test_requests_spread_over_replicas(serve_port):
+    pool = serve_model("t-replicas", ScriptedChatModel, ["x"] * 100,
+                       pool={"num_replicas": 2, "num_cpus": 0, "max_ongoing_requests": 1})
+    infos = await asyncio.gather(*(pool.replica_info() for _ in range(16)))
+    assert len({i["pid"] for i in infos}) == 2
+    delete_model("t-replicas")
+
+
+async def test_back_pressure_refuses_at_once_and_loses_nothing(serve_port):
+    pool = serve_model("t-busy", ScriptedChatModel, ["ok"] * 20, delay_s=1.0,
+                       pool={"num_cpus": 0, "max_ongoing_requests": 1, "max_queued_requests": 1})
+    outcomes = await asyncio.gather(*(pool.chat([Message.user(str(i))]) for i in range(6)), return_exceptions=True)
+    served = [o for o in outcomes if not isinstance(o, Exception)]
+    refused = [o for o in outcomes if isinstance(o, PoolBusyError)]
+    # what fits (one running, what the queue holds) is served; the rest get a clear refusal; nothing vanishes
+    assert len(served) >= 1 and len(refused) >= 3 and len(served) + len(refused) == 6, outcomes
+    assert all(o.text == "ok" for o in served)
+    assert "is full" in str(refused[0]) and refused[0].status == 429
+    delete_model("t-busy")
+
+
+async def test_killed_replica_mid_request_is_retried_never_hangs(serve_port):
+    pool = serve_model("t-kill", ScriptedChatModel, ["survived"] * 50, delay_s=1.5,
+                       pool={"num_replicas": 2, "num_cpus": 0, "max_ongoing_requests": 4, "retries": 3})
+    pids = {i["pid"] for i in await asyncio.gather(*(pool.replica_info() for _ in range(12)))}
+    assert len(pids) == 2
+    requests = [asyncio.ensure_future(pool.chat([Message.user(str(i))])) for i in range(4)]
+    await asyncio.sleep(0.5)  # both replicas are now inside their 1.5 s reply
+    os.kill(sorted(pids)[0], signal.SIGKILL)
+    outcomes = await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), timeout=60)
+    for o in outcomes:  # every request is answered (retried on the survivor) or fails clearly
+        assert not isinstance(o, Exception) or isinstance(o, PoolReplicaDiedError), o
+    assert sum(1 for o in outcomes if not isinstance(o, Exception) and o.text == "survived") >= 2
+    delete_model("t-kill")
+
+
+async def test_pooled_llm_is_picklable_for_agents_on_actors(serve_port):
+    import pickle
+
+    pool = serve_model("t-pickle", ScriptedChatModel, ["a"], pool={"num_cpus": 0})
+    clone = pickle.loads(pickle.dumps(pool))
+    assert isinstance(clone, PooledLLM) and (await clone.chat([Message.user("x")])).text == "a"
+    delete_model("t-pickle")
+
+
+# -- the OpenAI-compatible ingress ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def openai_url(serve_port):
+    from ray import serve
+
+    from raygent.serve.app import ModelEntry, ServeConfig, build_app
+
+    script = [_call("calculator", expression="2+3"), "The answer is 5."] * 20
+    config = ServeConfig(models={
+        "tiny": ModelEntry(model={"type": "scripted", "replies": script}, pool={"num_cpus": 0}),
+        "slow": ModelEntry(model={"type": "scripted", "replies": ["late"] * 5}, pool={"num_cpus": 0}),
+    }, api_keys=["sk-test"], max_body_bytes=20_000)
+    serve.run(build_app(config), name="raygent-openai-test", route_prefix="/")
+    yield f"http://127.0.0.1:{serve_port}/v1"
+    serve.delete("raygent-openai-test")
+
+
+CALC_TOOL = {"type": "function", "function": {
+    "name": "calculator", "description": "Evaluate arithmetic",
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}}}
+
+
+def test_openai_sdk_sync_tool_call_then_answer(openai_url):
+    import openai
+
+    client = openai.OpenAI(base_url=openai_url, api_key="sk-test", max_retries=0)
+    first = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "2+3?"}],
+                                           tools=[CALC_TOOL])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "calculator" and json.loads(call.function.arguments) == {"expression": "2+3"}
+    second = client.chat.completions.create(model="tiny", tools=[CALC_TOOL], messages=[
+        {"role": "user", "content": "2+3?"}, choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "5"}])
+    assert second.choices[0].message.content == "The answer is 5." and second.usage.total_tokens > 0
+    assert [m.id for m in client.models.list().data] == ["slow", "tiny"]
+
+
+async def test_openai_sdk_async_streaming_with_tool_call_deltas(openai_url):
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=openai_url, api_key="sk-test", max_retries=0)
+    stream = await client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "2+3?"}],
+                                                  tools=[CALC_TOOL], stream=True,
+                                                  stream_options={"include_usage": True})
+    name, args, finish, usage = "", "", None, None
+    async for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            for tc in choice.delta.tool_calls or []:
+                name += tc.function.name or ""
+                args += tc.function.arguments or ""
+            finish = choice.finish_reason or finish
+    assert name == "calculator" and json.loads(args) == {"expression": "2+3"} and finish == "tool_calls"
+    assert usage is not None and usage.completion_tokens > 0
+    await client.close()
+
+
+def test_openai_errors_have_openai_shape(openai_url):
+    import openai
+
+    client = openai.OpenAI(base_url=openai_url, api_key="sk-test", max_retries=0)
+    with pytest.raises(openai.NotFoundError, match="not served here"):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.AuthenticationError, match="API key"):
+        openai.OpenAI(base_url=openai_url, api_key="wrong", max_retries=0).models.list()
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        client.chat.completions.create(model="tiny", messages=[])
+    base = openai_url.rsplit("/v1", 1)[0]
+    r = httpx.post(f"{openai_url}/chat/completions", content=b"{not json", headers={"Authorization": "Bearer sk-test"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    r = httpx.post(f"{openai_url}/chat/completions", headers={"Authorization": "Bearer sk-test"},
+                   json={"model": "tiny", "messages": [{"role": "user", "content": "x" * 30_000}]})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    assert httpx.get(f"{base}/healthz").json() == {"status": "ok", "models": ["slow", "tiny"]}
