@@ -1,0 +1,158 @@
+"""Throughput of the LLM pool against raw llama.cpp, and the latency Serve adds per request.
+
+8 agent sessions (one tool-calling question each: a tool call, then the answer) on the embedded
+model, three ways:
+  (a) raw llama.cpp in one process, sessions one after another;
+  (b) raw llama.cpp in R processes (R = the pool's replicas), the sessions split between them;
+  (c) through the pool: R Serve replicas, the 8 sessions concurrently through PooledLLM.
+Each replica/process gets `--threads` llama.cpp threads (R x threads should equal the cores).
+Prints generated tokens/s for each, the ratios c/a and c/b (goal c/b >= 0.95), and Serve's added
+latency per request measured with a zero-time scripted model (pool round trip minus an in-process
+call; goal < 10 ms).
+
+Run: .venv/bin/python benchmarks/llm_pool.py [--sessions 8] [--replicas 2] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import time
+
+QUESTIONS = ["What is 17*23?", "What is 1234+4321?", "What is 99*99?", "What is 2**10?", "What is 365*24?",
+             "What is 81/9?", "What is 250-175?", "What is 12*12*12?", "What is 7*8*9?", "What is 1000-1?"]
+
+
+def _model(threads: int, n_ctx: int):
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+
+    return LlamaCppChatModel(n_threads=threads, n_ctx=n_ctx)
+
+
+async def _session(llm, question: str) -> int:
+    from raygent import Agent
+    from raygent.toolhub.builtin import default_tools
+
+    result = await Agent(llm=llm, tools=default_tools()).run(question, params={"max_tokens": 96})
+    return result.usage.completion_tokens
+
+
+async def _sequential(llm, questions: list[str]) -> int:
+    total = 0
+    for q in questions:
+        total += await _session(llm, q)
+    return total
+
+
+def _worker(args: tuple[list[str], int, int]) -> int:
+    questions, threads, n_ctx = args
+    llm = _model(threads, n_ctx)
+    llm.load()
+    return asyncio.run(_sequential(llm, questions))
+
+
+def raw_one_process(questions: list[str], threads: int, n_ctx: int) -> tuple[float, int]:
+    llm = _model(threads, n_ctx)
+    llm.load()
+    start = time.perf_counter()
+    tokens = asyncio.run(_sequential(llm, questions))
+    return time.perf_counter() - start, tokens
+
+
+def raw_processes(questions: list[str], processes: int, threads: int, n_ctx: int) -> tuple[float, int]:
+    shares = [questions[i::processes] for i in range(processes)]
+    with mp.get_context("spawn").Pool(processes) as pool:
+        # load the models first (not timed), as the pool's replicas are loaded before serving
+        pool.map(_warm, [(threads, n_ctx)] * processes)
+        start = time.perf_counter()
+        tokens = sum(pool.map(_worker, [(s, threads, n_ctx) for s in shares]))
+    return time.perf_counter() - start, tokens
+
+
+def _warm(args: tuple[int, int]) -> None:
+    _model(*args).load()
+
+
+async def through_pool(questions: list[str], replicas: int, threads: int, n_ctx: int) -> tuple[float, int]:
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+    from raygent.llm_pool.pool import delete_model, serve_model
+
+    pool = serve_model("bench-llm", LlamaCppChatModel, n_threads=threads, n_ctx=n_ctx,
+                       pool={"num_replicas": replicas, "num_cpus": threads, "max_ongoing_requests": 8})
+    start = time.perf_counter()
+    tokens = sum(await asyncio.gather(*(_session(pool, q) for q in questions)))
+    elapsed = time.perf_counter() - start
+    delete_model("bench-llm")
+    return elapsed, tokens
+
+
+async def serve_added_latency(requests: int) -> tuple[float, float]:
+    from raygent.llm_pool.pool import delete_model, serve_model
+    from raygent.llm_pool.scripted import ScriptedChatModel
+    from raygent.schema import Message
+
+    messages = [Message.user("ping")]
+    local = ScriptedChatModel(["pong"] * (requests + 20))
+    pool = serve_model("bench-latency", ScriptedChatModel, ["pong"] * (requests + 20), pool={"num_cpus": 0})
+    for _ in range(10):
+        await pool.chat(messages)
+        await local.chat(messages)
+    pooled, direct = [], []
+    for _ in range(requests):
+        t = time.perf_counter()
+        await pool.chat(messages)
+        pooled.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        await local.chat(messages)
+        direct.append(time.perf_counter() - t)
+    delete_model("bench-latency")
+    return statistics.median(pooled) * 1000, statistics.median(direct) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads per replica/process")
+    parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--latency-requests", type=int, default=300)
+    a = parser.parse_args()
+    questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(a.sessions)]
+
+    from raygent import runtime
+
+    print(f"machine: {platform.machine()} cpus={os.cpu_count()}; sessions={a.sessions} replicas={a.replicas} "
+          f"threads/replica={a.threads}")
+    ta, ka = raw_one_process(questions, a.threads * a.replicas, a.n_ctx)
+    print(f"(a) raw llama.cpp, 1 process x {a.threads * a.replicas} threads, sequential: "
+          f"{ka} tokens in {ta:.1f} s = {ka / ta:.2f} tok/s")
+    tb, kb = raw_processes(questions, a.replicas, a.threads, a.n_ctx)
+    print(f"(b) raw llama.cpp, {a.replicas} processes x {a.threads} threads: {kb} tokens in {tb:.1f} s = "
+          f"{kb / tb:.2f} tok/s")
+    runtime.init(log_to_driver=False)
+    from ray import serve
+
+    import socket
+
+    with socket.socket() as sock:  # the HTTP proxy is not used here; keep it off busy ports
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    tc, kc = asyncio.run(through_pool(questions, a.replicas, a.threads, a.n_ctx))
+    print(f"(c) pool, {a.replicas} Serve replicas x {a.threads} threads, concurrent sessions: {kc} tokens in "
+          f"{tc:.1f} s = {kc / tc:.2f} tok/s")
+    ra, rb, rc = ka / ta, kb / tb, kc / tc
+    print(f"ratios: c/a = {rc / ra:.2f}, c/b = {rc / rb:.2f} (goal c/b >= 0.95)")
+    pooled_ms, direct_ms = asyncio.run(serve_added_latency(a.latency_requests))
+    print(f"Serve added latency per request: {pooled_ms - direct_ms:.2f} ms (pool round trip {pooled_ms:.2f} ms, "
+          f"in-process call {direct_ms:.3f} ms; goal < 10 ms)")
+    serve.shutdown()
+    runtime.shutdown()
+
+
+if __name__ == "__main__":
+    main()
