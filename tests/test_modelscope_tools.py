@@ -136,3 +136,26 @@ async def test_image_gen_remote_is_dashscope_wanx(tmp_path, monkeypatch):
         out = await tool.call(text="a lighthouse at dusk", resolution="bogus")  # falls back to 1280*720
         (img,) = out.artifacts
         assert img.kind == "image" and (img.metadata["width"], img.metadata["height"]) == (1280, 720)
+
+
+async def test_local_mode_runs_a_real_modelscope_pipeline_from_the_cache(tmp_path, monkeypatch):
+    """A tiny LSTM-CRF model built here, put in a ModelScope cache layout; `auto` picks local mode
+    (no token set) and `modelscope.pipeline` loads and runs it."""
+    from tiny_modelscope_model import build_tiny_address_model
+
+    monkeypatch.delenv("MODELSCOPE_API_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "ms-cache"
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(cache))
+    build_tiny_address_model(cache / "models" / "test" / "nlp_lstmcrf_tiny-address")
+    tool = MODELSCOPE_TOOLS["modelscope_text-address"](ModelScopeConfig(model="test/nlp_lstmcrf_tiny-address",
+                                                                        device="cpu"))
+    assert tool.resolve_mode() == "local"
+    registry = ToolRegistry([tool])
+    result = await registry.call("modelscope_text-address", {"input": "浙江省杭州市西湖区文三路"})
+    assert result.ok, result.error
+    assert result.output == {"prov": "浙江省", "city": "杭州市", "district": "西湖区", "road": "文三路"}
+    pipe = tool.pipeline
+    assert type(pipe).__name__ == "TokenClassificationPipeline"
+    assert await tool.call(input="杭州市文三路") == {"city": "杭州市", "road": "文三路"}
+    assert tool.pipeline is pipe  # built once
