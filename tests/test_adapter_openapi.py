@@ -189,3 +189,15 @@ async def test_unreachable_server_and_bad_specs():
         "child": {"$ref": "#/components/schemas/Node"}}}}}}
     node = resolve_refs({"$ref": "#/components/schemas/Node"}, recursive)
     assert node["properties"]["child"]["type"] == "object" and "recursive" in node["properties"]["child"]["description"]
+
+
+def test_spec_text_yaml_and_missing_file(tmp_path):
+    yaml_text = ("openapi: 3.0.3\ninfo: {title: t, version: '1'}\nservers: [{url: 'http://127.0.0.1:9/api'}]\n"
+                 "paths:\n  /items/{id}:\n    parameters:\n      - {name: id, in: path, required: true, "
+                 "schema: {type: integer}}\n    get:\n      operationId: get_item\n")
+    (tool,) = openapi_tools_from_spec(yaml_text)
+    assert tool.name == "get_item" and tool.base_url == "http://127.0.0.1:9/api"
+    assert tool.spec.parameters == {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}
+    assert tool._request_parts({"id": 7})[0] == "http://127.0.0.1:9/api/items/7"
+    with pytest.raises(FileNotFoundError, match="OpenAPI spec file not found"):
+        load_openapi_spec(tmp_path / "nope.json")

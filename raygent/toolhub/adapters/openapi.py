@@ -55,10 +55,13 @@ def load_openapi_spec(source: dict[str, Any] | str | Path) -> dict[str, Any]:
         spec = source
     else:
         text = str(source)
-        if isinstance(source, Path) or (not text.lstrip().startswith(("{", "openapi")) and Path(text).is_file()):
-            text = Path(text).read_text(encoding="utf-8")
-        elif text.startswith(("http://", "https://")):
+        if text.startswith(("http://", "https://")):
             raise ValueError(f"{text} is a URL: use `await fetch_openapi_spec(url)` or `await openapi_tools(url)`")
+        if isinstance(source, Path) or ("\n" not in text and not text.lstrip().startswith("{")):
+            path = Path(text).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"OpenAPI spec file not found: {path}")
+            text = path.read_text(encoding="utf-8")
         spec = _parse_spec_text(text)
     if not isinstance(spec, dict) or not str(spec.get("openapi", "")).startswith("3"):
         found = spec.get("openapi") or spec.get("swagger") if isinstance(spec, dict) else type(spec).__name__
