@@ -44,15 +44,3 @@ def serve_asgi(app: Any, *, ws: str = "auto") -> Iterator[str]:
         thread.join(timeout=10)
         sock.close()
 
-
-def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
-    """Block until something accepts TCP connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:g} s") from None
-            time.sleep(0.05)
