@@ -159,3 +159,17 @@ async def test_local_mode_runs_a_real_modelscope_pipeline_from_the_cache(tmp_pat
     assert type(pipe).__name__ == "TokenClassificationPipeline"
     assert await tool.call(input="杭州市文三路") == {"city": "杭州市", "road": "文三路"}
     assert tool.pipeline is pipe  # built once
+
+
+async def test_seed_tool_config_is_understood(api, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELSCOPE_API_TOKEN", "ms-test")
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "cache"))
+    seed_cfg = {"text-translation-en2zh": {"url": api.base + PREFIX + "damo/nlp_csanmt_translation_en2zh",
+                                           "use": True, "is_remote_tool": True},
+                "modelscope_text-ner": {"is_remote_tool": False, "model": "damo/some-ner"}}
+    en2zh = MODELSCOPE_TOOLS["modelscope_text-translation-en2zh"].from_seed_config(seed_cfg)
+    assert en2zh.config.mode == "remote" and await en2zh.call(input="hi") == "<ih>"
+    ner = MODELSCOPE_TOOLS["modelscope_text-ner"].from_seed_config(seed_cfg)
+    assert ner.model == "damo/some-ner"
+    with pytest.raises(ToolUnavailableError, match="damo/some-ner"):  # local only, and not downloaded
+        await ner.call(input="x")

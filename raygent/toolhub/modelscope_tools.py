@@ -67,8 +67,8 @@ def find_cached_model(model: str, cache_dir: str | None = None) -> Path | None:
     base = modelscope_cache_root(cache_dir)
     owner, name = model.split("/", 1)
     safe = name.replace(".", "___")
-    candidates = [base / "models" / owner / safe, base / "models" / owner / name, base / "hub" / "models" / owner / safe,
-                  base / owner / name, base / owner / safe, base / "hub" / owner / name, base / "hub" / owner / safe]
+    candidates = [base / "models" / owner / safe, base / "models" / owner / name,
+                  base / "hub" / "models" / owner / safe, base / owner / name, base / owner / safe, base / "hub" / owner / name, base / "hub" / owner / safe]
     snapshots = base / "models" / f"{owner}--{name}" / "snapshots"
     if snapshots.is_dir():
         candidates.extend(sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True))
@@ -91,6 +91,19 @@ class ModelscopePipelineTool(Tool):
         self.artifact_store = artifact_store
         self.pipeline: Any = None
         self._pipeline_lock = threading.Lock()
+
+    @classmethod
+    def from_seed_config(cls, cfg: dict[str, Any], *, artifact_store: ArtifactStore | None = None
+                         ) -> ModelscopePipelineTool:
+        """Build from a seed tool config (`{tool name: {"url", "is_remote_tool", "model", ...}}`; the
+        entry may be under the seed's name with or without the `modelscope_` prefix)."""
+        short = cls.name.removeprefix("modelscope_")
+        entry = dict(cfg.get(cls.name) or cfg.get(short) or {})
+        options: dict[str, Any] = {k: entry[k] for k in ("url", "model", "model_revision", "pipeline_params",
+                                                         "device") if entry.get(k) is not None}
+        if "is_remote_tool" in entry:
+            options["mode"] = "remote" if entry["is_remote_tool"] else "local"
+        return cls(ModelScopeConfig(**options), artifact_store=artifact_store)
 
     def __getstate__(self) -> dict[str, Any]:  # a loaded pipeline and its lock stay in their process
         state = dict(self.__dict__)
@@ -121,8 +134,8 @@ class ModelscopePipelineTool(Tool):
         return f"{base.rstrip('/')}/{self.model}"
 
     def _how_to_get(self) -> str:
-        return (f"the ModelScope model {self.model!r} is needed: either download it for local use "
-                f"(`modelscope download --model {self.model}`, which fills the ModelScope cache "
+        return (f"the ModelScope model {self.model!r} ({self.task} pipeline) is needed: either download it "
+                f"for local use (`modelscope download --model {self.model}`, which fills the ModelScope cache "
                 f"{modelscope_cache_root(self.config.cache_dir)}; local mode also needs `pip install "
                 f"'raygent[modelscope]'` and the model's framework), or set MODELSCOPE_API_TOKEN (environment or "
                 f".env) to call the hosted inference API")
