@@ -109,6 +109,9 @@ async def test_without_model_or_token_the_error_names_the_model(tmp_path, monkey
     local_only = MODELSCOPE_TOOLS["modelscope_text-address"](ModelScopeConfig(mode="local"))
     with pytest.raises(ToolUnavailableError, match="local mode, but the model is not in the local cache"):
         await local_only.call(input="x")
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with pytest.raises(ToolUnavailableError, match="set DASHSCOPE_API_KEY .* to generate with DashScope wanx"):
+        await TextToImageTool().call(text="x")  # image_gen's remote mode is DashScope's
     (tmp_path / ".env").write_text("MODELSCOPE_API_TOKEN=from-dotenv\n")
     assert tool.resolve_mode() == "remote" and tool.api_token() == "from-dotenv"
 
