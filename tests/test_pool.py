@@ -180,3 +180,61 @@ def test_openai_errors_have_openai_shape(openai_url):
                    json={"model": "tiny", "messages": [{"role": "user", "content": "x" * 30_000}]})
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     assert httpx.get(f"{base}/healthz").json() == {"status": "ok", "models": ["slow", "tiny"]}
+
+
+def test_pool_config_maps_onto_serve_options():
+    from raygent.llm_pool.pool import PoolConfig
+
+    tp = PoolConfig(num_gpus=1, accelerator_type="H100", placement_group_bundles=[{"GPU": 1, "CPU": 1}] * 4,
+                    placement_group_strategy="STRICT_PACK", max_ongoing_requests=32,
+                    autoscaling={"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 8})
+    opts = tp.deployment_options("big")
+    assert opts["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 1.0, "accelerator_type": "H100"}
+    assert len(opts["placement_group_bundles"]) == 4 and opts["placement_group_strategy"] == "STRICT_PACK"
+    assert opts["autoscaling_config"]["max_replicas"] == 3 and "num_replicas" not in opts
+    assert PoolConfig(num_replicas=3).deployment_options("x")["num_replicas"] == 3
+    # Serve itself accepts the options (validation happens when the deployment is declared)
+    from ray import serve
+
+    from raygent.llm_pool.pool import ModelServer
+
+    serve.deployment(ModelServer).options(**opts)
+
+
+async def test_unhealthy_replica_is_replaced(serve_port):
+    """A model whose health check fails gets its replica replaced by Serve; requests keep working."""
+    pool = serve_model("t-health", _sick_model_class(), pool={"num_cpus": 0, "health_check_period_s": 0.5,
+                                                              "health_check_timeout_s": 5})
+    first = (await pool.replica_info())["pid"]
+    await pool.chat([Message.user("make me sick")])
+    for _ in range(60):
+        await asyncio.sleep(0.5)
+        try:
+            if (await pool.replica_info())["pid"] != first:
+                break
+        except Exception:
+            continue
+    assert (await pool.replica_info())["pid"] != first
+    assert (await pool.chat([Message.user("hi")])).text == "fine"
+    delete_model("t-health")
+
+
+def _sick_model_class():
+    from raygent.llm_pool.base import ChatModel
+    from raygent.schema import Completion
+
+    class SickAfterFirstRequest(ChatModel):
+        """Healthy until its first request, then its health check fails."""
+
+        def __init__(self):
+            self.requests = 0
+
+        async def chat(self, messages, tools=None, params=None):
+            self.requests += 1
+            return Completion(text="fine")
+
+        async def check_health(self):
+            if self.requests:
+                raise RuntimeError("model state corrupted")
+
+    return SickAfterFirstRequest

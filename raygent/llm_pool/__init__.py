@@ -2,7 +2,9 @@
 
 from raygent.llm_pool.base import ChatModel
 
-__all__ = ["ChatModel", "LlamaCppChatModel", "ScriptedChatModel"]
+__all__ = ["ChatModel", "LlamaCppChatModel", "ScriptedChatModel", "PooledLLM", "PoolConfig", "serve_model"]
+
+_POOL = {"PooledLLM", "PoolConfig", "serve_model"}
 
 
 def __getattr__(name: str):  # lazy: llama_cpp is an optional extra
@@ -14,4 +16,8 @@ def __getattr__(name: str):  # lazy: llama_cpp is an optional extra
         from raygent.llm_pool.scripted import ScriptedChatModel
 
         return ScriptedChatModel
+    if name in _POOL:
+        from raygent.llm_pool import pool
+
+        return getattr(pool, name)
     raise AttributeError(name)
