@@ -192,6 +192,8 @@ class Agent:
                 yield AgentEvent(type="error", step=step, text=f"could not read part of the model's reply: {err}")
             for call in calls:
                 yield AgentEvent(type="tool_call", step=step, tool_call=call)
+            # stored before the tools run: a crash during a call must not lose the model's request
+            await self._add(Message.assistant(final.text or None, tool_calls=calls))
             fresh = [c for c in calls if _call_key(c) not in seen]
             try:
                 fresh_results = await self.tools.call_many(fresh) if fresh else []
@@ -209,7 +211,6 @@ class Agent:
                 results.append(r)
             if not fresh:
                 force_answer = True
-            await self._add(Message.assistant(final.text or None, tool_calls=calls))
             for call, r in zip(calls, results):
                 if call.id in by_id:
                     records.append(ToolCallRecord(name=r.name, arguments=r.arguments, result=r.output, error=r.error))
