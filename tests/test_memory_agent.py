@@ -193,3 +193,23 @@ async def test_embedded_model_counts_history_tokens_with_its_own_tokenizer(embed
     assert both == n_user + await embedded_llm.count_tokens([reply])
     assert await count_each(embedded_llm, [user, reply]) == [n_user, both - n_user]
     assert await embedded_llm.count_tokens([]) == 0
+
+
+async def test_a_huge_unsummarised_session_is_summarised_from_its_newest_turns(tmp_path):
+    """A session imported without summaries: the summary request stays within its input budget."""
+    store = SQLiteMemoryStore(tmp_path / "m.sqlite")
+    await store.append_many("big", [m for i in range(300) for m in (Message.user(f"note {i}: value {i * 7}"),
+                                                                     Message.assistant(f"stored note {i}"))])
+    llm = _SummarisingModel()
+    budget = HistoryBudget(max_tokens=400, summary_input_tokens=300)
+    agent = Agent(llm=llm, memory=SessionMemory(store, "big", llm=llm, budget=budget))
+    await agent.run("what was note 299?")
+    summary_req = next(r for r in llm.requests if (r[0].content or "").startswith("You condense"))
+    counter = fallback_counter()
+    text = summary_req[1].content  # the newest old turns (the newest ones stay verbatim), not the oldest
+    assert "note 293:" in text and "note 3:" not in text and "note 299" not in text
+    assert counter([summary_req[1]]) < 300 + 100  # the transcript of what fitted, plus the instructions
+    summary = [m for m in await store.load("big") if m.metadata.get(MEMORY_KEY) == "summary"][-1]
+    assert summary.metadata["covers_from"] == 0 and summary.metadata["read_from"] > 500
+    answer_req = llm.requests[-1]
+    assert answer_req[1].content == summary.content and answer_req[-1].content == "what was note 299?"

@@ -33,12 +33,16 @@ class HistoryBudget(BaseModel):
                                                                     "(default: half of max_tokens)")
     tool_result_chars: int = Field(2000, gt=0, description="longer tool results are cut in the prompt")
     summary_max_tokens: int = Field(256, gt=0)
+    summary_input_tokens: int | None = Field(None, gt=0, description="most history one summary request reads "
+                                                                      "(default: max_tokens), newest first")
     summarize: bool = Field(True, description="False: drop the oldest turns instead of summarising them")
 
     @model_validator(mode="after")
     def _tail_fits(self) -> HistoryBudget:
         if self.keep_recent_tokens is None:
             self.keep_recent_tokens = max(1, self.max_tokens // 2)
+        if self.summary_input_tokens is None:
+            self.summary_input_tokens = self.max_tokens
         if self.keep_recent_tokens > self.max_tokens:
             raise ValueError(f"keep_recent_tokens ({self.keep_recent_tokens}) must not exceed max_tokens "
                              f"({self.max_tokens})")
@@ -116,6 +120,18 @@ async def summarise(llm: Any, previous: Message | None, messages: Sequence[Messa
     return text
 
 
-def summary_message(text: str, covers_from: int, covers_through: int) -> Message:
+def summary_message(text: str, covers_from: int, covers_through: int, read_from: int | None = None) -> Message:
+    """`covers_*`: the messages the summary replaces in the prompt; `read_from`: the first one the model
+    actually read (older ones beyond `summary_input_tokens` were only in the previous summary, if any)."""
     return Message(role="system", content=SUMMARY_PREFIX + text,
-                   metadata={MEMORY_KEY: "summary", "covers_from": covers_from, "covers_through": covers_through})
+                   metadata={MEMORY_KEY: "summary", "covers_from": covers_from, "covers_through": covers_through,
+                             "read_from": covers_from if read_from is None else read_from})
+
+
+def newest_within(tokens: Sequence[int], limit: int) -> int:
+    """Start index of the longest suffix whose tokens fit `limit` (always at least the last item)."""
+    total, start = 0, len(tokens)
+    while start > 0 and total + tokens[start - 1] <= limit:
+        total += tokens[start - 1]
+        start -= 1
+    return min(start, max(0, len(tokens) - 1))

@@ -19,6 +19,7 @@ from raygent.memory.history import (
     HistoryBudget,
     choose_cut,
     memory_kind,
+    newest_within,
     parse_pointer,
     summarise,
     summary_message,
@@ -155,7 +156,7 @@ class SessionMemory:
             except Exception as exc:  # e.g. the model's actor is gone: estimate rather than fail the turn
                 log.warning("session %s: model token count failed (%s: %s); using the fallback counter",
                             self.session_id, type(exc).__name__, exc)
-                counts = [fallback_counter()([m]) for m in forms]
+                counts = fallback_counter().each(forms)
             for e, n in zip(todo, counts):
                 e.tokens = int(n)
 
@@ -166,10 +167,13 @@ class SessionMemory:
             return  # the current turn alone is over budget: nothing older left to shrink
         old = tail[:cut]
         if self.budget.summarize and self.llm is not None:
+            # the summariser reads the newest part of the old turns that fits its input budget
+            read = old[newest_within([e.tokens or 0 for e in old], self.budget.summary_input_tokens or 0):]
             try:
                 text = await summarise(self.llm, self._summary.message if self._summary else None,
-                                       [self._prompt_form(e) for e in old], max_tokens=self.budget.summary_max_tokens)
-                msg = summary_message(text, covers_from=old[0].seq, covers_through=old[-1].seq)
+                                       [self._prompt_form(e) for e in read], max_tokens=self.budget.summary_max_tokens)
+                msg = summary_message(text, covers_from=old[0].seq, covers_through=old[-1].seq,
+                                      read_from=read[0].seq)
                 seq = await self.store.append(self.session_id, msg)
                 self._track(seq, msg)
                 await self._count([])

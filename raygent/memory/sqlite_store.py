@@ -152,16 +152,20 @@ def _as_messages(messages: Sequence[Message]) -> list[Message]:
 
 
 def _append(conn: sqlite3.Connection, session_id: str, rows: list[tuple[str, str]]) -> list[int]:
-    now = time.time()
+    now, n = time.time(), len(rows)
     with transaction(conn):
-        conn.execute("INSERT OR IGNORE INTO sessions (id, created_at, updated_at) VALUES (?, ?, ?)",
-                     (session_id, now, now))
-        first = conn.execute("SELECT next_seq FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
-        seqs = list(range(first, first + len(rows)))
+        # reserve n numbers (the write lock is held, so no other writer can take the same ones)
+        bumped = conn.execute("UPDATE sessions SET next_seq = next_seq + ?, updated_at = ? WHERE id = ? "
+                              "RETURNING next_seq", (n, now, session_id)).fetchone()
+        if bumped is None:
+            conn.execute("INSERT INTO sessions (id, created_at, updated_at, next_seq) VALUES (?, ?, ?, ?)",
+                         (session_id, now, now, n))
+            first = 0
+        else:
+            first = bumped[0] - n
+        seqs = list(range(first, first + n))
         conn.executemany("INSERT INTO messages (session_id, seq, created_at, role, body) VALUES (?, ?, ?, ?, ?)",
                          [(session_id, seq, now, role, body) for seq, (role, body) in zip(seqs, rows)])
-        conn.execute("UPDATE sessions SET next_seq = ?, updated_at = ? WHERE id = ?",
-                     (first + len(rows), now, session_id))
     return seqs
 
 

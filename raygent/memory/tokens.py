@@ -43,22 +43,33 @@ def _wordllama_tokenizer() -> Any:
     return Tokenizer.from_file(str(wordllama_files()[1]))
 
 
-def fallback_counter() -> TokenCounter:
-    """The best counter available without the model: Llama-2's tokenizer from wordllama, else chars/3.5."""
-    try:
-        tokenizer = _wordllama_tokenizer()
-    except Exception:  # wordllama (the `memory` extra) not installed
-        tokenizer = None
+class _FallbackCounter:
+    """Counts with Llama-2's tokenizer from wordllama (batched), else chars/3.5."""
 
-    def count(messages: Sequence[Message]) -> int:
+    def __init__(self) -> None:
+        try:
+            self.tokenizer = _wordllama_tokenizer()
+        except Exception:  # wordllama (the `memory` extra) not installed
+            self.tokenizer = None
+
+    def each(self, messages: Sequence[Message]) -> list[int]:
         texts = [message_text(m) for m in messages]
-        if tokenizer is not None:
-            n = sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)) if texts else 0
+        if not texts:
+            return []
+        if self.tokenizer is not None:
+            counts = [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
         else:
-            n = sum(int(len(t) / 3.5 + 0.999) for t in texts)
-        return n + PER_MESSAGE_OVERHEAD * len(messages)
+            counts = [int(len(t) / 3.5 + 0.999) for t in texts]
+        return [n + PER_MESSAGE_OVERHEAD for n in counts]
 
-    return count
+    def __call__(self, messages: Sequence[Message]) -> int:
+        return sum(self.each(messages))
+
+
+@functools.lru_cache(maxsize=1)
+def fallback_counter() -> _FallbackCounter:
+    """The best counter available without the model (a TokenCounter with a batched `each`)."""
+    return _FallbackCounter()
 
 
 async def count_each(llm: Any, messages: Sequence[Message], counter: TokenCounter | None = None) -> list[int]:
@@ -66,6 +77,8 @@ async def count_each(llm: Any, messages: Sequence[Message], counter: TokenCounte
     if counter is None and llm is not None and _has_method(llm, "count_tokens"):
         return list(await asyncio.gather(*(llm.count_tokens([m]) for m in messages)))
     count = counter or fallback_counter()
+    if hasattr(count, "each"):
+        return list(count.each(messages))
     return [count([m]) for m in messages]
 
 
