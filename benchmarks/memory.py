@@ -113,6 +113,10 @@ async def main(n_appends: int, turns: int, repeats: int, as_json: bool) -> None:
     n_actor = min(n_appends, 1000)
     out["actor_appends_per_s"] = await store_appends(actor, msgs[:n_actor], 1)
     out["actor_appends_per_s_8_sessions"] = await store_appends(actor, msgs[:n_actor], 8)
+    start = time.perf_counter()
+    for i in range(0, n_actor, 4):  # a whole turn per call: what a batching caller would do
+        await actor.append_many("turns", msgs[i:i + 4])
+    out["actor_messages_per_s_turn_batches"] = n_actor / (time.perf_counter() - start)
 
     # a 1,000-turn session
     session = [m for i in range(turns) for m in turn(i)]
@@ -178,6 +182,7 @@ async def main(n_appends: int, turns: int, repeats: int, as_json: bool) -> None:
           f"(ratio {out['ratio_store_vs_raw_appends']:.2f}); 8 sessions at once {out['store_appends_per_s_8_sessions']:.0f} /s")
     print(f"  store as a Ray actor         {out['actor_appends_per_s']:9.0f} /s   "
           f"(ratio {out['ratio_actor_vs_raw_appends']:.2f}); 8 sessions at once {out['actor_appends_per_s_8_sessions']:.0f} /s")
+    print(f"  actor, append_many per turn  {out['actor_messages_per_s_turn_batches']:9.0f} messages/s (4 per call)")
     print(f"resume a {turns}-turn session ({len(session)} messages), median of {repeats}:")
     print(f"  raw sqlite3 read + json      {out['raw_sqlite_read_parse_ms']:9.1f} ms")
     print(f"  store.load in-process        {out['store_load_ms']:9.1f} ms   (ratio {out['ratio_store_load_vs_raw']:.2f})")

@@ -70,13 +70,22 @@ class SQLiteDB:
                 with _transaction(conn):
                     for statement in _statements(self.schema):
                         conn.execute(statement)
+            if self.inline:  # the inline path must never wait for a lock; the worker thread waits instead
+                conn.execute("PRAGMA busy_timeout=0")
             self._conn = conn
         return self._conn
 
     def call_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` on the caller's thread (for benchmarks and synchronous callers)."""
+        """Run `fn(conn)` on the caller's thread, waiting for locks up to `busy_timeout_s`."""
         with self._lock:
-            return fn(self._connect())
+            conn = self._connect()
+            if not self.inline:
+                return fn(conn)
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("PRAGMA busy_timeout=0")
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` and await the result without blocking the event loop on a lock.
@@ -86,17 +95,15 @@ class SQLiteDB:
         hop to a worker thread). Anything that would wait (a busy lock, `synchronous=FULL` fsyncs)
         runs on the worker thread instead.
         """
-        if self.inline and self._lock.acquire(blocking=False):
+        # the first call opens the connection (and may wait for the schema lock): on the worker thread
+        if self.inline and self._conn is not None and self._lock.acquire(blocking=False):
             try:
                 conn = self._connect()
-                conn.execute("PRAGMA busy_timeout=0")
                 try:
                     return fn(conn)
                 except sqlite3.OperationalError as exc:
                     if not _is_busy(exc) or conn.in_transaction:
                         raise
-                finally:
-                    conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             finally:
                 self._lock.release()
         if self._executor is None:
