@@ -80,10 +80,11 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _chat(args: argparse.Namespace) -> int:
     from raygent.actors.agent import Agent
-    from raygent.memory.cli import chat_memory
+    from raygent.memory.cli import chat_memory, chat_tools
 
     session = await chat_memory(args)  # --session ID: store every message, resume if it exists
     llm, tools = _build_components(args)
+    tools = await chat_tools(args, tools, session)  # --long-term: remember / recall tools
     agent = Agent(llm=llm, tools=tools, max_steps=args.max_steps, params={"max_tokens": args.max_tokens}, **session)
     print("raygent chat: type a message; /reset clears the history, /exit quits.", flush=True)
     loop = asyncio.get_running_loop()

@@ -213,3 +213,22 @@ async def test_a_huge_unsummarised_session_is_summarised_from_its_newest_turns(t
     assert summary.metadata["covers_from"] == 0 and summary.metadata["read_from"] > 500
     answer_req = llm.requests[-1]
     assert answer_req[1].content == summary.content and answer_req[-1].content == "what was note 299?"
+
+
+@pytest.mark.model
+async def test_embedded_model_summarises_old_turns_within_the_budget(embedded_llm, tmp_path):
+    store = SQLiteMemoryStore(tmp_path / "m.sqlite")
+    budget = HistoryBudget(max_tokens=60, keep_recent_tokens=30, summary_max_tokens=60, summary_input_tokens=200)
+    memory = SessionMemory(store, "real", llm=embedded_llm, budget=budget)
+    agent = Agent(llm=embedded_llm, tools=[], memory=memory, params={"max_tokens": 24})
+    for text in ("My name is Ada and my cat is called Miso.", "I live in Lyon and work as a baker.",
+                 "What is my cat's name?"):
+        await agent.run(text)
+    stored = await store.load("real")
+    summaries = [m for m in stored if m.metadata.get(MEMORY_KEY) == "summary"]
+    assert summaries and summaries[-1].content.removeprefix(SUMMARY_PREFIX).strip()
+    assert summaries[0].metadata["covers_from"] == 0 and summaries[0].metadata["read_from"] == 0
+    assert [m.content for m in stored if m.role == "user"][0] == "My name is Ada and my cat is called Miso."
+    view = memory.view()
+    assert view[0] == summaries[-1] and view[-1].role == "assistant"
+    assert await embedded_llm.count_tokens(view[1:]) <= 60  # the verbatim part fits the budget

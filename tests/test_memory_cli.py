@@ -76,3 +76,17 @@ def test_memory_list_show_delete_commands(tmp_path):
     assert missing.returncode == 1 and "no session 'nope'" in missing.stderr
     assert run("delete", "talk-1").returncode == 0
     assert json.loads(run("list", "--json").stdout) == []
+
+
+def test_chat_long_term_facts_cross_sessions(tmp_path, monkeypatch, capsys):
+    db = str(tmp_path / "m.sqlite")
+    remember = '<tool_call>\n{"name": "remember", "arguments": {"fact": "The user\'s cat is called Miso."}}\n</tool_call>'
+    recall = '<tool_call>\n{"name": "recall", "arguments": {"query": "name of the cat"}}\n</tool_call>'
+    _chat(monkeypatch, capsys, "My cat is Miso.\n/exit\n", [remember, "Noted."], "--session", "a", "--memory", db,
+          "--long-term")
+    out, llm = _chat(monkeypatch, capsys, "What's my cat called?\n/exit\n", [recall, "Miso."],
+                     "--session", "b", "--memory", db, "--long-term")
+    assert "[tool_result] recall" in out and "The user's cat is called Miso." in out
+    assert {"remember", "recall"} <= set(llm.requests[0]["tools"])
+    assert "Miso" in llm.requests[1]["messages"][-1].content  # the fact came from long-term memory, not history
+    assert all("Miso" not in (m.content or "") for m in llm.requests[1]["messages"][:-1])

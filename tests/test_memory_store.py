@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from raygent.memory import SQLiteMemoryStore, check_session_id
+from raygent.memory import SQLiteMemoryStore, check_session_id, deploy_store
 from raygent.schema import Artifact, Message, ToolCall
 
 
@@ -155,6 +155,11 @@ async def test_store_as_ray_actor_has_the_same_interface(ray_cluster, tmp_path):
         shipped = runtime.deploy(SQLiteMemoryStore(path), remote=True)
         assert len(await shipped.load("remote")) == 20
         runtime.kill(shipped)
+        # the named MemoryStore actor is found again by name
+        named = deploy_store(path, name="test-memory-store")
+        assert deploy_store(path, name="test-memory-store").actor_handle == named.actor_handle
+        assert await named.get_path() == path and len(await named.load("local")) == 20
+        runtime.kill(named)
     finally:
         for a in actors:
             runtime.kill(a)

@@ -4,7 +4,7 @@ LLM summaries, the agent hook that writes every message as it is produced, and l
 from raygent.memory.history import HistoryBudget
 from raygent.memory.longterm import Fact, FactHit, LongTermMemory, memory_tools
 from raygent.memory.session import SessionMemory
-from raygent.memory.sqlite_store import SQLiteMemoryStore, default_memory_path
+from raygent.memory.sqlite_store import SQLiteMemoryStore, default_memory_path, deploy_store
 from raygent.memory.store import (
     MemoryStore,
     SessionInfo,
@@ -28,5 +28,6 @@ __all__ = [
     "StoredMessage",
     "check_session_id",
     "default_memory_path",
+    "deploy_store",
     "new_session_id",
 ]

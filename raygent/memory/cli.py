@@ -21,6 +21,8 @@ def add_session_options(p: argparse.ArgumentParser) -> None:
                    help="persist the conversation as session ID and resume it if it exists")
     p.add_argument("--memory", default=None, metavar="PATH",
                    help=f"SQLite file of the memory store (default: {default_memory_path()})")
+    p.add_argument("--long-term", action="store_true",
+                   help="give the model remember/recall tools: facts kept across sessions (needs wordllama)")
 
 
 async def chat_memory(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
@@ -44,6 +46,24 @@ async def chat_memory(args: argparse.Namespace, out: Any = None) -> dict[str, An
             out.write(f"  {m.role}: {_one_line(m.content or '')}\n")
     out.flush()
     return {"memory": store, "session_id": session_id}
+
+
+async def chat_tools(args: argparse.Namespace, tools: Any, session: dict[str, Any]) -> Any:
+    """With --long-term, register `remember` / `recall` (facts in the same SQLite file) on the chat's tools."""
+    if not getattr(args, "long_term", False):
+        return tools
+    import inspect
+
+    from raygent.memory.embed import wordllama_files
+    from raygent.memory.longterm import LongTermMemory, memory_tools
+
+    wordllama_files()  # fail now, with the install hint, rather than at the first recall
+    ltm = LongTermMemory(args.memory or default_memory_path())
+    for t in memory_tools(ltm, session.get("session_id")):
+        registered = tools.register(t, replace=True)  # a registry here, or its actor proxy with --remote
+        if inspect.isawaitable(registered):
+            await registered
+    return tools
 
 
 def add_memory_command(sub: Any) -> None:

@@ -31,7 +31,7 @@ class HistoryBudget(BaseModel):
     max_tokens: int = Field(3000, gt=0, description="history tokens allowed in the prompt (model tokenizer)")
     keep_recent_tokens: int | None = Field(None, gt=0, description="verbatim tail kept after summarising "
                                                                     "(default: half of max_tokens)")
-    tool_result_chars: int = Field(2000, gt=0, description="longer tool results are cut in the prompt")
+    tool_result_chars: int = Field(4000, gt=0, description="longer tool results are cut in the prompt")
     summary_max_tokens: int = Field(256, gt=0)
     summary_input_tokens: int | None = Field(None, gt=0, description="most history one summary request reads "
                                                                       "(default: max_tokens), newest first")

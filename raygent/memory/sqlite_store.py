@@ -178,3 +178,12 @@ def _session(conn: sqlite3.Connection, session_id: str) -> SessionInfo | None:
     row = conn.execute("SELECT id, created_at, updated_at, next_seq, metadata FROM sessions WHERE id = ?",
                        (session_id,)).fetchone()
     return _info(row) if row else None
+
+
+def deploy_store(path: str | Path | None = None, *, name: str | None = "raygent-memory", **ray_options: Any) -> Any:
+    """The MemoryStore actor: a named Ray actor owning the SQLite file (found again by name, restarted
+    by Ray if its process dies; committed rows are in the file either way)."""
+    from raygent import runtime
+
+    path = str(Path(path).expanduser()) if path is not None else str(default_memory_path())
+    return runtime.deploy(SQLiteMemoryStore, remote=True, name=name, init_kwargs={"path": path}, **ray_options)
