@@ -218,11 +218,10 @@ async def test_a_huge_unsummarised_session_is_summarised_from_its_newest_turns(t
 @pytest.mark.model
 async def test_embedded_model_summarises_old_turns_within_the_budget(embedded_llm, tmp_path):
     store = SQLiteMemoryStore(tmp_path / "m.sqlite")
-    budget = HistoryBudget(max_tokens=60, keep_recent_tokens=30, summary_max_tokens=60, summary_input_tokens=200)
+    budget = HistoryBudget(max_tokens=40, keep_recent_tokens=30, summary_max_tokens=40, summary_input_tokens=200)
     memory = SessionMemory(store, "real", llm=embedded_llm, budget=budget)
     agent = Agent(llm=embedded_llm, tools=[], memory=memory, params={"max_tokens": 24})
-    for text in ("My name is Ada and my cat is called Miso.", "I live in Lyon and work as a baker.",
-                 "What is my cat's name?"):
+    for text in ("My name is Ada and my cat is called Miso.", "What is my cat's name?"):
         await agent.run(text)
     stored = await store.load("real")
     summaries = [m for m in stored if m.metadata.get(MEMORY_KEY) == "summary"]
@@ -231,4 +230,4 @@ async def test_embedded_model_summarises_old_turns_within_the_budget(embedded_ll
     assert [m.content for m in stored if m.role == "user"][0] == "My name is Ada and my cat is called Miso."
     view = memory.view()
     assert view[0] == summaries[-1] and view[-1].role == "assistant"
-    assert await embedded_llm.count_tokens(view[1:]) <= 60  # the verbatim part fits the budget
+    assert await embedded_llm.count_tokens(view[1:]) <= 40  # the verbatim part fits the budget
