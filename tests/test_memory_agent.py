@@ -59,8 +59,10 @@ async def test_messages_are_stored_as_produced_and_a_new_agent_resumes(tmp_path)
     assert len(await store.load("shop-1")) == 6
 
     # reset starts a new session; the old one is kept
+    assert await resumed.get_session_id() == "shop-1"
     resumed.reset()
-    assert resumed.memory.session_id != "shop-1" and len(await store.load("shop-1")) == 6
+    assert await resumed.get_session_id() != "shop-1" and len(await store.load("shop-1")) == 6
+    assert await Agent(llm=llm2).get_session_id() is None
 
 
 async def test_open_tool_call_from_a_crash_is_closed_on_resume(tmp_path):

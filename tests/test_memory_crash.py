@@ -111,6 +111,7 @@ async def test_coordinator_process_exits_mid_turn_and_its_restart_continues(tmp_
     coordinator = runtime.deploy(Agent, remote=True, max_restarts=1, init_kwargs=dict(
         llm=llm, tools=[stock, restart_service], memory=str(path), session_id="ops-7"))
     pid = await coordinator.actor_handle.ping.remote()
+    assert await coordinator.get_session_id() == "ops-7"
     assert (await coordinator.run("Kiwis?")).answer == "6 kiwis."
     with pytest.raises(Exception):
         await coordinator.run("Restart the db.")  # the process exits inside the tool call

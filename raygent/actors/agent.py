@@ -93,6 +93,10 @@ class Agent:
     async def get_history(self) -> list[Message]:
         return list(self.history)
 
+    async def get_session_id(self) -> str | None:
+        """The memory session this agent writes to (None without memory); awaitable on an actor too."""
+        return self.memory.session_id if self.memory is not None else None
+
     async def run(self, text: str, *, params: GenerationParams | dict | None = None) -> RunResult:
         result: RunResult | None = None
         # no one reads token deltas here: a whole-reply `chat` is one actor round trip, not a stream
