@@ -80,9 +80,12 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _chat(args: argparse.Namespace) -> int:
     from raygent.actors.agent import Agent
+    from raygent.memory.cli import chat_memory, chat_tools
 
+    session = await chat_memory(args)  # --session ID: store every message, resume if it exists
     llm, tools = _build_components(args)
-    agent = Agent(llm=llm, tools=tools, max_steps=args.max_steps, params={"max_tokens": args.max_tokens})
+    tools = await chat_tools(args, tools, session)  # --long-term: remember / recall tools
+    agent = Agent(llm=llm, tools=tools, max_steps=args.max_steps, params={"max_tokens": args.max_tokens}, **session)
     print("raygent chat: type a message; /reset clears the history, /exit quits.", flush=True)
     loop = asyncio.get_running_loop()
     while True:
@@ -151,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_agent_options(run)
     chat = sub.add_parser("chat", help="interactive multi-turn session")
     _add_agent_options(chat)
+    from raygent.memory.cli import add_memory_command, add_session_options
+
+    add_session_options(chat)
+    add_memory_command(sub)
     tools = sub.add_parser("tools", help="list or call registered tools")
     tsub = tools.add_subparsers(dest="tools_command", required=True)
     tlist = tsub.add_parser("list")
@@ -170,9 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     from dotenv import load_dotenv
 
     load_dotenv()  # API keys and RAY_ADDRESS may live in ./.env; the environment wins
+    from raygent.memory.cli import memory_command
     from raygent.serve import cli as serve_cli
 
-    handler = {"run": _run, "chat": _chat, "tools": _tools, "serve": serve_cli.run}[args.command]
+    handler = {"run": _run, "chat": _chat, "tools": _tools, "memory": memory_command,
+               "serve": serve_cli.run}[args.command]
     try:
         return asyncio.run(handler(args))
     except KeyboardInterrupt:

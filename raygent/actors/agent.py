@@ -64,7 +64,7 @@ class Agent:
 
     def __init__(self, llm: Any = None, tools: Any = None, system: str | None = DEFAULT_SYSTEM, *,
                  max_steps: int = 6, params: GenerationParams | dict | None = None,
-                 history: Sequence[Message] | None = None):
+                 history: Sequence[Message] | None = None, memory: Any = None, session_id: str | None = None):
         if llm is None:
             from raygent.llm_pool.llama_cpp import LlamaCppChatModel
 
@@ -76,14 +76,26 @@ class Agent:
         self.params = as_params(params)
         self.history: list[Message] = list(history or [])
         self._model_name: str | None = None
+        # memory: a MemoryStore (or its actor proxy), a SQLite path, or a raygent.memory.SessionMemory
+        self.memory: Any = None
+        if memory is not None:
+            from raygent.memory.session import attach_memory
+
+            self.memory = attach_memory(memory, session_id, self.llm)
 
     # -- public API ------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget the conversation (the system prompt and tools stay)."""
+        """Forget the conversation (the system prompt and tools stay); with memory, start a new session."""
         self.history = []
+        if self.memory is not None:
+            self.memory.new_session()
 
     async def get_history(self) -> list[Message]:
         return list(self.history)
+
+    async def get_session_id(self) -> str | None:
+        """The memory session this agent writes to (None without memory); awaitable on an actor too."""
+        return self.memory.session_id if self.memory is not None else None
 
     async def run(self, text: str, *, params: GenerationParams | dict | None = None) -> RunResult:
         result: RunResult | None = None
@@ -117,6 +129,8 @@ class Agent:
         force_answer = False
         model = ""
         try:
+            if self.memory is not None:  # load the stored session and store the user message first
+                self.history = await self.memory.begin_turn(self.history.pop())
             if self._model_name is None:
                 self._model_name = await self.llm.get_model_name()
             model = self._model_name
@@ -128,7 +142,8 @@ class Agent:
         last_text = ""
         for step in range(1, self.max_steps + 1):
             step_params = base.model_copy(update={"tool_choice": "none"}) if force_answer else base
-            messages = ([Message.system(self.system)] if self.system else []) + self.history
+            history = await self.memory.context() if self.memory is not None else self.history
+            messages = ([Message.system(self.system)] if self.system else []) + history
             answer_parts: list[str] = []
             final = None
             try:
@@ -164,13 +179,13 @@ class Agent:
                     # an unreadable call: tell the model what went wrong and let it try again
                     problem = "; ".join(final.parse_errors)
                     yield AgentEvent(type="error", step=step, text=f"could not read the model's tool call: {problem}")
-                    self.history.append(Message.assistant(final.text or None))
-                    self.history.append(Message.user(
+                    await self._add(Message.assistant(final.text or None))
+                    await self._add(Message.user(
                         f"Your tool call could not be read: {problem}. Reply with one valid tool call, "
                         f"or answer directly."))
                     last_text = answer
                     continue
-                self.history.append(Message.assistant(answer))
+                await self._add(Message.assistant(answer))
                 result = RunResult(answer=answer, tool_calls=records, steps=step, usage=usage, model=model,
                                    artifacts=artifacts)
                 yield AgentEvent(type="done", step=step, result=result)
@@ -181,6 +196,8 @@ class Agent:
                 yield AgentEvent(type="error", step=step, text=f"could not read part of the model's reply: {err}")
             for call in calls:
                 yield AgentEvent(type="tool_call", step=step, tool_call=call)
+            # stored before the tools run: a crash during a call must not lose the model's request
+            await self._add(Message.assistant(final.text or None, tool_calls=calls))
             fresh = [c for c in calls if _call_key(c) not in seen]
             try:
                 fresh_results = await self.tools.call_many(fresh) if fresh else []
@@ -198,7 +215,6 @@ class Agent:
                 results.append(r)
             if not fresh:
                 force_answer = True
-            self.history.append(Message.assistant(final.text or None, tool_calls=calls))
             for call, r in zip(calls, results):
                 if call.id in by_id:
                     records.append(ToolCallRecord(name=r.name, arguments=r.arguments, result=r.output, error=r.error))
@@ -206,8 +222,8 @@ class Agent:
                 yield AgentEvent(type="tool_result", step=step, tool_result=r)
                 if r.error:
                     yield AgentEvent(type="error", step=step, text=f"tool {r.name!r}: {r.error}")
-                self.history.append(Message(role="tool", content=r.content_for_model(), tool_call_id=call.id,
-                                            name=r.name, artifacts=r.artifacts))
+                await self._add(Message(role="tool", content=r.content_for_model(*self._result_chars()),
+                                        tool_call_id=call.id, name=r.name, artifacts=r.artifacts))
             last_text = final.text or ""
         message = (f"step limit reached: the model made {self.max_steps} steps without a final answer "
                    f"(raise max_steps if the task needs more)")
@@ -215,6 +231,16 @@ class Agent:
         result = RunResult(answer=last_text, tool_calls=records, steps=self.max_steps, usage=usage, model=model,
                            stop_reason="max_steps", error=message, artifacts=artifacts)
         yield AgentEvent(type="done", step=self.max_steps, result=result)
+
+    async def _add(self, message: Message) -> None:
+        """Append to the history and, with memory, to the store before going on (crash-safe)."""
+        self.history.append(message)
+        if self.memory is not None:
+            await self.memory.add(message)
+
+    def _result_chars(self) -> tuple[int, ...]:
+        # with memory the store keeps (nearly) whole results; the prompt view truncates them with a pointer
+        return (self.memory.stored_result_chars,) if self.memory is not None else ()
 
     async def _fail(self, step: int, message: str, usage: Usage, records: list[ToolCallRecord],
                     model: str) -> AsyncIterator[AgentEvent]:

@@ -161,6 +161,28 @@ class LlamaCppChatModel(ChatModel):
             self._grammar_cache[key] = tool_call_grammar(tools, tool_choice, max_calls=self.max_calls)
         return self._grammar_cache[key]
 
+    # -- token counting (history budgets) -------------------------------------------------
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens `messages` take in this model's chat template and tokenizer (no tools, no exemplars,
+        no generation prompt): what a history of them adds to a prompt. Used for memory budgets."""
+        return await asyncio.to_thread(self._count_tokens, list(messages))
+
+    def _count_tokens(self, messages: list[Message]) -> int:
+        llama = self.load()
+
+        def n(msgs: list[Message]) -> int:
+            text = self._template.render(messages=self.format.render_messages(msgs, None), add_generation_prompt=False,
+                                         bos_token="", eos_token="")
+            return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+
+        if not messages:
+            return 0
+        # measured after a fixed system turn, so a template's default system prompt (Qwen inserts one
+        # when the conversation has none) is not counted as part of these messages
+        probe = [Message.system("-")]
+        total = n(probe + messages) - n(probe)
+        return max(0, total)
+
     # -- generation ------------------------------------------------------------------------
     def _prepare(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None,
                  params: GenerationParams) -> tuple[dict[str, Any], int]:
