@@ -238,3 +238,11 @@ def _sick_model_class():
                 raise RuntimeError("model state corrupted")
 
     return SickAfterFirstRequest
+
+
+async def test_pooled_llm_counts_tokens_for_memory_budgets(serve_port):
+    pool = serve_model("t-count", ScriptedChatModel, ["a"], pool={"num_cpus": 0})
+    # the scripted model has no tokenizer: the replica answers with the fallback estimate
+    n = await pool.count_tokens([Message.user("hello there, how are you today?")])
+    assert 3 <= n <= 30
+    delete_model("t-count")

@@ -150,6 +150,16 @@ class ModelServer:
     async def get_model_name(self) -> str:
         return await self.model.get_model_name()
 
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        """The hosted model's own token count (memory budgets); a tokenizer estimate when it has none."""
+        own = getattr(self.model, "count_tokens", None)
+        if own is not None:
+            result = own(messages)
+            return await result if inspect.isawaitable(result) else result
+        from raygent.memory.tokens import fallback_counter
+
+        return fallback_counter()(list(messages))
+
     async def replica_info(self) -> dict[str, Any]:
         """Which process serves: for tests, benchmarks and debugging placement."""
         from ray import serve
@@ -275,6 +285,9 @@ class PooledLLM(ChatModel):
 
     async def get_model_name(self) -> str:
         return await self._call("get_model_name")
+
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        return await self._call("count_tokens", list(messages))
 
     async def replica_info(self) -> dict[str, Any]:
         return await self._call("replica_info")
