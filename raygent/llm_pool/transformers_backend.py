@@ -28,6 +28,15 @@ from raygent.llm_pool.text_tools import opens_like_call
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolSpec, Usage
 
 
+#: a plain ChatML template (Qwen 1.x, Yi, many fine-tunes) for models whose tokenizer ships none;
+#: tools are described by the tool-call format in the system turn
+CHATML_TEMPLATE = (
+    "{%- for m in messages -%}{{- '<|im_start|>' + m['role'] + '\\n' + (m['content'] or '') + '<|im_end|>\\n' -}}"
+    "{%- endfor -%}{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+BUILTIN_TEMPLATES = {"chatml": CHATML_TEMPLATE}
+
+
 def _torch() -> Any:
     try:
         import torch
@@ -96,6 +105,8 @@ class TransformersChatModel(ChatModel):
         the format is hermes); otherwise the format renders them into the system message.
     max_batch_size / batch_wait_ms: dynamic batching (1 / 0 turns it off).
     local_files_only: never download (the default; raygent loads what is on disk).
+    chat_template: a Jinja chat template (or "chatml") replacing the tokenizer's own, for models
+        that ship none.
     """
 
     backend_name = "transformers"
@@ -105,7 +116,7 @@ class TransformersChatModel(ChatModel):
                  format: str | ToolCallFormat = "hermes", template_tools: bool | None = None,
                  max_batch_size: int = 8, batch_wait_ms: float = 5.0, trust_remote_code: bool = False,
                  local_files_only: bool = True, revision: str | None = None, model_name: str | None = None,
-                 model_kwargs: dict[str, Any] | None = None):
+                 chat_template: str | None = None, model_kwargs: dict[str, Any] | None = None):
         self.model_path = str(model)
         if gguf_file and os.path.isfile(os.path.expanduser(gguf_file)) and not os.path.isdir(self.model_path):
             self.model_path = str(Path(gguf_file).expanduser().parent)
@@ -124,6 +135,7 @@ class TransformersChatModel(ChatModel):
         self.local_files_only = local_files_only
         self.revision = revision
         self.model_kwargs = dict(model_kwargs or {})
+        self.chat_template = BUILTIN_TEMPLATES.get(chat_template, chat_template) if chat_template else None
         self.stats = BatchStats()
         self._init_runtime()
 
@@ -154,11 +166,15 @@ class TransformersChatModel(ChatModel):
                 self._load()
         return self._model, self._tokenizer
 
+    def resolve_path(self) -> str:
+        """The local folder to load from (subclasses resolve caches here)."""
+        return os.path.expanduser(self.model_path)
+
     def _load(self) -> None:
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = os.path.expanduser(self.model_path)
+        path = self.resolve_path()
         if not os.path.isdir(path) and self.local_files_only and os.path.sep in path:
             raise BackendConfigError(f"model folder not found: {path}", backend=self.backend_name)
         common: dict[str, Any] = {"trust_remote_code": self.trust_remote_code,
@@ -186,6 +202,8 @@ class TransformersChatModel(ChatModel):
         tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        if self.chat_template:
+            tokenizer.chat_template = self.chat_template
         if not getattr(tokenizer, "chat_template", None):
             raise BackendConfigError(f"{path} has no chat template (tokenizer_config.json 'chat_template'); use a "
                                      f"chat/instruct model", backend=self.backend_name)
