@@ -229,3 +229,32 @@ async def test_as_a_ray_actor(server, ray_cluster):
         assert await llm.get_model_name() == "served-model"
     finally:
         runtime.kill(llm)
+
+
+async def test_agent_runs_tools_through_the_openai_backend(server):
+    """The agent loop over the real SDK: a streamed tool call, the real calculator, then a streamed answer."""
+    from raygent import Agent
+    from raygent.toolhub.builtin import default_tools
+
+    server.add(
+        Reply(events=[openai_chunk({"role": "assistant", "content": None}),
+                      openai_chunk({"tool_calls": [{"index": 0, "id": "call_c", "type": "function",
+                                                    "function": {"name": "calculator", "arguments": ""}}]}),
+                      openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"expression": '}}]}),
+                      openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"330104 % 1000"}'}}]}),
+                      openai_chunk({}, "tool_calls"), openai_chunk(None, usage=(50, 12)), "data: [DONE]"]),
+        Reply(events=[openai_chunk({"content": "The remainder "}), openai_chunk({"content": "is 104."}),
+                      openai_chunk({}, "stop"), openai_chunk(None, usage=(80, 6)), "data: [DONE]"]))
+    events = [e async for e in Agent(llm=model(server), tools=default_tools()).stream("What is 330104 mod 1000?")]
+    assert [e.text for e in events if e.type == "answer_delta"] == ["The remainder ", "is 104."]
+    assert [e.tool_call.name for e in events if e.type == "tool_call"] == ["calculator"]
+    result = events[-1].result
+    assert server.requests[0].body["stream"] is True
+    assert result.answer == "The remainder is 104." and result.stop_reason == "answer"
+    assert [(c.name, c.arguments, c.result["result"]) for c in result.tool_calls] == [
+        ("calculator", {"expression": "330104 % 1000"}, 104)]
+    assert result.usage.total_tokens == 62 + 86
+    second = server.requests[1].body["messages"]
+    assert second[-2]["tool_calls"][0]["id"] == "call_c"  # the call went back in OpenAI's shape
+    assert second[-1]["role"] == "tool" and second[-1]["tool_call_id"] == "call_c" and "104" in second[-1]["content"]
+    assert [t["function"]["name"] for t in server.requests[0].body["tools"]] == [t.name for t in default_tools()]
