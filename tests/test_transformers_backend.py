@@ -131,3 +131,20 @@ def test_missing_folder_and_missing_template(tmp_path, model_dir):
     (broken / "chat_template.jinja").unlink(missing_ok=True)
     with pytest.raises(BackendConfigError, match="no chat template"):
         TransformersChatModel(broken).load()
+
+
+async def test_gguf_file_loads_through_transformers(model_dir, tmp_path):
+    """gguf_file=: the tiny model written as a GGUF (qwen2 layout) is dequantized by transformers and
+    answers exactly as the original weights do."""
+    pytest.importorskip("gguf")
+    gguf_path = tm.write_gguf(model_dir, tmp_path / "gguf" / "tiny-qwen-f32.gguf")
+    llm = TransformersChatModel(gguf_path.parent, gguf_file=gguf_path.name, device="cpu")
+    c = await llm.chat(tm.tool_question(), [tm.WEATHER], {"max_tokens": 40})
+    assert c.raw == tm.TOOL_REPLY and c.tool_calls[0].arguments == {"city": "Paris"}
+    assert llm.model_name == "tiny-qwen-f32"
+    # a full path to the file works too, and the chat template came from the GGUF's metadata
+    by_path = TransformersChatModel(str(gguf_path), device="cpu")
+    assert (by_path.model_path, by_path.gguf_file) == (str(gguf_path.parent), gguf_path.name)
+    assert (await by_path.chat(tm.text_question(), None, {"max_tokens": 40})).text == tm.TEXT_REPLY
+    assert by_path.render_prompt(tm.tool_question(), [tm.WEATHER]) == TransformersChatModel(
+        model_dir).render_prompt(tm.tool_question(), [tm.WEATHER])

@@ -95,8 +95,10 @@ class BatchStats:
 class TransformersChatModel(ChatModel):
     """Chat with tools on a transformers causal LM.
 
-    model: a local folder (save_pretrained layout) or a Hugging Face id already in the local cache.
-    gguf_file: a GGUF file name inside `model` (or a path to one; transformers dequantizes it).
+    model: a local folder (save_pretrained layout), a Hugging Face id already in the local cache,
+        or a .gguf file.
+    gguf_file: a GGUF file name inside `model` (or a path to one); transformers dequantizes it
+        (needs the gguf package).
     device: "cpu", "cuda", "cuda:1", "mps"; default cuda when available. device_map ("auto", or a
         dict) instead places the weights with accelerate (multi-GPU, offload).
     dtype: "auto", "float32", "bfloat16", "float16"; default float32 on CPU, "auto" elsewhere.
@@ -118,6 +120,9 @@ class TransformersChatModel(ChatModel):
                  local_files_only: bool = True, revision: str | None = None, model_name: str | None = None,
                  chat_template: str | None = None, model_kwargs: dict[str, Any] | None = None):
         self.model_path = str(model)
+        if gguf_file is None and self.model_path.lower().endswith(".gguf"):  # a GGUF file given as the model
+            gguf_file = self.model_path
+            self.model_path = str(Path(self.model_path).expanduser().parent)
         if gguf_file and os.path.isfile(os.path.expanduser(gguf_file)) and not os.path.isdir(self.model_path):
             self.model_path = str(Path(gguf_file).expanduser().parent)
         if gguf_file:
