@@ -148,3 +148,21 @@ async def test_gguf_file_loads_through_transformers(model_dir, tmp_path):
     assert (await by_path.chat(tm.text_question(), None, {"max_tokens": 40})).text == tm.TEXT_REPLY
     assert by_path.render_prompt(tm.tool_question(), [tm.WEATHER]) == TransformersChatModel(
         model_dir).render_prompt(tm.tool_question(), [tm.WEATHER])
+
+
+@pytest.mark.ray
+async def test_as_a_ray_actor_batches_concurrent_calls(model_dir, ray_cluster):
+    from raygent import runtime
+
+    llm = runtime.deploy(TransformersChatModel, str(model_dir), remote=True,
+                         init_kwargs={"device": "cpu", "batch_wait_ms": 300})
+    try:
+        tool, text = await asyncio.gather(llm.chat(tm.tool_question(), [tm.WEATHER], {"max_tokens": 40}),
+                                          llm.chat(tm.text_question(), None, {"max_tokens": 40}))
+        assert tool.tool_calls[0].arguments == {"city": "Paris"} and text.text == tm.TEXT_REPLY
+        stats = await llm.get_stats()
+        assert stats.batch_sizes == [2]  # the two actor calls met in one generate inside the actor
+        deltas = [d async for d in llm.stream(tm.text_question(), None, {"max_tokens": 40})]
+        assert "".join(d.text for d in deltas) == tm.TEXT_REPLY
+    finally:
+        runtime.kill(llm)

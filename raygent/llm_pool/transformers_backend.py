@@ -429,6 +429,19 @@ class TransformersChatModel(ChatModel):
     async def get_stats(self) -> BatchStats:
         return self.stats
 
+    async def aclose(self) -> None:
+        """Stop the batcher and its generate thread (the weights stay loaded)."""
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._worker = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
 
 def _resolve(future: asyncio.Future, result: Any) -> None:
     if not future.done():
