@@ -95,3 +95,13 @@ def test_inference_api_without_token_names_the_variable(monkeypatch):
     monkeypatch.delenv("MODELSCOPE_API_TOKEN", raising=False)
     with pytest.raises(BackendConfigError, match="MODELSCOPE_API_TOKEN"):
         ModelScopeAPIChatModel("Qwen/Qwen2.5-7B-Instruct").api_key()
+
+
+@pytest.mark.parametrize("layout", ["models/raygent-test/Tiny-Qwen2___5-Chat", "hub/raygent-test/Tiny-Qwen2.5-Chat"])
+def test_resolution_agrees_with_the_modelscope_sdk_offline(model_dir, tmp_path, monkeypatch, layout):
+    """raygent's reader finds the folder the modelscope SDK itself finds with local_files_only (no network)."""
+    modelscope = pytest.importorskip("modelscope")
+    shutil.copytree(model_dir, tmp_path / layout)
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path))
+    sdk = modelscope.snapshot_download(MODEL_ID, local_files_only=True)
+    assert str(resolve_model_dir(MODEL_ID)) == str(sdk) == str(tmp_path / layout)
