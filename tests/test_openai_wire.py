@@ -136,6 +136,20 @@ def test_error_body_types():
     assert w.error_type_for_status(503) == "service_unavailable_error"
 
 
+def test_error_response_for_exceptions():
+    from raygent.llm_pool.errors import BackendAuthError, BackendConnectionError, BackendRateLimitError
+
+    status, body = w.error_response(w.WireError("bad", param="stop"))
+    assert status == 400 and body["error"]["param"] == "stop"
+    assert w.error_response(BackendRateLimitError("slow"))[0] == 429
+    status, body = w.error_response(BackendAuthError("no key", url="http://x"))
+    assert status == 401 and body["error"]["type"] == "authentication_error" and body["error"]["code"] == "BackendAuthError"
+    assert w.error_response(BackendConnectionError("down"))[1]["error"]["type"] == "service_unavailable_error"
+    assert w.error_response(ValueError("prompt too long"))[0] == 400
+    status, body = w.error_response(RuntimeError("boom"))
+    assert status == 500 and body["error"]["message"] == "RuntimeError: boom"
+
+
 # -- whole responses --------------------------------------------------------------------------------
 def test_completion_to_response_tool_calls_validates_with_sdk():
     c = Completion(text="", tool_calls=[ToolCall(id="c9", name="weather", arguments={"city": "北京"})],

@@ -41,6 +41,7 @@ __all__ = [
     "decode_stream",
     "encode_stream",
     "error_body",
+    "error_response",
     "error_type_for_status",
     "finish_reason_to_openai",
     "from_request",
@@ -95,6 +96,24 @@ class WireError(ValueError):
 
     def body(self) -> dict[str, Any]:
         return error_body(self.message, self.type, self.param, self.code, status=self.status)
+
+
+def error_response(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, OpenAI error body) for an exception raised while serving a request.
+
+    WireError keeps its status and param; raygent BackendErrors pass on their status (401, 429,
+    503, ...); a bad value (ValueError) is a 400; anything else a 500 that names the exception.
+    """
+    if isinstance(exc, WireError):
+        return exc.status, exc.body()
+    from raygent.llm_pool.errors import BackendError
+
+    if isinstance(exc, BackendError):
+        status = exc.status if 400 <= exc.status < 600 else 502
+        return status, error_body(str(exc), status=status, code=type(exc).__name__)
+    if isinstance(exc, ValueError):
+        return 400, error_body(str(exc), status=400)
+    return 500, error_body(f"{type(exc).__name__}: {exc}", status=500)
 
 
 # -- small pieces -------------------------------------------------------------------------------
