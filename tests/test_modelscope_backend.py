@@ -37,7 +37,7 @@ async def test_current_layout_under_modelscope_cache(model_dir, tmp_path, monkey
     shutil.copytree(model_dir, target)
     monkeypatch.setenv("MODELSCOPE_CACHE", str(cache))
     assert resolve_model_dir(MODEL_ID) == target
-    llm = ModelScopeChatModel(MODEL_ID, device="cpu")
+    llm = ModelScopeChatModel(MODEL_ID, device="cpu", num_threads=1)
     c = await llm.chat(tm.tool_question(), [tm.WEATHER], {"max_tokens": 40})
     assert c.tool_calls[0].arguments == {"city": "Paris"} and c.model == MODEL_ID
 
