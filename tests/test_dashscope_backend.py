@@ -186,7 +186,8 @@ def test_missing_key_is_a_config_error(monkeypatch, tmp_path):
 
 
 async def test_text_format_for_models_without_native_tools(server):
-    reply = '<|startofthink|>```JSON\n{"api_name": "get_current_weather", "parameters": {"location": "杭州"}}\n```<|endofthink|>'
+    reply = ('<|startofthink|>```JSON\n{"api_name": "get_current_weather", "parameters": {"location": "杭州"}}\n'
+             '```<|endofthink|>')
     server.add(Reply(body=dashscope_output(reply)))
     c = await model(server, format="msagent").chat([Message.user("杭州天气")], [WEATHER])
     assert c.tool_calls and c.tool_calls[0].arguments == {"location": "杭州"}

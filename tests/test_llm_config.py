@@ -129,8 +129,9 @@ async def test_llm_factory_model_reaches_a_server(monkeypatch):
     server = ScriptedHTTPServer()
     try:
         server.add(Reply(body=dashscope_output("来自配置")))
-        llm = LLMFactory.build_llm("q", {"q": {"type": "dashscope", "model": "qwen-turbo", "url": server.url + "/api/v1",
-                                               "generate_cfg": {"temperature": 0.3}}})
+        entry = {"type": "dashscope", "model": "qwen-turbo", "url": server.url + "/api/v1",
+                 "generate_cfg": {"temperature": 0.3}}
+        llm = LLMFactory.build_llm("q", {"q": entry})
         monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-config")
         c = await llm.chat([Message.user("hi")], None, llm.default_params)
         assert c.text == "来自配置" and server.requests[0].body["parameters"]["temperature"] == 0.3

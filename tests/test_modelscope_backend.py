@@ -12,6 +12,7 @@ pytest.importorskip("transformers")
 import tiny_models as tm  # noqa: E402
 from wire_servers import Reply, ScriptedHTTPServer, openai_completion  # noqa: E402
 
+from raygent.llm_pool.errors import BackendConfigError  # noqa: E402
 from raygent.llm_pool.modelscope_backend import (  # noqa: E402
     MODELSCOPE_API_URL,
     ModelNotInCacheError,
@@ -20,7 +21,6 @@ from raygent.llm_pool.modelscope_backend import (  # noqa: E402
     candidate_dirs,
     resolve_model_dir,
 )
-from raygent.llm_pool.errors import BackendConfigError  # noqa: E402
 from raygent.schema import Message  # noqa: E402
 
 MODEL_ID = "raygent-test/Tiny-Qwen2.5-Chat"

@@ -49,7 +49,8 @@ async def test_chat_text_and_request_shape(server):
     assert req.headers["authorization"] == "Bearer sk-test" and req.headers["x-route"] == "blue"
     assert req.body["model"] == "served-model" and req.body["top_k"] == 5
     assert req.body["messages"] == [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]
-    assert (req.body["temperature"], req.body["max_tokens"], req.body["stop"], req.body["seed"]) == (0.2, 32, ["END"], 3)
+    body = req.body
+    assert (body["temperature"], body["max_tokens"], body["stop"], body["seed"]) == (0.2, 32, ["END"], 3)
     assert "tools" not in req.body and "stream" not in req.body
 
 

@@ -143,7 +143,8 @@ def test_error_response_for_exceptions():
     assert status == 400 and body["error"]["param"] == "stop"
     assert w.error_response(BackendRateLimitError("slow"))[0] == 429
     status, body = w.error_response(BackendAuthError("no key", url="http://x"))
-    assert status == 401 and body["error"]["type"] == "authentication_error" and body["error"]["code"] == "BackendAuthError"
+    assert status == 401 and body["error"]["type"] == "authentication_error"
+    assert body["error"]["code"] == "BackendAuthError"
     assert w.error_response(BackendConnectionError("down"))[1]["error"]["type"] == "service_unavailable_error"
     assert w.error_response(ValueError("prompt too long"))[0] == 400
     status, body = w.error_response(RuntimeError("boom"))

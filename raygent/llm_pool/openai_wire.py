@@ -5,7 +5,7 @@ uses them to build requests and read replies, the HTTP ingress to read requests 
 replies, so both sides agree on one mapping. Both directions are covered:
 
   request:   Messages/ToolSpecs/GenerationParams <-> request dict      (to_request / from_request)
-  response:  Completion <-> `chat.completion` dict                       (completion_to_response / completion_from_response)
+  response:  Completion <-> `chat.completion` dict             (completion_to_response / completion_from_response)
   stream:    Deltas <-> `chat.completion.chunk` dicts                    (ChunkEncoder / ChunkDecoder)
   errors:    {"error": {"message", "type", "param", "code"}}              (error_body / WireError)
 
@@ -352,7 +352,8 @@ class ChatRequest(BaseModel):
 
 def _number(body: dict[str, Any], key: str, kind: type, lo: float | None = None, hi: float | None = None) -> Any:
     value = body[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+    wrong_type = isinstance(value, bool) or not isinstance(value, (int, float))
+    if wrong_type or (kind is int and not float(value).is_integer()):
         raise WireError(f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}",
                         param=key, code="invalid_type")
     if (lo is not None and value < lo) or (hi is not None and value > hi):

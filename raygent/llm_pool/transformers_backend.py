@@ -27,7 +27,6 @@ from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.text_tools import opens_like_call
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolSpec, Usage
 
-
 #: a plain ChatML template (Qwen 1.x, Yi, many fine-tunes) for models whose tokenizer ships none;
 #: tools are described by the tool-call format in the system turn
 CHATML_TEMPLATE = (
@@ -201,10 +200,10 @@ class TransformersChatModel(ChatModel):
             if self.device_map is not None:
                 kwargs["device_map"] = self.device_map
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        except (OSError, ValueError) as exc:
-            hint = " (GGUF loading also needs: pip install gguf)" if self.gguf_file and "gguf" in str(exc).lower() else ""
-            raise BackendConfigError(f"cannot load a transformers model from {path}"
-                                     f"{' / ' + self.gguf_file if self.gguf_file else ''}: {exc}{hint}",
+        except (OSError, ValueError, ImportError) as exc:
+            where = f"{path} / {self.gguf_file}" if self.gguf_file else path
+            hint = " (GGUF files also need: pip install gguf)" if self.gguf_file and "gguf" in str(exc).lower() else ""
+            raise BackendConfigError(f"cannot load a transformers model from {where}: {exc}{hint}",
                                      backend=self.backend_name) from exc
         if self.device_map is None:
             model.to(device)
