@@ -259,3 +259,20 @@ async def test_agent_runs_tools_through_the_openai_backend(server):
     assert second[-2]["tool_calls"][0]["id"] == "call_c"  # the call went back in OpenAI's shape
     assert second[-1]["role"] == "tool" and second[-1]["tool_call_id"] == "call_c" and "104" in second[-1]["content"]
     assert [t["function"]["name"] for t in server.requests[0].body["tools"]] == [t.name for t in default_tools()]
+
+
+async def test_native_mode_reads_unparsed_tool_call_tags(server):
+    """Servers that render tools into the template but return the model's text as is (llama.cpp server,
+    vLLM without a tool parser): `<tool_call>` content becomes a call (text_fallback, on by default)."""
+    tagged = '<tool_call>\n{"name": "weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    server.add(Reply(body=openai_completion(tagged)),
+               Reply(events=[openai_chunk({"content": "<tool"}), openai_chunk({"content": tagged[5:]}),
+                             openai_chunk({}, "stop"), "data: [DONE]"]),
+               Reply(body=openai_completion(tagged)))
+    c = await model(server).chat([Message.user("Oslo?")], [WEATHER])
+    assert c.finish_reason == "tool_calls" and c.tool_calls[0].arguments == {"city": "Oslo"} and c.text == ""
+    assert server.requests[0].body["tools"]  # tools were still sent natively
+    deltas = [d async for d in model(server).stream([Message.user("Oslo?")], [WEATHER])]
+    assert len(deltas) == 1 and deltas[0].tool_calls[0].arguments == {"city": "Oslo"}
+    plain = await model(server, text_fallback=False).chat([Message.user("Oslo?")], [WEATHER])
+    assert plain.tool_calls == [] and plain.text == tagged

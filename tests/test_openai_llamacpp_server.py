@@ -71,6 +71,18 @@ async def test_chat_and_stream_on_a_real_llama_cpp_server(llama_server):
     await llm.aclose()
 
 
+async def test_tool_call_through_a_real_llama_cpp_server(llama_server):
+    """llama-cpp-python renders the tools with the GGUF's chat template; the model writes a Hermes call,
+    which the server returns as text and the backend reads (native mode's text fallback)."""
+    llm = OpenAICompatibleChatModel("tiny", base_url=llama_server)
+    c = await llm.chat(tm.tool_question(), [tm.WEATHER], {"max_tokens": 40})
+    assert [(t.name, t.arguments) for t in c.tool_calls] == [("weather", {"city": "Paris"})]
+    assert c.finish_reason == "tool_calls" and c.raw == tm.TOOL_REPLY
+    deltas = [d async for d in llm.stream(tm.tool_question(), [tm.WEATHER], {"max_tokens": 40})]
+    assert len(deltas) == 1 and deltas[0].tool_calls[0].arguments == {"city": "Paris"}
+    await llm.aclose()
+
+
 async def test_server_error_body_reaches_the_caller(llama_server):
     """llama-cpp-python answers a malformed field with HTTP 500 and its validation message."""
     llm = OpenAICompatibleChatModel("tiny", base_url=llama_server, max_retries=0, extra_body={"top_k": "many"})
