@@ -276,3 +276,15 @@ async def test_native_mode_reads_unparsed_tool_call_tags(server):
     assert len(deltas) == 1 and deltas[0].tool_calls[0].arguments == {"city": "Oslo"}
     plain = await model(server, text_fallback=False).chat([Message.user("Oslo?")], [WEATHER])
     assert plain.tool_calls == [] and plain.text == tagged
+
+
+async def test_error_event_mid_stream(server):
+    from raygent.llm_pool import openai_wire as wire
+
+    error = wire.sse_error_event(BackendServerError("the replica died")).decode().strip()
+    server.add(Reply(events=[openai_chunk({"content": "par"}), error]))
+    seen = []
+    with pytest.raises(BackendServerError, match="mid-stream: the replica died"):
+        async for d in model(server).stream([Message.user("hi")]):
+            seen.append(d.text)
+    assert seen == ["par"]

@@ -309,3 +309,17 @@ def test_sse_framing():
     assert event.startswith(b"data: ") and event.endswith(b"\n\n")
     assert json.loads(event[6:]) == {"a": "é"}
     assert w.SSE_DONE == b"data: [DONE]\n\n"
+
+
+def test_models_response_and_sse_error_event_validate_with_sdk():
+    from openai.types import Model
+
+    body = w.models_response(["qwen", "tiny"], created=7)
+    assert [Model.model_validate(m).id for m in body["data"]] == ["qwen", "tiny"] and body["object"] == "list"
+    from raygent.llm_pool.errors import BackendServerError
+
+    event = w.sse_error_event(BackendServerError("replica died"))
+    payload = json.loads(event[len(b"data: "):])
+    assert payload["error"]["message"] == "replica died" and payload["error"]["type"] == "server_error"
+    with pytest.raises(w.WireError, match="replica died"):
+        w.ChunkDecoder().feed(payload)

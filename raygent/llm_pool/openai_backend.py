@@ -259,6 +259,8 @@ class OpenAICompatibleChatModel(ChatModel):
                                            f"{detail}){hint}", status=status, **kw)
             return BackendServerError(f"{url} failed (HTTP {status}: {detail}) after {self.max_retries} retries: "
                                       f"check the server's logs", status=502, **kw)
+        if isinstance(exc, openai.APIError):  # an error event inside a stream that had started
+            return BackendServerError(f"{url} reported an error mid-stream: {_error_message(exc)}", **kw)
         if isinstance(exc, openai.OpenAIError):
             return BackendError(f"OpenAI-compatible request to {url} failed: {exc}", **kw)
         return exc

@@ -46,8 +46,10 @@ __all__ = [
     "finish_reason_to_openai",
     "from_request",
     "message_from_openai",
+    "models_response",
     "messages_to_openai",
     "new_completion_id",
+    "sse_error_event",
     "sse_event",
     "to_request",
     "tool_choice_from_openai",
@@ -552,6 +554,19 @@ async def encode_stream(deltas: AsyncIterable[Delta], model: str, *, include_usa
 def sse_event(chunk: Mapping[str, Any]) -> bytes:
     """One Server-Sent Event as OpenAI frames it: `data: {json}\\n\\n`."""
     return b"data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+def sse_error_event(exc: BaseException) -> bytes:
+    """An error that happens after a stream started (the status line is already sent): one SSE event
+    with OpenAI's error body; ChunkDecoder and the openai SDK raise it on the client side."""
+    return sse_event(error_response(exc)[1])
+
+
+def models_response(names: Sequence[str], *, owned_by: str = "raygent", created: int | None = None) -> dict[str, Any]:
+    """The body of `GET /v1/models` for the given model names."""
+    when = created or int(time.time())
+    return {"object": "list", "data": [{"id": n, "object": "model", "created": when, "owned_by": owned_by}
+                                       for n in names]}
 
 
 class ChunkDecoder:
