@@ -190,3 +190,23 @@ def test_serve_config_yaml_round_trip(tmp_path, capsys):
 def test_building_the_app_without_vllm_says_what_to_install():
     with pytest.raises(VLLMUnavailableError, match=r"pip install 'ray\[llm\]' vllm"):
         build_vllm_app([VLLM])
+
+
+def test_a_model_from_environment_variables_only(tmp_path, monkeypatch):
+    from raygent.llm_pool.config import model_config_from_env
+
+    for var in ("RAYGENT_LLM_TYPE", "RAYGENT_LLM_MODEL", "RAYGENT_LLM_URL", "RAYGENT_LLM_TEMPERATURE",
+                "RAYGENT_LLM_NAME", "RAYGENT_LLM_FORMAT"):
+        monkeypatch.setenv(var, "x")
+        monkeypatch.delenv(var)
+    assert model_config_from_env(None) is None
+    (tmp_path / ".env").write_text("RAYGENT_LLM_TYPE=ollama\nRAYGENT_LLM_MODEL=qwen2.5:7b\n"
+                                   "RAYGENT_LLM_URL=http://localhost:11434/v1\nRAYGENT_LLM_TEMPERATURE=0.2\n")
+    cfg = model_config_from_env(tmp_path / ".env")
+    llm = build_chat_model(cfg)
+    assert isinstance(llm, OpenAICompatibleChatModel) and llm.model == "qwen2.5:7b"
+    assert llm.base_url == "http://localhost:11434/v1" and llm.default_params.temperature == 0.2
+    monkeypatch.setenv("RAYGENT_LLM_NAME", "local")  # the environment wins over .env
+    monkeypatch.setenv("RAYGENT_LLM_FORMAT", "hermes")
+    configs = load_model_configs({"other": {"type": "openai", "model": "m"}}, env_file=tmp_path / ".env")
+    assert set(configs) == {"other", "local"} and configs["local"].format == "hermes"

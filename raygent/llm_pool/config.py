@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from raygent.llm_pool.base import ChatModel
 from raygent.llm_pool.errors import BackendConfigError
@@ -166,17 +167,56 @@ def parse_model_configs(data: Mapping[str, Any]) -> dict[str, ModelConfig]:
 def load_model_configs(source: str | os.PathLike | Mapping[str, Any] | None = None, *,
                        env_file: str | os.PathLike | None = None) -> dict[str, ModelConfig]:
     """Read a model config (JSON/YAML file, mapping, or None for $MODEL_CONFIG_FILE / the bundled
-    template), after loading `.env` (`env_file`, else the nearest one) into the environment."""
+    template), after loading `.env` (`env_file`, else the nearest one) into the environment.
+    A model described by RAYGENT_LLM_* variables is added under its RAYGENT_LLM_NAME ("env")."""
     from raygent.compat.config import Config, default_model_config, load_env
 
-    load_env(env_file)
+    used = load_env(env_file)
     if source is None:
         data: Mapping[str, Any] = default_model_config().to_dict()
     elif isinstance(source, Mapping):
         data = source.to_dict() if isinstance(source, Config) else source
     else:
         data = Config.from_file(source).to_dict()
-    return parse_model_configs(data)
+    configs = parse_model_configs(data)
+    from_env = model_config_from_env(used)
+    if from_env is not None:
+        configs[from_env.name] = from_env
+    return configs
+
+
+class EnvModelSettings(BaseSettings):
+    """One model described by RAYGENT_LLM_* variables (environment or a .env file), for deployments
+    configured by environment only, e.g. RAYGENT_LLM_TYPE=openai, RAYGENT_LLM_MODEL=qwen2.5:7b,
+    RAYGENT_LLM_URL=http://localhost:11434/v1, RAYGENT_LLM_TEMPERATURE=0.2."""
+
+    model_config = SettingsConfigDict(env_prefix="RAYGENT_LLM_", env_file=".env", extra="ignore")
+
+    name: str = "env"
+    type: str | None = None
+    model: str | None = None
+    model_id: str | None = None
+    path: str | None = None
+    gguf_file: str | None = None
+    url: str | None = None
+    api_key_env: str | None = None
+    format: str | None = None
+    device: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+
+
+def model_config_from_env(env_file: str | os.PathLike | None = ".env") -> ModelConfig | None:
+    """The RAYGENT_LLM_* model, or None when RAYGENT_LLM_TYPE is not set."""
+    settings = EnvModelSettings(_env_file=env_file)  # type: ignore[call-arg]
+    if not settings.type:
+        return None
+    data = settings.model_dump(exclude_none=True)
+    gen = {k: data.pop(k) for k in ("temperature", "top_p", "max_tokens", "seed") if k in data}
+    name = data.pop("name")
+    return parse_model_configs({name: {**data, "generate_cfg": gen}})[name]
 
 
 # -- building -----------------------------------------------------------------------------------
