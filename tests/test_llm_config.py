@@ -210,3 +210,34 @@ def test_a_model_from_environment_variables_only(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYGENT_LLM_FORMAT", "hermes")
     configs = load_model_configs({"other": {"type": "openai", "model": "m"}}, env_file=tmp_path / ".env")
     assert set(configs) == {"other", "local"} and configs["local"].format == "hermes"
+
+
+def test_seed_script_on_dashscope(monkeypatch):
+    """The seed's own flow on its default backend: LLMFactory + AgentExecutor with a dashscope entry,
+    the real SDK against a local DashScope-protocol server, the real address tool in between."""
+    from wire_servers import Reply, ScriptedHTTPServer, dashscope_output
+
+    from raygent.compat import AgentExecutor
+
+    address = "浙江杭州市江干区九堡镇三村村一区"
+    server = ScriptedHTTPServer()
+    try:
+        server.add(Reply(body=dashscope_output("", [{"id": "call_1", "type": "function", "function": {
+                       "name": "address_parse", "arguments": json.dumps({"address": address}, ensure_ascii=False)}}],
+                       finish="tool_calls")),
+                   Reply(body=dashscope_output("浙江省，杭州市，江干区")))
+        monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-seed")
+        cfg = Config.from_file(template_path("model")).to_dict()
+        cfg["qwen-plus"]["url"] = server.url + "/api/v1"  # the only change to the seed's entry
+        llm = LLMFactory.build_llm("qwen-plus", cfg)
+        results = AgentExecutor(llm, {"modelscope_text-address": {"use": True}}).run(
+            f"使用地址识别模型，从下面的地址中找到省市区等元素，地址：{address}")
+        assert results[0]["name"] == "address_parse" and results[0]["result"]["district"] == "江干区"
+        assert results[-1] == {"answer": "浙江省，杭州市，江干区"}
+        first = server.requests[0].body
+        assert [t["function"]["name"] for t in first["parameters"]["tools"]] == ["address_parse"]
+        assert first["parameters"]["top_p"] == 0.8 and first["parameters"]["seed"] == 123  # the entry's generate_cfg
+        tool_msg = server.requests[1].body["input"]["messages"][-1]
+        assert tool_msg["role"] == "tool" and tool_msg["tool_call_id"] == "call_1" and "江干区" in tool_msg["content"]
+    finally:
+        server.close()
