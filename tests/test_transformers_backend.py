@@ -166,3 +166,23 @@ async def test_as_a_ray_actor_batches_concurrent_calls(model_dir, ray_cluster):
         assert "".join(d.text for d in deltas) == tm.TEXT_REPLY
     finally:
         runtime.kill(llm)
+
+
+async def test_tokenizer_without_pad_token_still_batches(model_dir, monkeypatch):
+    """Tokenizers with no pad token (Qwen 1.x, Llama) pad with an end-of-sequence token instead."""
+    import transformers
+
+    original = transformers.AutoTokenizer.from_pretrained
+
+    def without_pad(*args, **kwargs):
+        tok = original(*args, **kwargs)
+        tok.pad_token = None
+        return tok
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", without_pad)
+    llm = TransformersChatModel(model_dir, device="cpu", num_threads=1, batch_wait_ms=300)
+    llm.load()
+    assert llm._tokenizer.pad_token_id is None and llm._pad_id == llm._tokenizer.eos_token_id
+    tool, text = await asyncio.gather(llm.chat(tm.tool_question(), [tm.WEATHER], {"max_tokens": 40}),
+                                      llm.chat(tm.text_question(), None, {"max_tokens": 40}))
+    assert llm.stats.batch_sizes == [2] and tool.tool_calls and text.text == tm.TEXT_REPLY

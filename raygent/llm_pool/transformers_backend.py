@@ -152,6 +152,7 @@ class TransformersChatModel(ChatModel):
         self._model: Any = None
         self._tokenizer: Any = None
         self._eos_ids: set[int] = set()
+        self._pad_id: int = 0
         self._load_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[_Request] = []
@@ -209,22 +210,30 @@ class TransformersChatModel(ChatModel):
             model.to(device)
         model.eval()
         tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
         if self.chat_template:
             tokenizer.chat_template = self.chat_template
         if not getattr(tokenizer, "chat_template", None):
             raise BackendConfigError(f"{path} has no chat template (tokenizer_config.json 'chat_template'); use a "
-                                     f"chat/instruct model", backend=self.backend_name)
+                                     f"chat/instruct model, or pass chat_template='chatml' (or a Jinja template)",
+                                     backend=self.backend_name)
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
             eos_ids.add(tokenizer.eos_token_id)
         for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
-            tid = tokenizer.convert_tokens_to_ids(token)
+            try:
+                tid = tokenizer.convert_tokens_to_ids(token)
+            except (KeyError, ValueError):  # remote-code tokenizers may raise for unknown tokens
+                continue
             if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
                 eos_ids.add(tid)
+        if not eos_ids:
+            raise BackendConfigError(f"{path}: no end-of-sequence token found (generation_config.eos_token_id, the "
+                                     f"tokenizer's eos_token)", backend=self.backend_name)
         self._eos_ids = eos_ids
+        # padding: the tokenizer's pad token, else an end-of-sequence token (masked out anyway)
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
+            tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos_ids))
         self._tokenizer, self._model = tokenizer, model
 
     # -- prompt ------------------------------------------------------------------------------
@@ -317,7 +326,7 @@ class TransformersChatModel(ChatModel):
         if self.num_threads and torch.get_num_threads() != self.num_threads:
             torch.set_num_threads(self.num_threads)  # OpenMP's setting is per thread: set it in the generate thread
         width = max(len(r.input_ids) for r in batch)
-        pad = tok.pad_token_id
+        pad = self._pad_id
         input_ids = torch.tensor([[pad] * (width - len(r.input_ids)) + r.input_ids for r in batch])
         mask = torch.tensor([[0] * (width - len(r.input_ids)) + [1] * len(r.input_ids) for r in batch])
         device = next(model.parameters()).device
