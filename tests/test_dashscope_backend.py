@@ -186,7 +186,8 @@ def test_missing_key_is_a_config_error(monkeypatch, tmp_path):
 
 
 async def test_text_format_for_models_without_native_tools(server):
-    reply = '<|startofthink|>```JSON\n{"api_name": "get_current_weather", "parameters": {"location": "杭州"}}\n```<|endofthink|>'
+    reply = ('<|startofthink|>```JSON\n{"api_name": "get_current_weather", "parameters": {"location": "杭州"}}\n'
+             '```<|endofthink|>')
     server.add(Reply(body=dashscope_output(reply)))
     c = await model(server, format="msagent").chat([Message.user("杭州天气")], [WEATHER])
     assert c.tool_calls and c.tool_calls[0].arguments == {"location": "杭州"}
@@ -195,3 +196,19 @@ async def test_text_format_for_models_without_native_tools(server):
     system = server.requests[0].body["input"]["messages"][0]
     assert system["role"] == "system" and "get_current_weather" in system["content"]
     json.dumps(server.requests[0].body)
+
+
+@pytest.mark.ray
+async def test_as_a_ray_actor(server, ray_cluster):
+    from raygent import runtime
+
+    server.add(Reply(body=dashscope_output("来自 actor")),
+               Reply(events=[dashscope_event(1, "流"), dashscope_event(2, "式", finish="stop")]))
+    llm = runtime.deploy(DashScopeChatModel, "qwen-plus", remote=True,
+                         init_kwargs={"api_key": "sk-ds-test", "base_url": server.url + "/api/v1"})
+    try:
+        assert (await llm.chat([Message.user("hi")])).text == "来自 actor"
+        deltas = [d async for d in llm.stream([Message.user("hi")])]
+        assert "".join(d.text for d in deltas) == "流式" and deltas[-1].finish_reason == "stop"
+    finally:
+        runtime.kill(llm)

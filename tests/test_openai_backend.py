@@ -49,7 +49,8 @@ async def test_chat_text_and_request_shape(server):
     assert req.headers["authorization"] == "Bearer sk-test" and req.headers["x-route"] == "blue"
     assert req.body["model"] == "served-model" and req.body["top_k"] == 5
     assert req.body["messages"] == [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]
-    assert (req.body["temperature"], req.body["max_tokens"], req.body["stop"], req.body["seed"]) == (0.2, 32, ["END"], 3)
+    body = req.body
+    assert (body["temperature"], body["max_tokens"], body["stop"], body["seed"]) == (0.2, 32, ["END"], 3)
     assert "tools" not in req.body and "stream" not in req.body
 
 
@@ -229,3 +230,61 @@ async def test_as_a_ray_actor(server, ray_cluster):
         assert await llm.get_model_name() == "served-model"
     finally:
         runtime.kill(llm)
+
+
+async def test_agent_runs_tools_through_the_openai_backend(server):
+    """The agent loop over the real SDK: a streamed tool call, the real calculator, then a streamed answer."""
+    from raygent import Agent
+    from raygent.toolhub.builtin import default_tools
+
+    server.add(
+        Reply(events=[openai_chunk({"role": "assistant", "content": None}),
+                      openai_chunk({"tool_calls": [{"index": 0, "id": "call_c", "type": "function",
+                                                    "function": {"name": "calculator", "arguments": ""}}]}),
+                      openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"expression": '}}]}),
+                      openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"330104 % 1000"}'}}]}),
+                      openai_chunk({}, "tool_calls"), openai_chunk(None, usage=(50, 12)), "data: [DONE]"]),
+        Reply(events=[openai_chunk({"content": "The remainder "}), openai_chunk({"content": "is 104."}),
+                      openai_chunk({}, "stop"), openai_chunk(None, usage=(80, 6)), "data: [DONE]"]))
+    events = [e async for e in Agent(llm=model(server), tools=default_tools()).stream("What is 330104 mod 1000?")]
+    assert [e.text for e in events if e.type == "answer_delta"] == ["The remainder ", "is 104."]
+    assert [e.tool_call.name for e in events if e.type == "tool_call"] == ["calculator"]
+    result = events[-1].result
+    assert server.requests[0].body["stream"] is True
+    assert result.answer == "The remainder is 104." and result.stop_reason == "answer"
+    assert [(c.name, c.arguments, c.result["result"]) for c in result.tool_calls] == [
+        ("calculator", {"expression": "330104 % 1000"}, 104)]
+    assert result.usage.total_tokens == 62 + 86
+    second = server.requests[1].body["messages"]
+    assert second[-2]["tool_calls"][0]["id"] == "call_c"  # the call went back in OpenAI's shape
+    assert second[-1]["role"] == "tool" and second[-1]["tool_call_id"] == "call_c" and "104" in second[-1]["content"]
+    assert [t["function"]["name"] for t in server.requests[0].body["tools"]] == [t.name for t in default_tools()]
+
+
+async def test_native_mode_reads_unparsed_tool_call_tags(server):
+    """Servers that render tools into the template but return the model's text as is (llama.cpp server,
+    vLLM without a tool parser): `<tool_call>` content becomes a call (text_fallback, on by default)."""
+    tagged = '<tool_call>\n{"name": "weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    server.add(Reply(body=openai_completion(tagged)),
+               Reply(events=[openai_chunk({"content": "<tool"}), openai_chunk({"content": tagged[5:]}),
+                             openai_chunk({}, "stop"), "data: [DONE]"]),
+               Reply(body=openai_completion(tagged)))
+    c = await model(server).chat([Message.user("Oslo?")], [WEATHER])
+    assert c.finish_reason == "tool_calls" and c.tool_calls[0].arguments == {"city": "Oslo"} and c.text == ""
+    assert server.requests[0].body["tools"]  # tools were still sent natively
+    deltas = [d async for d in model(server).stream([Message.user("Oslo?")], [WEATHER])]
+    assert len(deltas) == 1 and deltas[0].tool_calls[0].arguments == {"city": "Oslo"}
+    plain = await model(server, text_fallback=False).chat([Message.user("Oslo?")], [WEATHER])
+    assert plain.tool_calls == [] and plain.text == tagged
+
+
+async def test_error_event_mid_stream(server):
+    from raygent.llm_pool import openai_wire as wire
+
+    error = wire.sse_error_event(BackendServerError("the replica died")).decode().strip()
+    server.add(Reply(events=[openai_chunk({"content": "par"}), error]))
+    seen = []
+    with pytest.raises(BackendServerError, match="mid-stream: the replica died"):
+        async for d in model(server).stream([Message.user("hi")]):
+            seen.append(d.text)
+    assert seen == ["par"]

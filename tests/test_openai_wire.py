@@ -136,6 +136,21 @@ def test_error_body_types():
     assert w.error_type_for_status(503) == "service_unavailable_error"
 
 
+def test_error_response_for_exceptions():
+    from raygent.llm_pool.errors import BackendAuthError, BackendConnectionError, BackendRateLimitError
+
+    status, body = w.error_response(w.WireError("bad", param="stop"))
+    assert status == 400 and body["error"]["param"] == "stop"
+    assert w.error_response(BackendRateLimitError("slow"))[0] == 429
+    status, body = w.error_response(BackendAuthError("no key", url="http://x"))
+    assert status == 401 and body["error"]["type"] == "authentication_error"
+    assert body["error"]["code"] == "BackendAuthError"
+    assert w.error_response(BackendConnectionError("down"))[1]["error"]["type"] == "service_unavailable_error"
+    assert w.error_response(ValueError("prompt too long"))[0] == 400
+    status, body = w.error_response(RuntimeError("boom"))
+    assert status == 500 and body["error"]["message"] == "RuntimeError: boom"
+
+
 # -- whole responses --------------------------------------------------------------------------------
 def test_completion_to_response_tool_calls_validates_with_sdk():
     c = Completion(text="", tool_calls=[ToolCall(id="c9", name="weather", arguments={"city": "北京"})],
@@ -294,3 +309,17 @@ def test_sse_framing():
     assert event.startswith(b"data: ") and event.endswith(b"\n\n")
     assert json.loads(event[6:]) == {"a": "é"}
     assert w.SSE_DONE == b"data: [DONE]\n\n"
+
+
+def test_models_response_and_sse_error_event_validate_with_sdk():
+    from openai.types import Model
+
+    body = w.models_response(["qwen", "tiny"], created=7)
+    assert [Model.model_validate(m).id for m in body["data"]] == ["qwen", "tiny"] and body["object"] == "list"
+    from raygent.llm_pool.errors import BackendServerError
+
+    event = w.sse_error_event(BackendServerError("replica died"))
+    payload = json.loads(event[len(b"data: "):])
+    assert payload["error"]["message"] == "replica died" and payload["error"]["type"] == "server_error"
+    with pytest.raises(w.WireError, match="replica died"):
+        w.ChunkDecoder().feed(payload)

@@ -24,7 +24,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def llm(model_dir):
-    model = TransformersChatModel(model_dir, device="cpu")
+    model = TransformersChatModel(model_dir, device="cpu", num_threads=1)
     model.load()
     return model
 
@@ -78,13 +78,13 @@ def test_chat_template_renders_tools_and_tool_history(llm):
 
 
 def test_text_format_renders_tools_when_not_using_the_template(model_dir):
-    llm = TransformersChatModel(model_dir, device="cpu", format="react")
+    llm = TransformersChatModel(model_dir, device="cpu", num_threads=1, format="react")
     prompt = llm.render_prompt(tm.tool_question(), [tm.WEATHER])
     assert "<tools>" not in prompt and "weather" in prompt and "Action" in prompt
 
 
 async def test_concurrent_requests_share_one_generate(model_dir):
-    llm = TransformersChatModel(model_dir, device="cpu", batch_wait_ms=300)
+    llm = TransformersChatModel(model_dir, device="cpu", num_threads=1, batch_wait_ms=300)
     llm.load()
     tool, text = await asyncio.gather(llm.chat(tm.tool_question(), [tm.WEATHER], {"max_tokens": 40}),
                                       llm.chat(tm.text_question(), None, {"max_tokens": 40}))
@@ -101,7 +101,7 @@ async def test_concurrent_requests_share_one_generate(model_dir):
 
 
 async def test_different_sampling_settings_are_not_mixed(model_dir):
-    llm = TransformersChatModel(model_dir, device="cpu", batch_wait_ms=300)
+    llm = TransformersChatModel(model_dir, device="cpu", num_threads=1, batch_wait_ms=300)
     llm.load()
     a, b = await asyncio.gather(llm.chat(tm.text_question(), None, {"max_tokens": 5}),
                                 llm.chat(tm.text_question(), None, {"max_tokens": 5, "temperature": 0.7, "seed": 1}))
@@ -131,3 +131,58 @@ def test_missing_folder_and_missing_template(tmp_path, model_dir):
     (broken / "chat_template.jinja").unlink(missing_ok=True)
     with pytest.raises(BackendConfigError, match="no chat template"):
         TransformersChatModel(broken).load()
+
+
+async def test_gguf_file_loads_through_transformers(model_dir, tmp_path):
+    """gguf_file=: the tiny model written as a GGUF (qwen2 layout) is dequantized by transformers and
+    answers exactly as the original weights do."""
+    pytest.importorskip("gguf")
+    gguf_path = tm.write_gguf(model_dir, tmp_path / "gguf" / "tiny-qwen-f32.gguf")
+    llm = TransformersChatModel(gguf_path.parent, gguf_file=gguf_path.name, device="cpu", num_threads=1)
+    c = await llm.chat(tm.tool_question(), [tm.WEATHER], {"max_tokens": 40})
+    assert c.raw == tm.TOOL_REPLY and c.tool_calls[0].arguments == {"city": "Paris"}
+    assert llm.model_name == "tiny-qwen-f32"
+    # a full path to the file works too, and the chat template came from the GGUF's metadata
+    by_path = TransformersChatModel(str(gguf_path), device="cpu", num_threads=1)
+    assert (by_path.model_path, by_path.gguf_file) == (str(gguf_path.parent), gguf_path.name)
+    assert (await by_path.chat(tm.text_question(), None, {"max_tokens": 40})).text == tm.TEXT_REPLY
+    assert by_path.render_prompt(tm.tool_question(), [tm.WEATHER]) == TransformersChatModel(
+        model_dir).render_prompt(tm.tool_question(), [tm.WEATHER])
+
+
+@pytest.mark.ray
+async def test_as_a_ray_actor_batches_concurrent_calls(model_dir, ray_cluster):
+    from raygent import runtime
+
+    llm = runtime.deploy(TransformersChatModel, str(model_dir), remote=True,
+                         init_kwargs={"device": "cpu", "batch_wait_ms": 300, "num_threads": 1})
+    try:
+        tool, text = await asyncio.gather(llm.chat(tm.tool_question(), [tm.WEATHER], {"max_tokens": 40}),
+                                          llm.chat(tm.text_question(), None, {"max_tokens": 40}))
+        assert tool.tool_calls[0].arguments == {"city": "Paris"} and text.text == tm.TEXT_REPLY
+        stats = await llm.get_stats()
+        assert stats.batch_sizes == [2]  # the two actor calls met in one generate inside the actor
+        deltas = [d async for d in llm.stream(tm.text_question(), None, {"max_tokens": 40})]
+        assert "".join(d.text for d in deltas) == tm.TEXT_REPLY
+    finally:
+        runtime.kill(llm)
+
+
+async def test_tokenizer_without_pad_token_still_batches(model_dir, monkeypatch):
+    """Tokenizers with no pad token (Qwen 1.x, Llama) pad with an end-of-sequence token instead."""
+    import transformers
+
+    original = transformers.AutoTokenizer.from_pretrained
+
+    def without_pad(*args, **kwargs):
+        tok = original(*args, **kwargs)
+        tok.pad_token = None
+        return tok
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", without_pad)
+    llm = TransformersChatModel(model_dir, device="cpu", num_threads=1, batch_wait_ms=300)
+    llm.load()
+    assert llm._tokenizer.pad_token_id is None and llm._pad_id == llm._tokenizer.eos_token_id
+    tool, text = await asyncio.gather(llm.chat(tm.tool_question(), [tm.WEATHER], {"max_tokens": 40}),
+                                      llm.chat(tm.text_question(), None, {"max_tokens": 40}))
+    assert llm.stats.batch_sizes == [2] and tool.tool_calls and text.text == tm.TEXT_REPLY

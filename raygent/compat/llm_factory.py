@@ -1,9 +1,8 @@
 """`LLMFactory.build_llm(name, cfg)`: the seed's model-config entry -> a raygent ChatModel.
 
-One table, `BACKENDS`, maps each config `type` to a builder. Backends that this build does not
-ship yet (the seed's openai, dashscope, modelscope, ... arrive with the LLM-pool work) have no
-builder and fail with `UnsupportedBackendError`, which says what would be needed; enabling one
-later is a one-line change (give its entry a builder).
+One table, `BACKENDS`, maps each config `type` to a builder. The LLM-pool backends (openai,
+dashscope, modelscope, transformers, vllm) are built from the entry by raygent.llm_pool.config;
+a type with no builder (custom_llm) fails with `UnsupportedBackendError`, which says what to do.
 
 The returned model carries `default_params` (GenerationParams from the entry's `generate_cfg`) and
 `compat_spec` (its class and constructor arguments), so AgentExecutor can rebuild it with another
@@ -123,6 +122,14 @@ def _build_scripted(name: str, entry: dict[str, Any]) -> LLMSpec:
     return LLMSpec(name=name, type="scripted", cls=ScriptedChatModel, kwargs=kwargs)
 
 
+def _build_from_model_config(name: str, entry: dict[str, Any]) -> LLMSpec:
+    """The LLM-pool backends: the entry is read by raygent.llm_pool.config (one format for all)."""
+    from raygent.llm_pool.config import as_model_config, chat_model_spec
+
+    cls, kwargs = chat_model_spec(as_model_config(entry, name))
+    return LLMSpec(name=name, type=str(entry.get("type")), cls=cls, kwargs=kwargs)
+
+
 _LLAMA = Backend(_build_llama_cpp, "llama", "`path` to a GGUF file, or `model` = an embedded model name")
 
 #: config `type` -> backend. Adding a backend = giving its row a builder.
@@ -132,14 +139,15 @@ BACKENDS: dict[str, Backend] = {
     "embedded": _LLAMA,
     "raygent": _LLAMA,
     "scripted": Backend(_build_scripted, None, "`replies`: the list of replies to play back (tests)"),
-    "openai": Backend(None, "openai", "`model` and OPENAI_API_KEY (or `api_base` for an OpenAI-compatible server)"),
-    "dashscope": Backend(None, "dashscope", "`model` and DASHSCOPE_API_KEY"),
-    "modelscope": Backend(None, "modelscope", "`model_id` (+ `model_revision`) and a GPU, "
-                                              "or convert the model to GGUF and use type 'llama_cpp' with `path`"),
+    "openai": Backend(_build_from_model_config, "openai",
+                      "`model` and OPENAI_API_KEY (or `url` / `api_base` for an OpenAI-compatible server)"),
+    "dashscope": Backend(_build_from_model_config, "dashscope", "`model` and DASHSCOPE_API_KEY"),
+    "modelscope": Backend(_build_from_model_config, "modelscope",
+                          "`model_id` (+ `model_revision`) in the local ModelScope cache, or `url` for the API"),
     "custom_llm": Backend(None, None, "a subclass of raygent.llm_pool.base.ChatModel, passed to AgentExecutor "
                                       "directly instead of through a config"),
-    "vllm": Backend(None, "vllm", "`model` and a GPU"),
-    "transformers": Backend(None, "hf", "`model` (a Hugging Face id or path); a GPU is advised"),
+    "vllm": Backend(_build_from_model_config, "vllm", "`model_id` and `url` of the Ray Serve LLM app"),
+    "transformers": Backend(_build_from_model_config, "hf", "`path` (a local model folder) or `model_id`"),
 }
 
 
@@ -164,9 +172,9 @@ class LLMFactory:
         if backend.builder is None:
             extra = f"the extra `pip install 'raygent[{backend.extra}]'` and " if backend.extra else ""
             raise UnsupportedBackendError(
-                f"llm type {llm_type!r} (config {model_name!r}) is not available in this build of raygent yet: "
-                f"it arrives with the LLM-pool backends and will need {extra}{backend.needs}. For now use type "
-                f"'llama_cpp' (the embedded Qwen2.5 GGUF models, or any GGUF file via `path`)."
+                f"llm type {llm_type!r} (config {model_name!r}) is not available in this build of raygent from a "
+                f"config: it needs {extra}{backend.needs}. Config types that build: "
+                f"{sorted(t for t, b in BACKENDS.items() if b.builder is not None)}."
             )
         spec = backend.builder(model_name, entry)
         spec.params, spec.ignored_generate_cfg = generation_params(entry.get("generate_cfg"))

@@ -26,11 +26,13 @@ from raygent.llm_pool.errors import (
     BackendRequestError,
     BackendServerError,
 )
-from raygent.llm_pool.formats import ToolCallFormat, get_format
+from raygent.llm_pool.formats import HermesFormat, ToolCallFormat, get_format
 from raygent.llm_pool.text_tools import opens_like_call, parse_completion, render_plain
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolSpec
 
 OPENAI_URL = "https://api.openai.com/v1"
+_TAG = "<tool_call>"
+_HERMES = HermesFormat()
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
@@ -52,6 +54,8 @@ class OpenAICompatibleChatModel(ChatModel):
         for servers that reject stream_options.
     extra_body: additional JSON fields for every request (server-specific options, e.g. vLLM's
         `top_k` or DashScope's `enable_thinking`).
+    text_fallback: in native mode, read `<tool_call>` tags in a reply that has no structured calls
+        (servers that put the tools into the chat template but do not parse the reply).
     """
 
     backend_name = "openai"
@@ -60,7 +64,7 @@ class OpenAICompatibleChatModel(ChatModel):
                  api_key_env: str = "OPENAI_API_KEY", headers: Mapping[str, str] | None = None,
                  format: str | ToolCallFormat = "native", timeout: float = 120.0, max_retries: int = 2,
                  stream_usage: bool = True, extra_body: Mapping[str, Any] | None = None,
-                 model_name: str | None = None):
+                 text_fallback: bool = True, model_name: str | None = None):
         if not model:
             raise BackendConfigError("the OpenAI-compatible backend needs `model`: the model name the server serves")
         self.model = model
@@ -74,6 +78,7 @@ class OpenAICompatibleChatModel(ChatModel):
         self.max_retries = max_retries
         self.stream_usage = stream_usage
         self.extra_body = dict(extra_body or {})
+        self.text_fallback = text_fallback
         self._client: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
@@ -134,9 +139,37 @@ class OpenAICompatibleChatModel(ChatModel):
             kwargs["extra_body"] = self.extra_body
         return kwargs
 
+    def _reader(self, tools: Sequence[ToolSpec] | None, params: GenerationParams) -> ToolCallFormat | None:
+        """The text format replies are parsed with: the configured one, or (native mode, with
+        `text_fallback`) hermes for servers that render tools into the prompt but return the model's
+        `<tool_call>` text unparsed (llama.cpp server, vLLM without --tool-call-parser)."""
+        if not tools or params.tool_choice == "none":
+            return None
+        if not self.native_tools:
+            return self.format
+        return _HERMES if self.text_fallback else None
+
     def _parse_text(self, completion: Completion, tools: Sequence[ToolSpec] | None,
                     params: GenerationParams) -> Completion:
-        return completion if self.native_tools else parse_completion(self.format, completion, tools, params)
+        reader = self._reader(tools, params)
+        if reader is None or completion.tool_calls:
+            return completion
+        if self.native_tools and _TAG not in completion.text:
+            return completion
+        return parse_completion(reader, completion, tools, params)
+
+    def _hold_back(self, text: str, tools: Sequence[ToolSpec] | None, params: GenerationParams) -> bool | None:
+        """Whether a streamed reply is (True), is not (False), or may still become (None) a text tool call."""
+        if self._reader(tools, params) is None:
+            return False
+        stripped = text.lstrip()
+        if not stripped:
+            return None
+        if not self.native_tools:
+            return opens_like_call(stripped)
+        if stripped.startswith(_TAG):
+            return True
+        return None if _TAG.startswith(stripped) else False
 
     async def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
                    params: GenerationParams | dict | None = None) -> Completion:
@@ -154,38 +187,33 @@ class OpenAICompatibleChatModel(ChatModel):
                      params: GenerationParams | dict | None = None) -> AsyncIterator[Delta]:
         """Content streams as it arrives; native tool-call fragments are joined into the final Delta.
 
-        With a text format, a reply that opens like a tool call is held back and delivered parsed
-        in the final Delta (as the local backends do).
+        A reply that opens like a text tool call (text formats, or `<tool_call>` in native mode with
+        text_fallback) is held back and delivered parsed in the final Delta, as the local backends do.
         """
         p = as_params(params)
         body = self.build_request(messages, tools, p, stream=True)
         decoder = wire.ChunkDecoder(tools if self.native_tools else None)
-        parse_text = not self.native_tools and bool(tools) and p.tool_choice != "none"
-        held: bool | None = None if parse_text else False
+        held: bool | None = None
         emitted = 0
         try:
             response = await self.client().chat.completions.create(**self._kwargs(body))
             async for chunk in response:
-                delta = decoder.feed(chunk)
-                if delta is None:
+                if decoder.feed(chunk) is None:
                     continue
-                if held is None and decoder.text.strip():
-                    held = opens_like_call(decoder.text)
-                if held is False:
+                if held is None:
+                    held = self._hold_back(decoder.text, tools, p)
+                if held is False and len(decoder.text) > emitted:
                     yield Delta(text=decoder.text[emitted:])
                     emitted = len(decoder.text)
         except Exception as exc:
             raise self._map_error(exc) from exc
         final = decoder.finish()
-        if parse_text:
-            completion = self._parse_text(decoder.completion(), tools, p)
-            yield Delta(text=completion.text if held else "", tool_calls=completion.tool_calls,
-                        finish_reason=completion.finish_reason, usage=final.usage,
-                        parse_errors=completion.parse_errors)
-            return
-        if emitted < len(decoder.text):  # only whitespace was held while deciding
+        completion = self._parse_text(decoder.completion(), tools, p)
+        if not held and emitted < len(decoder.text):  # text held while undecided
             yield Delta(text=decoder.text[emitted:])
-        yield final
+        yield Delta(text=completion.text if held else "", tool_calls=completion.tool_calls,
+                    finish_reason=completion.finish_reason, usage=final.usage,
+                    parse_errors=[*completion.parse_errors])
 
     # -- errors ------------------------------------------------------------------------------
     def _map_error(self, exc: BaseException) -> BaseException:
@@ -231,6 +259,8 @@ class OpenAICompatibleChatModel(ChatModel):
                                            f"{detail}){hint}", status=status, **kw)
             return BackendServerError(f"{url} failed (HTTP {status}: {detail}) after {self.max_retries} retries: "
                                       f"check the server's logs", status=502, **kw)
+        if isinstance(exc, openai.APIError):  # an error event inside a stream that had started
+            return BackendServerError(f"{url} reported an error mid-stream: {_error_message(exc)}", **kw)
         if isinstance(exc, openai.OpenAIError):
             return BackendError(f"OpenAI-compatible request to {url} failed: {exc}", **kw)
         return exc

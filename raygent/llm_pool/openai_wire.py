@@ -5,7 +5,7 @@ uses them to build requests and read replies, the HTTP ingress to read requests 
 replies, so both sides agree on one mapping. Both directions are covered:
 
   request:   Messages/ToolSpecs/GenerationParams <-> request dict      (to_request / from_request)
-  response:  Completion <-> `chat.completion` dict                       (completion_to_response / completion_from_response)
+  response:  Completion <-> `chat.completion` dict             (completion_to_response / completion_from_response)
   stream:    Deltas <-> `chat.completion.chunk` dicts                    (ChunkEncoder / ChunkDecoder)
   errors:    {"error": {"message", "type", "param", "code"}}              (error_body / WireError)
 
@@ -41,12 +41,15 @@ __all__ = [
     "decode_stream",
     "encode_stream",
     "error_body",
+    "error_response",
     "error_type_for_status",
     "finish_reason_to_openai",
     "from_request",
     "message_from_openai",
+    "models_response",
     "messages_to_openai",
     "new_completion_id",
+    "sse_error_event",
     "sse_event",
     "to_request",
     "tool_choice_from_openai",
@@ -95,6 +98,24 @@ class WireError(ValueError):
 
     def body(self) -> dict[str, Any]:
         return error_body(self.message, self.type, self.param, self.code, status=self.status)
+
+
+def error_response(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, OpenAI error body) for an exception raised while serving a request.
+
+    WireError keeps its status and param; raygent BackendErrors pass on their status (401, 429,
+    503, ...); a bad value (ValueError) is a 400; anything else a 500 that names the exception.
+    """
+    if isinstance(exc, WireError):
+        return exc.status, exc.body()
+    from raygent.llm_pool.errors import BackendError
+
+    if isinstance(exc, BackendError):
+        status = exc.status if 400 <= exc.status < 600 else 502
+        return status, error_body(str(exc), status=status, code=type(exc).__name__)
+    if isinstance(exc, ValueError):
+        return 400, error_body(str(exc), status=400)
+    return 500, error_body(f"{type(exc).__name__}: {exc}", status=500)
 
 
 # -- small pieces -------------------------------------------------------------------------------
@@ -333,7 +354,8 @@ class ChatRequest(BaseModel):
 
 def _number(body: dict[str, Any], key: str, kind: type, lo: float | None = None, hi: float | None = None) -> Any:
     value = body[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+    wrong_type = isinstance(value, bool) or not isinstance(value, (int, float))
+    if wrong_type or (kind is int and not float(value).is_integer()):
         raise WireError(f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}",
                         param=key, code="invalid_type")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -532,6 +554,19 @@ async def encode_stream(deltas: AsyncIterable[Delta], model: str, *, include_usa
 def sse_event(chunk: Mapping[str, Any]) -> bytes:
     """One Server-Sent Event as OpenAI frames it: `data: {json}\\n\\n`."""
     return b"data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+def sse_error_event(exc: BaseException) -> bytes:
+    """An error that happens after a stream started (the status line is already sent): one SSE event
+    with OpenAI's error body; ChunkDecoder and the openai SDK raise it on the client side."""
+    return sse_event(error_response(exc)[1])
+
+
+def models_response(names: Sequence[str], *, owned_by: str = "raygent", created: int | None = None) -> dict[str, Any]:
+    """The body of `GET /v1/models` for the given model names."""
+    when = created or int(time.time())
+    return {"object": "list", "data": [{"id": n, "object": "model", "created": when, "owned_by": owned_by}
+                                       for n in names]}
 
 
 class ChunkDecoder:

@@ -27,6 +27,14 @@ from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.text_tools import opens_like_call
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolSpec, Usage
 
+#: a plain ChatML template (Qwen 1.x, Yi, many fine-tunes) for models whose tokenizer ships none;
+#: tools are described by the tool-call format in the system turn
+CHATML_TEMPLATE = (
+    "{%- for m in messages -%}{{- '<|im_start|>' + m['role'] + '\\n' + (m['content'] or '') + '<|im_end|>\\n' -}}"
+    "{%- endfor -%}{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+BUILTIN_TEMPLATES = {"chatml": CHATML_TEMPLATE}
+
 
 def _torch() -> Any:
     try:
@@ -86,8 +94,10 @@ class BatchStats:
 class TransformersChatModel(ChatModel):
     """Chat with tools on a transformers causal LM.
 
-    model: a local folder (save_pretrained layout) or a Hugging Face id already in the local cache.
-    gguf_file: a GGUF file name inside `model` (or a path to one; transformers dequantizes it).
+    model: a local folder (save_pretrained layout), a Hugging Face id already in the local cache,
+        or a .gguf file.
+    gguf_file: a GGUF file name inside `model` (or a path to one); transformers dequantizes it
+        (needs the gguf package).
     device: "cpu", "cuda", "cuda:1", "mps"; default cuda when available. device_map ("auto", or a
         dict) instead places the weights with accelerate (multi-GPU, offload).
     dtype: "auto", "float32", "bfloat16", "float16"; default float32 on CPU, "auto" elsewhere.
@@ -96,6 +106,11 @@ class TransformersChatModel(ChatModel):
         the format is hermes); otherwise the format renders them into the system message.
     max_batch_size / batch_wait_ms: dynamic batching (1 / 0 turns it off).
     local_files_only: never download (the default; raygent loads what is on disk).
+    chat_template: a Jinja chat template (or "chatml") replacing the tokenizer's own, for models
+        that ship none.
+    num_threads: torch's intra-op CPU threads for generation. On a machine busy with other work,
+        1 can be several times faster than the default (measured on the 2-core dev VM under load:
+        a 32-token generate took 0.54 s with 1 thread against 2.90 s with 2).
     """
 
     backend_name = "transformers"
@@ -105,8 +120,12 @@ class TransformersChatModel(ChatModel):
                  format: str | ToolCallFormat = "hermes", template_tools: bool | None = None,
                  max_batch_size: int = 8, batch_wait_ms: float = 5.0, trust_remote_code: bool = False,
                  local_files_only: bool = True, revision: str | None = None, model_name: str | None = None,
+                 chat_template: str | None = None, num_threads: int | None = None,
                  model_kwargs: dict[str, Any] | None = None):
         self.model_path = str(model)
+        if gguf_file is None and self.model_path.lower().endswith(".gguf"):  # a GGUF file given as the model
+            gguf_file = self.model_path
+            self.model_path = str(Path(self.model_path).expanduser().parent)
         if gguf_file and os.path.isfile(os.path.expanduser(gguf_file)) and not os.path.isdir(self.model_path):
             self.model_path = str(Path(gguf_file).expanduser().parent)
         if gguf_file:
@@ -124,6 +143,8 @@ class TransformersChatModel(ChatModel):
         self.local_files_only = local_files_only
         self.revision = revision
         self.model_kwargs = dict(model_kwargs or {})
+        self.chat_template = BUILTIN_TEMPLATES.get(chat_template, chat_template) if chat_template else None
+        self.num_threads = num_threads
         self.stats = BatchStats()
         self._init_runtime()
 
@@ -131,6 +152,7 @@ class TransformersChatModel(ChatModel):
         self._model: Any = None
         self._tokenizer: Any = None
         self._eos_ids: set[int] = set()
+        self._pad_id: int = 0
         self._load_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[_Request] = []
@@ -154,11 +176,15 @@ class TransformersChatModel(ChatModel):
                 self._load()
         return self._model, self._tokenizer
 
+    def resolve_path(self) -> str:
+        """The local folder to load from (subclasses resolve caches here)."""
+        return os.path.expanduser(self.model_path)
+
     def _load(self) -> None:
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = os.path.expanduser(self.model_path)
+        path = self.resolve_path()
         if not os.path.isdir(path) and self.local_files_only and os.path.sep in path:
             raise BackendConfigError(f"model folder not found: {path}", backend=self.backend_name)
         common: dict[str, Any] = {"trust_remote_code": self.trust_remote_code,
@@ -175,29 +201,39 @@ class TransformersChatModel(ChatModel):
             if self.device_map is not None:
                 kwargs["device_map"] = self.device_map
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        except (OSError, ValueError) as exc:
-            hint = " (GGUF loading also needs: pip install gguf)" if self.gguf_file and "gguf" in str(exc).lower() else ""
-            raise BackendConfigError(f"cannot load a transformers model from {path}"
-                                     f"{' / ' + self.gguf_file if self.gguf_file else ''}: {exc}{hint}",
+        except (OSError, ValueError, ImportError) as exc:
+            where = f"{path} / {self.gguf_file}" if self.gguf_file else path
+            hint = " (GGUF files also need: pip install gguf)" if self.gguf_file and "gguf" in str(exc).lower() else ""
+            raise BackendConfigError(f"cannot load a transformers model from {where}: {exc}{hint}",
                                      backend=self.backend_name) from exc
         if self.device_map is None:
             model.to(device)
         model.eval()
         tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        if self.chat_template:
+            tokenizer.chat_template = self.chat_template
         if not getattr(tokenizer, "chat_template", None):
             raise BackendConfigError(f"{path} has no chat template (tokenizer_config.json 'chat_template'); use a "
-                                     f"chat/instruct model", backend=self.backend_name)
+                                     f"chat/instruct model, or pass chat_template='chatml' (or a Jinja template)",
+                                     backend=self.backend_name)
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
             eos_ids.add(tokenizer.eos_token_id)
         for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
-            tid = tokenizer.convert_tokens_to_ids(token)
+            try:
+                tid = tokenizer.convert_tokens_to_ids(token)
+            except (KeyError, ValueError):  # remote-code tokenizers may raise for unknown tokens
+                continue
             if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
                 eos_ids.add(tid)
+        if not eos_ids:
+            raise BackendConfigError(f"{path}: no end-of-sequence token found (generation_config.eos_token_id, the "
+                                     f"tokenizer's eos_token)", backend=self.backend_name)
         self._eos_ids = eos_ids
+        # padding: the tokenizer's pad token, else an end-of-sequence token (masked out anyway)
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
+            tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos_ids))
         self._tokenizer, self._model = tokenizer, model
 
     # -- prompt ------------------------------------------------------------------------------
@@ -287,8 +323,10 @@ class TransformersChatModel(ChatModel):
         from transformers.generation.streamers import BaseStreamer
 
         model, tok = self._model, self._tokenizer
+        if self.num_threads and torch.get_num_threads() != self.num_threads:
+            torch.set_num_threads(self.num_threads)  # OpenMP's setting is per thread: set it in the generate thread
         width = max(len(r.input_ids) for r in batch)
-        pad = tok.pad_token_id
+        pad = self._pad_id
         input_ids = torch.tensor([[pad] * (width - len(r.input_ids)) + r.input_ids for r in batch])
         mask = torch.tensor([[0] * (width - len(r.input_ids)) + [1] * len(r.input_ids) for r in batch])
         device = next(model.parameters()).device
@@ -405,6 +443,19 @@ class TransformersChatModel(ChatModel):
 
     async def get_stats(self) -> BatchStats:
         return self.stats
+
+    async def aclose(self) -> None:
+        """Stop the batcher and its generate thread (the weights stay loaded)."""
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._worker = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
 
 def _resolve(future: asyncio.Future, result: Any) -> None:
