@@ -27,10 +27,13 @@ from raygent.llm_pool.openai_wire import (
     WireError,
     completion_to_response,
     error_body,
+    error_response,
     from_request,
+    models_response,
+    sse_error_event,
     sse_event,
 )
-from raygent.llm_pool.pool import PooledLLM, PoolError
+from raygent.llm_pool.pool import PooledLLM
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +55,11 @@ def _cause(exc: BaseException) -> BaseException:
     return getattr(exc, "cause", None) or exc
 
 
-def error_response(exc: BaseException) -> JSONResponse:
-    """Any failure while serving -> an OpenAI-shaped error with the status it deserves."""
-    exc = _cause(exc)
-    if isinstance(exc, WireError):
-        return JSONResponse(exc.body(), status_code=exc.status)
-    status = int(getattr(exc, "status", 500) or 500)
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
-    code = type(exc).__name__ if isinstance(exc, PoolError) or hasattr(exc, "status") else "internal_error"
-    return _error(status, f"{type(exc).__name__}: {exc}", code=code, headers=headers)
+def error_json(exc: BaseException) -> JSONResponse:
+    """Any failure while serving -> an OpenAI-shaped error with the status it deserves
+    (openai_wire.error_response); 429/503 also say when to retry."""
+    status, body = error_response(_cause(exc))
+    return JSONResponse(body, status_code=status, headers={"Retry-After": "1"} if status in (429, 503) else None)
 
 
 async def _sse(stream: AsyncIterator[Any], first: Any, model: str, include_usage: bool) -> AsyncIterator[bytes]:
@@ -81,7 +80,7 @@ async def _sse(stream: AsyncIterator[Any], first: Any, model: str, include_usage
                 yield sse_event(chunk)
     except Exception as exc:  # mid-stream: the status is already 200, so the error travels as an event
         log.warning("stream for %s failed: %s", model, exc)
-        yield sse_event(json.loads(error_response(exc).body))
+        yield sse_error_event(_cause(exc))
     yield SSE_DONE
 
 
@@ -119,9 +118,7 @@ class OpenAIIngress:
     async def models(self, request: Request) -> Response:
         if (denied := self._unauthorized(request)) is not None:
             return denied
-        data = [{"id": name, "object": "model", "created": self.created, "owned_by": "raygent"}
-                for name in sorted(self.pools)]
-        return JSONResponse({"object": "list", "data": data})
+        return JSONResponse(models_response(sorted(self.pools), created=self.created))
 
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
@@ -149,7 +146,7 @@ class OpenAIIngress:
             try:
                 completion = await pool.chat(req.messages, tools, req.params)
             except Exception as exc:
-                return error_response(exc)
+                return error_json(exc)
             return JSONResponse(completion_to_response(completion, model=name))
         stream = pool.stream(req.messages, tools, req.params)
         try:  # fail before the 200 goes out when the pool refuses the request outright
@@ -157,6 +154,6 @@ class OpenAIIngress:
         except StopAsyncIteration:
             first = None
         except Exception as exc:
-            return error_response(exc)
+            return error_json(exc)
         return StreamingResponse(_sse(stream, first, name, req.include_usage), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
