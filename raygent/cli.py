@@ -111,6 +111,13 @@ async def _tools(args: argparse.Namespace) -> int:
     from raygent.toolhub.builtin import builtin_hubs
 
     registry = builtin_hubs()  # every built-in whose system programs are installed, one hub per domain
+    try:
+        return await _tools_command(args, registry)
+    finally:
+        await registry.close()  # e.g. code interpreter kernels
+
+
+async def _tools_command(args: argparse.Namespace, registry: Any) -> int:
     if args.tools_command == "list":
         specs = await registry.list_specs()
         if args.json:

@@ -137,6 +137,7 @@ class HubClient:
         self.retry_delay_s = retry_delay_s
         self._idempotent: set[str] | None = None
         self._domain: str | None = None
+        self._recovering = False  # set after a crash: wait for the restarted actor before sending calls
 
     @property
     def actor_name(self) -> str | None:
@@ -178,14 +179,31 @@ class HubClient:
         if not calls:
             return []
         errors = _actor_errors()
+        if self._recovering:
+            await self._wait_until_back()
         started = time.perf_counter()
         try:
             return await self.proxy.call_many(calls, context)
         except errors as exc:  # the actor died with these calls in flight
             first_error: BaseException = exc
+            self._recovering = True
         idempotent = await self._safe_flags()
         return list(await asyncio.gather(*(self._retry_one(c, context, first_error, c.name in idempotent, started)
                                            for c in calls)))
+
+    async def _wait_until_back(self, timeout_s: float = 60.0) -> None:
+        """After a crash, ping the hub until its restarted actor answers (or give up quietly: the
+        next call then reports what Ray says)."""
+        deadline = time.monotonic() + timeout_s
+        delay = self.retry_delay_s
+        while time.monotonic() < deadline:
+            try:
+                await self.proxy.info()
+                self._recovering = False
+                return
+            except _actor_errors():
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _safe_flags(self) -> set[str]:
         for attempt in range(self.retries + 3):

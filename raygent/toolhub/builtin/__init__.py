@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import Any
 
 from raygent.toolhub.base import Tool
@@ -15,6 +16,7 @@ from raygent.toolhub.builtin._system import MissingSystemDependency, find_binary
 from raygent.toolhub.builtin.address import AddressParseTool, parse_address
 from raygent.toolhub.builtin.calculator import CalculatorTool, calculate
 from raygent.toolhub.builtin.clock import CurrentDatetimeTool
+from raygent.toolhub.builtin.code_interpreter import CodeInterpreterTool, SandboxLimits
 from raygent.toolhub.builtin.nlp import KeywordsTool, WordSegmentTool
 from raygent.toolhub.builtin.speech import TextToSpeechTool
 from raygent.toolhub.builtin.vision import ImageCropTool, ImageDrawTextTool, ImageResizeTool, OcrTool
@@ -32,6 +34,7 @@ BUILTIN_TOOLS: dict[str, type[Tool]] = {
     "image_crop": ImageCropTool,
     "image_draw_text": ImageDrawTextTool,
     "web_fetch": WebFetchTool,
+    "code_interpreter": CodeInterpreterTool,
 }
 
 #: the starter set offered to the agent by default
@@ -54,6 +57,9 @@ def missing_requirements(name: str) -> str | None:
         "image_draw_text": [(_has_module("PIL"), "pip install 'raygent[tools]' (Pillow)")],
         "web_fetch": [(_has_module("httpx"), "pip install 'raygent[tools]' (httpx)"),
                       (bool(allow_list_from_env()), "web access is off: set RAYGENT_WEB_ALLOW to the allowed hosts")],
+        "code_interpreter": [(_has_module("jupyter_client") and _has_module("ipykernel"),
+                              "pip install 'raygent[tools]' (jupyter_client, ipykernel)"),
+                             (sys.platform != "win32", "the code interpreter's sandbox needs Linux or macOS")],
     }
     missing = [fix for ok, fix in checks.get(name, []) if not ok]
     return "; ".join(missing) or None
@@ -83,6 +89,6 @@ def builtin_hubs(*, remote: bool = False, tools: list[Tool] | None = None, **hub
 
 
 __all__ = ["AddressParseTool", "CalculatorTool", "CurrentDatetimeTool", "WordSegmentTool", "KeywordsTool",
-           "TextToSpeechTool", "OcrTool", "ImageResizeTool", "ImageCropTool", "ImageDrawTextTool", "WebFetchTool",
+           "TextToSpeechTool", "OcrTool", "CodeInterpreterTool", "SandboxLimits", "ImageResizeTool", "ImageCropTool", "ImageDrawTextTool", "WebFetchTool",
            "BUILTIN_TOOLS", "DEFAULT_TOOL_NAMES", "MissingSystemDependency", "default_tools", "available_tools",
            "builtin_hubs", "missing_requirements", "parse_address", "calculate"]

@@ -1,0 +1,453 @@
+"""Code interpreter: a stateful, confined Jupyter (IPython) kernel per session, in a workspace folder.
+
+Variables and imports persist across calls of the same session (ToolContext.session_id); files
+persist in the session's workspace. Every execution has a wall-clock limit (the kernel is
+interrupted, then restarted if it does not stop) and a CPU-seconds limit (the kernel is killed by
+SIGXCPU and restarted); the kernel has memory, process, file-size limits, and where the process runs
+as root, no network, a read-only view of the filesystem except its workspace, and an unprivileged
+uid of its own (see `sandbox.py`, which writes what actually holds to `<workspace>/.k/sandbox.json`).
+Matplotlib figures come back as PNG artifacts. A crashed kernel is restarted on the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from raygent.schema import Artifact, ToolExample
+from raygent.toolhub.artifacts import ArtifactStore, default_store
+from raygent.toolhub.base import Tool, ToolOutput
+from raygent.toolhub.context import current_context
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_UID_BASE, _UID_SPAN = 2_000_000, 1_000_000
+
+
+class SandboxLimits(BaseModel):
+    """Per-execution wall and CPU time; per-process memory; processes per sandbox uid; file size.
+
+    `cpu_s` is a soft limit re-armed before each execution; `session_cpu_s` is the hard limit over
+    the kernel's life (code that raises its own soft limit still stops there, and at `wall_s`).
+    """
+
+    wall_s: float = 30.0
+    cpu_s: float = 30.0
+    session_cpu_s: float = 3600.0
+    memory_mb: int = 2048
+    max_processes: int = 64
+    max_file_mb: int = 256
+    max_open_files: int = 256
+    tmpfs_mb: int = 64
+
+
+def default_workspace_root() -> Path:
+    """$RAYGENT_WORKSPACES, else <tmp>/raygent-ws (short: kernel Unix socket paths must stay < 108 bytes)."""
+    explicit = os.environ.get("RAYGENT_WORKSPACES")
+    return Path(explicit).expanduser() if explicit else Path(tempfile.gettempdir()) / "raygent-ws"
+
+
+def session_uid(session_id: str) -> int:
+    """A dedicated uid per session: its processes and files are its own (limits, kill, permissions)."""
+    digest = int(hashlib.sha256(session_id.encode()).hexdigest()[:12], 16)
+    return _UID_BASE + digest % _UID_SPAN
+
+
+def _pids_of_uid(uid: int, *, zombies: bool = True) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid != uid:
+                    continue
+                if not zombies and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+                pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+# run in the kernel after its strays are killed: dead children stay zombies (and count against the
+# process limit) until their parent, the kernel, waits for them
+_REAP = ("import os as _o\nwhile True:\n    try:\n        if _o.waitpid(-1, _o.WNOHANG)[0] == 0: break\n"
+         "    except ChildProcessError:\n        break\ndel _o")
+
+
+class KernelCrashed(RuntimeError):
+    pass
+
+
+class KernelSession:
+    """One session's kernel: start, execute with limits, interrupt, restart, shut down."""
+
+    def __init__(self, session_id: str, workspace: Path, limits: SandboxLimits, isolate: bool):
+        self.session_id = session_id
+        self.workspace = workspace
+        self.limits = limits
+        self.isolate = isolate and os.geteuid() == 0 and sys.platform == "linux"
+        self.uid = session_uid(session_id) if self.isolate else None
+        self.km: Any = None
+        self.kc: Any = None
+        self.lock = asyncio.Lock()
+        self.restarts = 0
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workspace / ".k"
+
+    @property
+    def pid(self) -> int | None:
+        provisioner = getattr(self.km, "provisioner", None)
+        return getattr(provisioner, "pid", None) if provisioner is not None else None
+
+    def sandbox_status(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.state_dir / "sandbox.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _prepare_workspace(self) -> None:
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(exist_ok=True)
+        for sub in ("mpl", "ipython", "tmp"):
+            (self.state_dir / sub).mkdir(exist_ok=True)
+        if self.uid is not None:
+            for root, dirs, files in os.walk(self.workspace):
+                for name in [*dirs, *files]:
+                    os.lchown(os.path.join(root, name), self.uid, self.uid)
+            os.chown(self.workspace, self.uid, self.uid)
+            os.chmod(self.workspace, 0o700)
+
+    def _kernel_env(self) -> dict[str, str]:
+        venv_bin = str(Path(sys.executable).parent)
+        env = {
+            "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(self.workspace), "LANG": "C.UTF-8",
+            "USER": "sandbox", "LOGNAME": "sandbox",
+            "TMPDIR": "/tmp" if self.isolate else str(self.state_dir / "tmp"),
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline", "MPLCONFIGDIR": str(self.state_dir / "mpl"),
+            "IPYTHONDIR": str(self.state_dir / "ipython"), "JUPYTER_RUNTIME_DIR": str(self.state_dir),
+            "PYTHONDONTWRITEBYTECODE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        }
+        if "VIRTUAL_ENV" in os.environ:
+            env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
+        env["JPY_PARENT_PID"] = str(os.getpid())  # the kernel exits when this process goes away
+        return env
+
+    def _launcher_config(self) -> Path:
+        import site
+
+        keep = {sys.prefix, sys.base_prefix, str(Path(os.path.realpath(sys.executable)).parent),
+                *site.getsitepackages()}
+        limits = self.limits.model_dump()
+        limits["cpu_s"] = self.limits.cpu_s + 60  # headroom for start-up; re-armed before every execution
+        config = {"workspace": str(self.workspace), "isolate": self.isolate, "uid": self.uid, "gid": self.uid,
+                  "limits": limits, "tmpfs_mb": self.limits.tmpfs_mb, "keep_paths": sorted(keep),
+                  "env": self._kernel_env()}
+        path = self.state_dir / "launcher.json"
+        path.write_text(json.dumps(config))
+        os.chmod(path, 0o600)
+        return path
+
+    async def start(self) -> None:
+        from jupyter_client import AsyncKernelManager
+        from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+
+        self._prepare_workspace()
+        if len(str(self.state_dir / "s-00")) > 100:
+            raise ValueError(f"workspace path {self.workspace} is too long for the kernel's Unix sockets; "
+                             f"set RAYGENT_WORKSPACES to a short folder")
+        argv = [sys.executable, "-m", "raygent.toolhub.builtin.sandbox", str(self._launcher_config()), "--",
+                sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        spec = KernelSpec(argv=argv, display_name="raygent sandbox", language="python", interrupt_mode="signal")
+
+        class _Specs(KernelSpecManager):
+            def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+                return spec
+
+        env = dict(os.environ)
+        here = str(Path(__file__).resolve().parents[3])  # the launcher must import this checkout of raygent
+        env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.km = AsyncKernelManager(kernel_name="raygent-sandbox", kernel_spec_manager=_Specs(), transport="ipc",
+                                     ip=str(self.state_dir / "s"), connection_file=str(self.state_dir / "conn.json"))
+        log = open(self.state_dir / "kernel.log", "ab")  # the kernel's own stdout/stderr, for debugging
+        try:
+            await self.km.start_kernel(env=env, stdout=log, stderr=log)
+        finally:
+            log.close()  # the child keeps its copy
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        try:
+            await self.kc.wait_for_ready(timeout=60)
+        except RuntimeError as exc:
+            status = self.sandbox_status()
+            await self.shutdown()
+            raise RuntimeError(f"the code interpreter kernel did not start: {exc}; sandbox: {status}") from exc
+
+    async def is_alive(self) -> bool:
+        return self.km is not None and await self.km.is_alive()
+
+    def strays(self) -> list[int]:
+        """Processes of the session's uid other than the kernel (children a cell left running)."""
+        return [p for p in _pids_of_uid(self.uid, zombies=False) if p != self.pid] if self.uid is not None else []
+
+    def kill_strays(self) -> int:
+        """SIGKILL the processes a cell left behind, keeping the kernel. They are frozen (SIGSTOP)
+        first, round after round, so a fork bomb cannot replace its children faster than we kill."""
+        stopped: set[int] = set()
+        for _ in range(100):
+            fresh = [p for p in self.strays() if p not in stopped]
+            if not fresh:
+                break
+            for p in fresh:
+                try:
+                    os.kill(p, signal.SIGSTOP)
+                except ProcessLookupError:
+                    pass
+                stopped.add(p)
+        for p in stopped:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(stopped)
+
+    async def reap(self) -> None:
+        await self.kc.execute_interactive(_REAP, silent=True, store_history=False, timeout=5)
+
+    def kill_all(self) -> int:
+        """SIGKILL every process of the session's uid, the kernel included, fork bombs too.
+
+        A helper forked from this (root) process takes the sandbox uid and calls kill(-1, SIGKILL),
+        which the OS applies to all processes of that uid at once, so none can fork away in between.
+        """
+        if self.uid is None:
+            return 0
+        before = len(_pids_of_uid(self.uid))
+        for _ in range(20):
+            if not _pids_of_uid(self.uid):
+                break
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the helper child
+                try:
+                    os.setgid(self.uid)
+                    os.setuid(self.uid)
+                    os.kill(-1, signal.SIGKILL)
+                finally:
+                    os._exit(0)
+            os.waitpid(pid, 0)
+            time.sleep(0.02)
+        return before
+
+    async def shutdown(self) -> None:
+        if self.kc is not None:
+            self.kc.stop_channels()
+        if self.km is not None:
+            try:
+                await self.km.shutdown_kernel(now=True)
+            except Exception:  # already dead
+                pass
+        self.kill_all()
+        self.km = self.kc = None
+
+    async def restart(self) -> None:
+        await self.shutdown()
+        self.restarts += 1
+        await self.start()
+
+    async def _arm_cpu_limit(self) -> None:
+        """Soft RLIMIT_CPU = CPU used so far + cpu_s, set from inside the kernel (raising another
+        process's limit from outside needs CAP_SYS_RESOURCE, which containers often drop)."""
+        snippet = ("import os as _o, resource as _r\n"
+                   "_h = _r.getrlimit(_r.RLIMIT_CPU)[1]\n"
+                   f"_s = int(sum(_o.times()[:2]) + {self.limits.cpu_s:g}) + 1\n"
+                   "_r.setrlimit(_r.RLIMIT_CPU, (_s if _h == _r.RLIM_INFINITY else min(_s, _h), _h))\n"
+                   "del _o, _r, _h, _s")
+        await self.kc.execute_interactive(snippet, silent=True, store_history=False, timeout=10)
+
+    async def execute(self, code: str, on_output: Any) -> dict[str, Any]:
+        """Run `code`; returns the execute_reply content. Raises TimeoutError or KernelCrashed."""
+        await self._arm_cpu_limit()
+        run = asyncio.ensure_future(self.kc.execute_interactive(code, timeout=None, output_hook=on_output,
+                                                                allow_stdin=False, stop_on_error=True))
+
+        async def watch() -> None:
+            while await self.km.is_alive():
+                await asyncio.sleep(0.1)
+
+        watcher = asyncio.ensure_future(watch())
+        done, _ = await asyncio.wait({run, watcher}, timeout=self.limits.wall_s, return_when=asyncio.FIRST_COMPLETED)
+        if run in done:
+            watcher.cancel()
+            return run.result()["content"]
+        if watcher in done:
+            run.cancel()
+            raise KernelCrashed(self._death_reason())
+        watcher.cancel()
+        await self.km.interrupt_kernel()  # SIGINT: KeyboardInterrupt in the cell
+        try:
+            await asyncio.wait_for(asyncio.shield(run), timeout=3)
+        except (asyncio.TimeoutError, Exception):
+            run.cancel()
+            raise TimeoutError("interrupt ignored") from None
+        raise TimeoutError("interrupted")
+
+    def _death_reason(self) -> str:
+        code = getattr(getattr(self.km.provisioner, "process", None), "returncode", None)
+        if code is not None and code < 0:
+            sig = signal.Signals(-code)
+            if sig in (signal.SIGXCPU, signal.SIGKILL) and self.limits.cpu_s:
+                return f"killed by {sig.name} (CPU time limit of {self.limits.cpu_s:g} s per execution)"
+            return f"killed by {sig.name}"
+        return f"exited with status {code}" if code is not None else "died"
+
+
+class CodeInterpreterTool(Tool):
+    name = "code_interpreter"
+    description = ("Run Python code in a stateful Jupyter kernel (variables persist between calls) in a private "
+                   "workspace folder; prints, the last expression's value and matplotlib figures come back. No "
+                   "network. 代码解释器。")
+    parameters = {
+        "type": "object",
+        "properties": {
+            "code": {"type": "string", "minLength": 1, "description": "Python code to run"},
+            "reset": {"type": "boolean", "default": False,
+                      "description": "restart the kernel first (forget all variables; files stay)"},
+        },
+        "required": ["code"],
+    }
+    domain = "code"
+    idempotent = False  # code may have effects (files, state)
+    examples = [ToolExample(query="用python计算1到100的和", arguments={"code": "sum(range(1, 101))"})]
+
+    def __init__(self, workspace_root: str | os.PathLike[str] | None = None, limits: SandboxLimits | None = None, *,
+                 isolate: bool = True, store: ArtifactStore | None = None, max_output_chars: int = 20000):
+        self.workspace_root = Path(workspace_root) if workspace_root else None
+        self.limits = limits or SandboxLimits()
+        self.isolate = isolate
+        self.store = store
+        self.max_output_chars = max_output_chars
+        self.timeout_s = self.limits.wall_s + 90  # the hub's timeout also covers a kernel (re)start
+        self._sessions: dict[str, KernelSession] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # kernels stay with the process that started them
+        state = dict(self.__dict__)
+        state["_sessions"] = {}
+        return state
+
+    def workspace_for(self, session_id: str) -> Path:
+        root = self.workspace_root or default_workspace_root()
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", session_id)[:24]
+        return root / f"{safe}-{hashlib.sha256(session_id.encode()).hexdigest()[:8]}"
+
+    async def session(self, session_id: str) -> KernelSession:
+        s = self._sessions.get(session_id)
+        if s is None:
+            root = self.workspace_root or default_workspace_root()
+            root.mkdir(parents=True, exist_ok=True)
+            os.chmod(root, 0o711)  # sandbox uids may traverse into their own workspace, not list others
+            s = KernelSession(session_id, self.workspace_for(session_id), self.limits, self.isolate)
+            self._sessions[session_id] = s
+        if not await s.is_alive():
+            if s.km is not None:
+                await s.restart()
+            else:
+                await s.start()
+        return s
+
+    async def call(self, code: str, reset: bool = False) -> ToolOutput:
+        s = await self.session(current_context().session_id)
+        async with s.lock:
+            if reset:
+                await s.restart()
+            outputs: dict[str, Any] = {"stdout": [], "stderr": [], "result": None, "images": []}
+            artifacts: list[Artifact] = []
+            store = self.store or default_store()
+
+            def on_output(msg: dict[str, Any]) -> None:
+                kind, content = msg["header"]["msg_type"], msg["content"]
+                if kind == "stream":
+                    outputs[content["name"] if content["name"] in ("stdout", "stderr") else "stdout"].append(
+                        content["text"])
+                elif kind in ("execute_result", "display_data"):
+                    data = content.get("data", {})
+                    if "image/png" in data:
+                        art = store.save_bytes(base64.b64decode(data["image/png"]), mime_type="image/png",
+                                               metadata={"source": "code_interpreter"})
+                        artifacts.append(art)
+                        outputs["images"].append(art.uri)
+                    elif kind == "execute_result":
+                        outputs["result"] = data.get("text/plain")
+                    elif "text/plain" in data:
+                        outputs["stdout"].append(data["text/plain"] + "\n")
+                elif kind == "error":
+                    outputs["error"] = _ANSI.sub("", "\n".join(content.get("traceback", [])))[-4000:] or \
+                        f"{content.get('ename')}: {content.get('evalue')}"
+
+            error: str | None = None
+            try:
+                reply = await s.execute(code, on_output)
+                if reply.get("status") == "error" and "error" not in outputs:
+                    outputs["error"] = f"{reply.get('ename')}: {reply.get('evalue')}"
+            except TimeoutError as exc:
+                if str(exc) == "interrupt ignored" or not await s.is_alive():
+                    s.kill_all()
+                    await s.restart()
+                    error = (f"execution timed out after {self.limits.wall_s:g} s (wall clock) and did not stop when "
+                             f"interrupted: the kernel was restarted (variables lost, workspace files kept)")
+                else:
+                    error = (f"execution timed out after {self.limits.wall_s:g} s (wall clock) and was interrupted; "
+                             f"variables are kept")
+            except KernelCrashed as exc:
+                s.kill_all()
+                await s.restart()
+                error = (f"the kernel died ({exc}); it was restarted: variables are lost, files in the workspace "
+                         f"are kept")
+            # processes a cell leaves running (forgotten children, a fork bomb's) do not outlive it
+            leftovers = s.kill_strays() if await s.is_alive() else 0
+            if leftovers:
+                note = f"[sandbox] {leftovers} process(es) left running by this code were killed"
+                try:
+                    await s.reap()
+                except (TimeoutError, RuntimeError):  # e.g. a fork bomb left the kernel unable to start threads
+                    s.kill_all()
+                    await s.restart()
+                    note += "; the kernel stopped responding and was restarted (variables lost, files kept)"
+                outputs["stderr"].append(note + "\n")
+            result: dict[str, Any] = {k: v for k, v in {
+                "stdout": self._clip("".join(outputs["stdout"])), "stderr": self._clip("".join(outputs["stderr"])),
+                "result": outputs["result"], "images": outputs["images"],
+                "error": error or outputs.get("error"),
+            }.items() if v}
+            return ToolOutput(result, artifacts)
+
+    def _clip(self, text: str) -> str:
+        if len(text) <= self.max_output_chars:
+            return text
+        return text[:self.max_output_chars] + f"\n... [{len(text) - self.max_output_chars} more characters]"
+
+    async def sandbox_report(self, session_id: str = "default") -> dict[str, Any]:
+        """What confinement holds for this session's kernel (as the launcher recorded it)."""
+        return (await self.session(session_id)).sandbox_status()
+
+    async def aclose(self) -> None:
+        for s in self._sessions.values():
+            await s.shutdown()
+        self._sessions.clear()
+
+    @staticmethod
+    def remove_workspace(path: str | os.PathLike[str]) -> None:
+        shutil.rmtree(path, ignore_errors=True)
