@@ -14,6 +14,7 @@ interface the agent loop uses, routing each call to the hub that owns the tool.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -84,7 +85,9 @@ class ToolHub(ToolRegistry):
                    call_id: str | None = None) -> ToolResult:
         """Validate and run one call; every failure comes back as a ToolResult with `error` set."""
         call_id = call_id or new_id()
-        ctx = as_context(context).model_copy(update={"call_id": call_id})
+        base = as_context(context)
+        ctx = ToolContext.model_construct(session_id=base.session_id, user_id=base.user_id, call_id=call_id,
+                                          metadata=base.metadata)  # already validated: skip pydantic's checks
         async with self._limit():
             self._in_flight += 1
             self._calls += 1
@@ -98,6 +101,15 @@ class ToolHub(ToolRegistry):
     async def call_many(self, calls: list[ToolCall], context: ContextLike = None) -> list[ToolResult]:
         """Run independent calls concurrently (within the hub's limit), results in call order."""
         return list(await asyncio.gather(*(self.call(c.name, c.arguments, context, call_id=c.id) for c in calls)))
+
+    async def call_wire(self, calls: list[tuple[str, str, dict[str, Any]]],
+                        context: dict[str, Any] | str | None = None) -> list[dict[str, Any]]:
+        """`call_many` in plain data, for the actor boundary: (id, name, arguments) in, ToolResult
+        dicts out. Ray serializes builtins much faster than pydantic objects (about 0.15 ms less per
+        direction per call on the benchmark machine)."""
+        results = await asyncio.gather(*(self.call(name, arguments, context, call_id=cid)
+                                         for cid, name, arguments in calls))
+        return [r.model_dump() for r in results]
 
     async def idempotent_tools(self) -> list[str]:
         return [name for name, t in self._tools.items() if getattr(t, "idempotent", False)]
@@ -138,6 +150,9 @@ class HubClient:
         self._idempotent: set[str] | None = None
         self._domain: str | None = None
         self._recovering = False  # set after a crash: wait for the restarted actor before sending calls
+        self._pending: list[tuple[ToolCall, ContextLike, asyncio.Future[ToolResult]]] = []
+        self._in_flight = 0
+        self._wire: bool | None = None  # whether the remote side has `call_wire` (None: not known yet)
 
     @property
     def actor_name(self) -> str | None:
@@ -172,8 +187,37 @@ class HubClient:
 
     async def call(self, name: str, arguments: dict[str, Any] | None = None, context: ContextLike = None, *,
                    call_id: str | None = None) -> ToolResult:
+        """One call. Calls made in the same event-loop tick (e.g. `asyncio.gather` of many `call`s)
+        are coalesced into one `call_many` round trip to the actor."""
         call = ToolCall(id=call_id or new_id(), name=name, arguments=arguments or {})
-        return (await self.call_many([call], context))[0]
+        if not self._in_flight:  # idle: go now; only calls that pile up behind it wait a tick to be batched
+            return (await self.call_many([call], context))[0]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ToolResult] = loop.create_future()
+        self._pending.append((call, context, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        groups: dict[str, list[tuple[ToolCall, ContextLike, asyncio.Future[ToolResult]]]] = {}
+        for item in pending:  # one batch per context: a batch runs under a single context
+            groups.setdefault(_context_key(item[1]), []).append(item)
+        for items in groups.values():
+            asyncio.ensure_future(self._send(items))
+
+    async def _send(self, items: list[tuple[ToolCall, ContextLike, asyncio.Future[ToolResult]]]) -> None:
+        try:
+            results = await self.call_many([c for c, _, _ in items], items[0][1])
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+            for _, _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), result in zip(items, results):
+            if not future.done():
+                future.set_result(result)
 
     async def call_many(self, calls: list[ToolCall], context: ContextLike = None) -> list[ToolResult]:
         if not calls:
@@ -182,14 +226,26 @@ class HubClient:
         if self._recovering:
             await self._wait_until_back()
         started = time.perf_counter()
+        self._in_flight += 1
         try:
-            return await self.proxy.call_many(calls, context)
+            return await self._remote_call_many(calls, context)
         except errors as exc:  # the actor died with these calls in flight
             first_error: BaseException = exc
             self._recovering = True
+        finally:
+            self._in_flight -= 1
         idempotent = await self._safe_flags()
         return list(await asyncio.gather(*(self._retry_one(c, context, first_error, c.name in idempotent, started)
                                            for c in calls)))
+
+    async def _remote_call_many(self, calls: list[ToolCall], context: ContextLike) -> list[ToolResult]:
+        wire = getattr(self.proxy, "call_wire", None) if self._wire is not False else None
+        if wire is None:  # a plain registry behind the proxy
+            self._wire = False
+            return await self.proxy.call_many(calls, context)
+        ctx = context.model_dump() if isinstance(context, ToolContext) else context
+        rows = await wire([(c.id, c.name, c.arguments) for c in calls], ctx)
+        return [ToolResult.model_validate(r) for r in rows]
 
     async def _wait_until_back(self, timeout_s: float = 60.0) -> None:
         """After a crash, ping the hub until its restarted actor answers (or give up quietly: the
@@ -220,10 +276,18 @@ class HubClient:
         for attempt in range(1, self.retries + 1):
             await asyncio.sleep(self.retry_delay_s * attempt)
             try:
-                return (await self.proxy.call_many([call], context))[0]
+                return (await self._remote_call_many([call], context))[0]
             except _actor_errors() as exc:
                 error = exc
         return self._crash_result(call, error, retried=self.retries, idempotent=True, started=started)
+
+
+def _context_key(context: ContextLike) -> str:
+    if context is None or isinstance(context, str):
+        return context or ""
+    if isinstance(context, ToolContext):
+        return context.model_dump_json()
+    return json.dumps(context, sort_keys=True, default=str)
 
 
 def deploy_hub(domain: str, tools: Iterable[Tool | type[Tool]], *, remote: bool = True, max_concurrency: int = 16,
