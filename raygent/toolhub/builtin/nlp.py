@@ -73,7 +73,7 @@ class WordSegmentTool(Tool):
     parameters = {
         "type": "object",
         "properties": {
-            "text": {"type": "string", "minLength": 1, "maxLength": 100000},
+            "text": {"type": "string", "minLength": 1},
             "mode": {"type": "string", "enum": ["accurate", "full", "search"], "default": "accurate"},
             "pos": {"type": "boolean", "default": False, "description": "also return part-of-speech tags"},
         },
@@ -94,7 +94,7 @@ class KeywordsTool(Tool):
     parameters = {
         "type": "object",
         "properties": {
-            "text": {"type": "string", "minLength": 1, "maxLength": 200000},
+            "text": {"type": "string", "minLength": 1},
             "top_k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
             "method": {"type": "string", "enum": ["tfidf", "textrank"], "default": "tfidf"},
         },

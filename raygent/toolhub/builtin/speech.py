@@ -20,6 +20,7 @@ _GENDERS = {"man": "male", "male": "male", "m": "male", "男": "male", "男声":
 #: espeak-ng voice per language, and the variant per gender (f3/m3 differ clearly in pitch)
 VOICES = {"zh": "cmn", "en": "en-us"}
 VARIANTS = {"male": "m3", "female": "f3"}
+MAX_CHARS = 5000
 
 
 def detect_language(text: str) -> str:
@@ -45,7 +46,7 @@ class TextToSpeechTool(Tool):
     parameters = {
         "type": "object",
         "properties": {
-            "text": {"type": "string", "description": "the text to speak", "minLength": 1, "maxLength": 5000},
+            "text": {"type": "string", "description": "the text to speak", "minLength": 1},
             "gender": {"type": "string", "description": "voice: 'woman' (female) or 'man' (male)",
                        "enum": sorted(_GENDERS), "default": "woman"},
             "language": {"type": "string", "enum": ["auto", "zh", "en"], "default": "auto",
@@ -69,6 +70,8 @@ class TextToSpeechTool(Tool):
         binary = require_binary("espeak-ng", "espeak-ng", "text_to_speech")
         if not text.strip():
             raise ValueError("text is empty: nothing to speak")
+        if len(text) > MAX_CHARS:  # checked here, not as schema maxLength: grammar-constrained decoders
+            raise ValueError(f"text is {len(text)} characters; at most {MAX_CHARS} per call")  # expand that
         voice = espeak_voice(text, gender, language)
         store = self.store or default_store()
         path = store.new_path(".wav")

@@ -193,7 +193,7 @@ class ImageDrawTextTool(Tool):
     parameters = {
         "type": "object",
         "properties": {
-            "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "text": {"type": "string", "minLength": 1},
             "image": {**_IMAGE_ARG, "description": "image to draw on (artifact URI or path); omit for a new canvas"},
             "x": {"type": "integer", "default": 10}, "y": {"type": "integer", "default": 10},
             "font_size": {"type": "integer", "minimum": 6, "maximum": 400, "default": 32},
