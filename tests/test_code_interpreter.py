@@ -99,10 +99,10 @@ async def test_escapes_are_blocked(interpreter, tmp_path):
 
     # 5. fork bomb: forks stop at the process limit, the leftovers are killed, the session goes on
     out = await run(hub, "import os\nwhile True:\n    os.fork()")
-    assert "BlockingIOError" in out.get("error", "") or "timed out" in out.get("error", "")
-    assert "left running by this code were killed" in out["stderr"]
+    assert "BlockingIOError" in out["error"] or "timed out" in out["error"]
+    assert "[sandbox]" in out["stderr"]  # its children were killed and/or reaped (or the kernel restarted)
     assert (await run(hub, "print('after fork bomb')"))["stdout"] == "after fork bomb\n"
-    assert tool._sessions["t"].strays() == []
+    assert tool._sessions["t"].strays() == [] and not tool._sessions["t"].zombies()
 
 
 async def test_infinite_loop_is_interrupted_and_state_survives(interpreter):

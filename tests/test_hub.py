@@ -205,3 +205,39 @@ async def test_seed_wrappers_are_tool_outputs_with_artifacts(tmp_path):
     result = await ToolHub("speech", [speak]).call("speak")
     assert result.ok and result.artifacts[0].kind == "audio" and result.artifacts[0].metadata["duration_s"] == 0.5
     assert result.output.startswith("<audio id=audio")
+
+
+class _CountingProxy:
+    """Stands in for an actor proxy (same methods), counting round trips."""
+
+    def __init__(self, hub: ToolHub):
+        self.hub, self.round_trips = hub, 0
+
+    async def call_wire(self, calls, context=None):
+        self.round_trips += 1
+        await asyncio.sleep(0.01)  # a round trip takes time: calls pile up behind it
+        return await self.hub.call_wire(calls, context)
+
+    async def info(self):
+        return await self.hub.info()
+
+
+async def test_hub_client_coalesces_concurrent_calls_into_few_round_trips():
+    proxy = _CountingProxy(ToolHub("math", [add]))
+    client = HubClient(proxy)
+    results = await asyncio.gather(*(client.call("add", {"a": i, "b": 1}) for i in range(50)))
+    assert [r.output for r in results] == [i + 1 for i in range(50)]
+    assert proxy.round_trips == 2  # the first goes at once, the 49 behind it in one batch
+    assert (await client.call("add", {"a": 1})).error.startswith("invalid arguments")
+
+
+@pytest.mark.ray
+async def test_artifacts_survive_the_wire_from_a_hub_actor(ray_cluster, tmp_path):
+    from raygent.toolhub.builtin.vision import ImageDrawTextTool
+
+    hub = deploy_hub("vision", [ImageDrawTextTool(ArtifactStore(tmp_path))], num_cpus=0)
+    result = await hub.call("image_draw_text", {"text": "hi"})
+    art = result.artifacts[0]
+    assert type(art).__name__ == "Artifact" and art.kind == "image" and art.metadata["width"] > 0
+    assert os.path.isfile(art.uri)
+    runtime.kill(hub.proxy)

@@ -80,6 +80,17 @@ def _pids_of_uid(uid: int, *, zombies: bool = True) -> list[int]:
     return pids
 
 
+def _ns_pid(pid: int) -> int | None:
+    """The process's pid inside its own (innermost) PID namespace, from /proc/PID/status."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 # run in the kernel after its strays are killed: dead children stay zombies (and count against the
 # process limit) until their parent, the kernel, waits for them
 _REAP = ("import os as _o\nwhile True:\n    try:\n        if _o.waitpid(-1, _o.WNOHANG)[0] == 0: break\n"
@@ -202,16 +213,36 @@ class KernelSession:
 
     def strays(self) -> list[int]:
         """Processes of the session's uid other than the kernel (children a cell left running)."""
-        return [p for p in _pids_of_uid(self.uid, zombies=False) if p != self.pid] if self.uid is not None else []
+        if self.uid is None:
+            return []
+        # in the sandbox's PID namespace the init is 1 and the kernel 2; without one the kernel is ours
+        keep = {self.pid}
+        pids = _pids_of_uid(self.uid, zombies=False)
+        nested = {p: _ns_pid(p) for p in pids}
+        if any(n not in (None, p) for p, n in nested.items()):
+            keep |= {p for p, n in nested.items() if n in (1, 2)}
+        return [p for p in pids if p not in keep]
+
+    def zombies(self) -> bool:
+        """Whether exited children wait to be reaped (they count against the process limit)."""
+        if self.uid is None:
+            return False
+        return len(_pids_of_uid(self.uid)) > len(_pids_of_uid(self.uid, zombies=False))
 
     def kill_strays(self) -> int:
         """SIGKILL the processes a cell left behind, keeping the kernel. They are frozen (SIGSTOP)
         first, round after round, so a fork bomb cannot replace its children faster than we kill."""
         stopped: set[int] = set()
-        for _ in range(100):
+        quiet = 0
+        for _ in range(200):
             fresh = [p for p in self.strays() if p not in stopped]
             if not fresh:
-                break
+                quiet += 1
+                if quiet == 3:  # three empty scans in a row, 20 ms apart: a fork in flight has surfaced
+                    break
+                time.sleep(0.02)
+                continue
+            quiet = 0
             for p in fresh:
                 try:
                     os.kill(p, signal.SIGSTOP)
@@ -226,7 +257,19 @@ class KernelSession:
         return len(stopped)
 
     async def reap(self) -> None:
-        await self.kc.execute_interactive(_REAP, silent=True, store_history=False, timeout=5)
+        """Reap the killed children, and check the kernel still delivers output: a fork bomb can
+        leave it unable to start the threads that publish output (then RuntimeError: restart it)."""
+        token = f"raygent-alive-{time.monotonic_ns()}"
+        seen: list[str] = []
+
+        def hook(msg: dict[str, Any]) -> None:
+            if msg["header"]["msg_type"] == "stream":
+                seen.append(msg["content"].get("text", ""))
+
+        await self.kc.execute_interactive(_REAP + f"\nprint({token!r})", store_history=False, timeout=5,
+                                          output_hook=hook)
+        if token not in "".join(seen):
+            raise RuntimeError("the kernel no longer publishes output")
 
     def kill_all(self) -> int:
         """SIGKILL every process of the session's uid, the kernel included, fork bombs too.
@@ -237,6 +280,13 @@ class KernelSession:
         if self.uid is None:
             return 0
         before = len(_pids_of_uid(self.uid))
+        for p in _pids_of_uid(self.uid):  # the sandbox's init: the OS kills its whole namespace with it
+            if _ns_pid(p) == 1 and p != 1:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.02)
         for _ in range(20):
             if not _pids_of_uid(self.uid):
                 break
@@ -418,8 +468,9 @@ class CodeInterpreterTool(Tool):
                          f"are kept")
             # processes a cell leaves running (forgotten children, a fork bomb's) do not outlive it
             leftovers = s.kill_strays() if await s.is_alive() else 0
-            if leftovers:
-                note = f"[sandbox] {leftovers} process(es) left running by this code were killed"
+            if leftovers or s.zombies():
+                note = (f"[sandbox] {leftovers} process(es) left running by this code were killed" if leftovers
+                        else "[sandbox] exited child processes were reaped")
                 try:
                     await s.reap()
                 except (TimeoutError, RuntimeError):  # e.g. a fork bomb left the kernel unable to start threads

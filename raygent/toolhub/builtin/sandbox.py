@@ -25,17 +25,21 @@ import ctypes.util
 import json
 import os
 import resource
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWPID = 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
 MS_PRIVATE = 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
 _FLAG_NAMES = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
                "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME}
 
@@ -128,6 +132,7 @@ def isolate_filesystem(workspace: Path, keep: list[Path], tmpfs_mb: int, report:
 
 def set_limits(limits: dict[str, Any]) -> dict[str, Any]:
     applied = {}
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core files in the workspace
     table = {"memory_mb": (resource.RLIMIT_AS, 1024 * 1024), "cpu_s": (resource.RLIMIT_CPU, 1),
              "max_processes": (resource.RLIMIT_NPROC, 1), "max_file_mb": (resource.RLIMIT_FSIZE, 1024 * 1024),
              "max_open_files": (resource.RLIMIT_NOFILE, 1)}
@@ -172,6 +177,26 @@ def main(argv: list[str]) -> None:
     if uid is not None and os.geteuid() == 0:
         for path in [state_dir] + ([Path(conn)] if conn else []):
             os.chown(path, uid, gid)
+    if isolate and status["isolation"].get("filesystem", "none") != "none":
+        try:
+            unshare(CLONE_NEWPID)
+        except OSError as exc:
+            report.append(f"no PID namespace: {exc}")
+        else:
+            status["isolation"]["processes"] = ("own PID namespace: an init reaps every exited process, and all "
+                                                "of them die with the kernel")
+            child = os.fork()
+            if child == 0:  # PID 1 of the new namespace
+                _init(config, command, workspace, state_dir, status, report, uid, gid)
+            _supervise(child)  # never returns
+    _confine_and_record(config, workspace, state_dir, status, report, uid, gid)
+    os.chdir(workspace)
+    os.execve(command[0], command, config.get("env", {}))
+
+
+def _confine_and_record(config: dict[str, Any], workspace: Path, state_dir: Path, status: dict[str, Any],
+                        report: list[str], uid: int | None, gid: int | None) -> None:
+    """Limits, then the unprivileged uid and no_new_privs; then write what holds to sandbox.json."""
     status["limits"] = set_limits(config.get("limits", {}))
     if uid is not None and os.geteuid() == 0:
         os.setgroups([])
@@ -181,14 +206,69 @@ def main(argv: list[str]) -> None:
     else:
         status["isolation"]["user"] = f"uid {os.getuid()} (unchanged)"
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        _check(ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
         status["isolation"]["no_new_privs"] = True
     except (AttributeError, OSError):
         status["isolation"]["no_new_privs"] = False
     status["notes"] = report
     (state_dir / "sandbox.json").write_text(json.dumps(status))
-    os.chdir(workspace)
-    os.execve(command[0], command, config.get("env", {}))
+
+
+def _supervise(child: int) -> None:
+    """The launcher, outside the PID namespace: wait for its init and exit the same way, so the
+    kernel manager sees the kernel's exit status or signal (e.g. SIGXCPU)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts reach the kernel through the process group
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGKILL))
+    parent = os.getppid()
+    while True:  # poll, so that the sandbox also dies when the process that started it is gone
+        pid, code = os.waitpid(child, os.WNOHANG)
+        if pid == child:
+            break
+        if os.getppid() != parent:
+            os.kill(child, signal.SIGKILL)
+        time.sleep(0.1)
+    exit_code = os.waitstatus_to_exitcode(code)
+    signum = -exit_code if exit_code < 0 else exit_code - 128 if exit_code > 128 else 0
+    if signum in signal.valid_signals():
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # re-raised for its status, not for a core file
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    os._exit(exit_code)
+
+
+def _init(config: dict[str, Any], command: list[str], workspace: Path, state_dir: Path, status: dict[str, Any],
+          report: list[str], uid: int | None, gid: int | None) -> None:
+    """PID 1 of the sandbox: mounts its own /proc, confines itself, starts the kernel as PID 2 and
+    reaps every process until the kernel exits, then exits with the kernel's status (128 + signal
+    when it was killed); the OS then kills whatever is left in the namespace."""
+    try:
+        _check(ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # only this namespace's processes
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _confine_and_record(config, workspace, state_dir, status, report, uid, gid)
+        kernel = os.fork()
+        if kernel == 0:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.chdir(workspace)
+            # its parent is this init (PID 1), which a Jupyter kernel takes for "parent gone": the
+            # launcher watches the real parent instead
+            env = {k: v for k, v in config.get("env", {}).items() if k != "JPY_PARENT_PID"}
+            os.execve(command[0], command, env)
+        while True:
+            try:
+                pid, code = os.wait()
+            except ChildProcessError:
+                os._exit(0)
+            except InterruptedError:
+                continue
+            if pid == kernel:
+                exit_code = os.waitstatus_to_exitcode(code)
+                os._exit(exit_code if exit_code >= 0 else 128 - exit_code)
+    except BaseException as exc:  # never fall back into the launcher's code path
+        try:
+            (state_dir / "init-error.txt").write_text(repr(exc))
+        finally:
+            os._exit(70)
 
 
 if __name__ == "__main__":
