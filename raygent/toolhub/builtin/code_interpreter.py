@@ -280,6 +280,12 @@ class KernelSession:
         if self.uid is None:
             return 0
         before = len(_pids_of_uid(self.uid))
+        # strays first, while the sandbox's init is alive to reap them (a torn-down namespace's
+        # processes go to the host's PID 1, which may be slow to reap: zombies count against the limit)
+        self.kill_strays()
+        deadline = time.monotonic() + 0.5
+        while self.zombies() and time.monotonic() < deadline:
+            time.sleep(0.02)
         for p in _pids_of_uid(self.uid):  # the sandbox's init: the OS kills its whole namespace with it
             if _ns_pid(p) == 1 and p != 1:
                 try:

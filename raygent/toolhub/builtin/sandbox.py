@@ -10,8 +10,10 @@ What it can do depends on the privileges it starts with; it writes what actually
   /root, home of the Python install) are replaced by an empty tmpfs with only the needed subtrees
   bound back (which also hides the rest of them), and the workspace is bound writable; a new
   network namespace (no interface but a down loopback: no connection can be made, not even to
-  127.0.0.1; the kernel talks to the client over Unix sockets in the workspace); then it drops to an
-  unprivileged uid (dedicated per session) with no capabilities and `no_new_privs`.
+  127.0.0.1; the kernel talks to the client over Unix sockets in the workspace); a PID namespace
+  whose init (PID 1, this module) reaps every exited process and takes the whole namespace down with
+  it; then it drops to an unprivileged uid (dedicated per session) with no capabilities and
+  `no_new_privs`. The launcher itself stays outside, waits, and exits with the kernel's status.
 * as any user: resource limits (address space, CPU seconds, processes per uid, file size, open files)
   and a scrubbed environment (no API keys). Without root there is no filesystem or network isolation:
   the kernel can write what the calling user can write and open network connections. This fallback is
