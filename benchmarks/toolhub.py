@@ -118,7 +118,7 @@ async def main(calls: int, rounds: int, n: int) -> None:
                           ("hub actor, one call_many RPC", hub_actor_batch)):
         m = statistics.median(values)
         ratio = d / m
-        print(f"  {label:30s} {m * 1000:.1f} ms  ratio {ratio:.2f} (goal >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'})")
+        print(f"  {label:30s} {m * 1000:.1f} ms  ratio {ratio:.3f} (goal >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'})")
     runtime.kill(remote.proxy)
 
 

@@ -241,3 +241,20 @@ async def test_artifacts_survive_the_wire_from_a_hub_actor(ray_cluster, tmp_path
     assert type(art).__name__ == "Artifact" and art.kind == "image" and art.metadata["width"] > 0
     assert os.path.isfile(art.uri)
     runtime.kill(hub.proxy)
+
+
+def test_compiled_validator_agrees_with_jsonschema():
+    import jsonschema
+
+    from raygent.toolhub.registry import CompiledValidator
+
+    schema = {"type": "object", "additionalProperties": False, "required": ["n"],
+              "properties": {"n": {"type": "integer", "minimum": 0}, "tag": {"enum": ["a", "b"]},
+                             "opt": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}
+    compiled, full = CompiledValidator(schema), jsonschema.Draft202012Validator(schema)
+    assert compiled.fast is not None
+    cases = [{"n": 1}, {"n": 1.0}, {"n": -1}, {"n": True}, {"n": 1, "tag": "c"}, {"n": 1, "opt": None},
+             {"n": 1, "x": 1}, {}, {"n": "1"}]
+    for args in cases:  # the fast check may only say yes where jsonschema says yes
+        assert not compiled.quick_ok(args) or full.is_valid(args), args
+    assert CompiledValidator({"type": "object", "properties": {"p": {"prefixItems": []}}}).fast is None

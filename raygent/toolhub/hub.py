@@ -107,6 +107,9 @@ class ToolHub(ToolRegistry):
         """`call_many` in plain data, for the actor boundary: (id, name, arguments) in, ToolResult
         dicts out. Ray serializes builtins much faster than pydantic objects (about 0.15 ms less per
         direction per call on the benchmark machine)."""
+        if len(calls) == 1:  # the common case: no gather, no extra task
+            cid, name, arguments = calls[0]
+            return [(await self.call(name, arguments, context, call_id=cid)).model_dump()]
         results = await asyncio.gather(*(self.call(name, arguments, context, call_id=cid)
                                          for cid, name, arguments in calls))
         return [r.model_dump() for r in results]

@@ -18,10 +18,55 @@ from raygent.schema import ToolCall, ToolResult, ToolSpec, new_id
 from raygent.toolhub.base import Tool, ToolOutput
 
 
+# keywords that draft-07 (fastjsonschema) does not know: schemas using them get only the full validator
+_NEWER_KEYWORDS = {"prefixItems", "unevaluatedProperties", "unevaluatedItems", "dependentRequired",
+                   "dependentSchemas", "$dynamicRef", "$dynamicAnchor", "$recursiveRef", "minContains",
+                   "maxContains"}
+
+
+def _uses_newer_keywords(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return any(k in _NEWER_KEYWORDS or _uses_newer_keywords(v) for k, v in schema.items())
+    if isinstance(schema, list):
+        return any(_uses_newer_keywords(v) for v in schema)
+    return False
+
+
+class CompiledValidator:
+    """jsonschema (draft 2020-12) for the verdict and the messages, with a compiled fastjsonschema
+    check in front when it is installed and the schema is draft-07 compatible: valid arguments (the
+    common case) are accepted in ~1 µs instead of ~25 µs; anything it rejects is re-checked by
+    jsonschema, which has the last word."""
+
+    def __init__(self, schema: dict[str, Any]):
+        self.full = jsonschema.Draft202012Validator(schema)
+        self.fast: Any = None
+        if not _uses_newer_keywords(schema):
+            try:
+                import fastjsonschema
+
+                self.fast = fastjsonschema.compile(schema, use_default=False, use_formats=False)
+            except Exception:  # not installed, or a schema it cannot compile: the full validator alone
+                self.fast = None
+
+    def quick_ok(self, arguments: Any) -> bool:
+        if self.fast is None:
+            return False
+        try:
+            self.fast(arguments)
+            return True
+        except Exception:
+            return False
+
+
 def validation_error(spec: ToolSpec, arguments: Any, validator: Any = None) -> str | None:
     """A model-readable description of why `arguments` fail the tool's schema, or None."""
     if not isinstance(arguments, dict):
         return f"arguments for {spec.name!r} must be a JSON object, got {type(arguments).__name__}"
+    if isinstance(validator, CompiledValidator):
+        if validator.quick_ok(arguments):
+            return None
+        validator = validator.full
     validator = validator or jsonschema.Draft202012Validator(spec.parameters)
     problems = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
     if not problems:
@@ -58,7 +103,7 @@ class ToolRegistry:
             raise ValueError(f"a tool named {spec.name!r} is already registered")
         self._tools[spec.name] = tool
         self._specs[spec.name] = spec
-        self._validators[spec.name] = jsonschema.Draft202012Validator(spec.parameters)
+        self._validators[spec.name] = CompiledValidator(spec.parameters)
         return spec
 
     def unregister(self, name: str) -> None:
