@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from raygent.schema import ToolCall, ToolResult, ToolSpec, new_id
+from raygent.schema import Artifact, ToolCall, ToolResult, ToolSpec, new_id
 from raygent.toolhub.base import Tool
 from raygent.toolhub.context import _CURRENT, ToolContext, as_context
 from raygent.toolhub.registry import ToolRegistry
@@ -248,7 +248,9 @@ class HubClient:
             return await self.proxy.call_many(calls, context)
         ctx = context.model_dump() if isinstance(context, ToolContext) else context
         rows = await wire([(c.id, c.name, c.arguments) for c in calls], ctx)
-        return [ToolResult.model_validate(r) for r in rows]
+        # rows are model_dump()s of validated ToolResults: rebuild without validating them again
+        return [ToolResult.model_construct(**{**r, "artifacts": [Artifact.model_construct(**a) for a in r["artifacts"]]})
+                for r in rows]
 
     async def _wait_until_back(self, timeout_s: float = 60.0) -> None:
         """After a crash, ping the hub until its restarted actor answers (or give up quietly: the
