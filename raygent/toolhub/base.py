@@ -63,6 +63,8 @@ class Tool:
     """Base class for tools. Subclasses set `name`, `description`, `parameters` and implement `call`.
 
     `parameters` may be a JSON schema or the seed's parameter list. `timeout_s` bounds each call.
+    `idempotent` marks tools that are safe to run twice: a hub retries them when its actor crashed
+    mid-call (a non-idempotent call is reported as failed instead, since it may have had effects).
     """
 
     name: ClassVar[str] | str = ""
@@ -70,6 +72,7 @@ class Tool:
     parameters: Any = None
     domain: str | None = None
     timeout_s: float = 30.0
+    idempotent: bool = False
     examples: list[ToolExample] = []
 
     async def call(self, **arguments: Any) -> Any:
@@ -123,13 +126,14 @@ class FunctionTool(Tool):
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
                  domain: str | None = None, timeout_s: float = 30.0,
-                 examples: list[ToolExample | dict[str, Any]] | None = None):
+                 examples: list[ToolExample | dict[str, Any]] | None = None, idempotent: bool = False):
         self.fn = fn
         self.name = name or fn.__name__
         summary, arg_docs = _docstring_params(fn.__doc__ or "")
         self.description = description if description is not None else summary
         self.domain = domain
         self.timeout_s = timeout_s
+        self.idempotent = idempotent
         self.examples = [e if isinstance(e, ToolExample) else ToolExample(**e) for e in (examples or [])]
         self.parameters = self._schema_from_signature(fn, arg_docs)
 
@@ -157,7 +161,7 @@ class FunctionTool(Tool):
 
 
 def tool(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """Decorator: `@tool` or `@tool(name=..., description=..., timeout_s=..., examples=[...])`."""
+    """Decorator: `@tool` or `@tool(name=..., description=..., timeout_s=..., idempotent=..., examples=[...])`."""
     if fn is None:
         return lambda f: FunctionTool(f, **options)
     return FunctionTool(fn, **options)

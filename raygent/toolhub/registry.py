@@ -7,6 +7,7 @@ its timeout) becomes a ToolResult with `error` set, so one bad call never stops 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -17,11 +18,56 @@ from raygent.schema import ToolCall, ToolResult, ToolSpec, new_id
 from raygent.toolhub.base import Tool, ToolOutput
 
 
-def validation_error(spec: ToolSpec, arguments: Any) -> str | None:
+# keywords that draft-07 (fastjsonschema) does not know: schemas using them get only the full validator
+_NEWER_KEYWORDS = {"prefixItems", "unevaluatedProperties", "unevaluatedItems", "dependentRequired",
+                   "dependentSchemas", "$dynamicRef", "$dynamicAnchor", "$recursiveRef", "minContains",
+                   "maxContains"}
+
+
+def _uses_newer_keywords(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return any(k in _NEWER_KEYWORDS or _uses_newer_keywords(v) for k, v in schema.items())
+    if isinstance(schema, list):
+        return any(_uses_newer_keywords(v) for v in schema)
+    return False
+
+
+class CompiledValidator:
+    """jsonschema (draft 2020-12) for the verdict and the messages, with a compiled fastjsonschema
+    check in front when it is installed and the schema is draft-07 compatible: valid arguments (the
+    common case) are accepted in ~1 µs instead of ~25 µs; anything it rejects is re-checked by
+    jsonschema, which has the last word."""
+
+    def __init__(self, schema: dict[str, Any]):
+        self.full = jsonschema.Draft202012Validator(schema)
+        self.fast: Any = None
+        if not _uses_newer_keywords(schema):
+            try:
+                import fastjsonschema
+
+                self.fast = fastjsonschema.compile(schema, use_default=False, use_formats=False)
+            except Exception:  # not installed, or a schema it cannot compile: the full validator alone
+                self.fast = None
+
+    def quick_ok(self, arguments: Any) -> bool:
+        if self.fast is None:
+            return False
+        try:
+            self.fast(arguments)
+            return True
+        except Exception:
+            return False
+
+
+def validation_error(spec: ToolSpec, arguments: Any, validator: Any = None) -> str | None:
     """A model-readable description of why `arguments` fail the tool's schema, or None."""
     if not isinstance(arguments, dict):
         return f"arguments for {spec.name!r} must be a JSON object, got {type(arguments).__name__}"
-    validator = jsonschema.Draft202012Validator(spec.parameters)
+    if isinstance(validator, CompiledValidator):
+        if validator.quick_ok(arguments):
+            return None
+        validator = validator.full
+    validator = validator or jsonschema.Draft202012Validator(spec.parameters)
     problems = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
     if not problems:
         return None
@@ -31,12 +77,22 @@ def validation_error(spec: ToolSpec, arguments: Any) -> str | None:
     return f"invalid arguments for tool {spec.name!r}: {details}. Expected parameters schema: {spec.parameters}"
 
 
+if sys.version_info >= (3, 11):
+    async def _run_with_timeout(coro: Any, timeout: float) -> Any:
+        async with asyncio.timeout(timeout):  # no extra task per call, unlike wait_for on 3.11
+            return await coro
+else:  # pragma: no cover - Python 3.10
+    async def _run_with_timeout(coro: Any, timeout: float) -> Any:
+        return await asyncio.wait_for(coro, timeout=timeout)
+
+
 class ToolRegistry:
     """Holds tools by name; validates and runs calls with per-tool timeouts."""
 
     def __init__(self, tools: Iterable[Tool] = (), default_timeout_s: float = 30.0):
         self._tools: dict[str, Tool] = {}
         self._specs: dict[str, ToolSpec] = {}
+        self._validators: dict[str, Any] = {}  # compiled once per tool, not per call
         self.default_timeout_s = default_timeout_s
         for t in tools:
             self.register(t)
@@ -47,11 +103,13 @@ class ToolRegistry:
             raise ValueError(f"a tool named {spec.name!r} is already registered")
         self._tools[spec.name] = tool
         self._specs[spec.name] = spec
+        self._validators[spec.name] = CompiledValidator(spec.parameters)
         return spec
 
     def unregister(self, name: str) -> None:
         self._tools.pop(name, None)
         self._specs.pop(name, None)
+        self._validators.pop(name, None)
 
     def __contains__(self, name: str) -> bool:
         return name in self._tools
@@ -75,12 +133,12 @@ class ToolRegistry:
         if tool is None:
             return fail(f"unknown tool {name!r}; available tools: {', '.join(sorted(self._tools)) or '(none)'}")
         spec = self._specs[name]
-        problem = validation_error(spec, arguments)
+        problem = validation_error(spec, arguments, self._validators.get(name))
         if problem:
             return fail(problem)
         timeout = spec.timeout_s or self.default_timeout_s
         try:
-            output = await asyncio.wait_for(tool.call(**arguments), timeout=timeout)
+            output = await _run_with_timeout(tool.call(**arguments), timeout)
         except asyncio.TimeoutError:
             return fail(f"tool {name!r} timed out after {timeout:g} s")
         except Exception as exc:  # a tool's own failure is reported, never raised
