@@ -192,7 +192,19 @@ class VectorIndex:
             return (np.full((len(queries), max(k, 0)), -np.inf, dtype=np.float32),
                     np.full((len(queries), max(k, 0)), -1, dtype=np.int64))
         fetch = min(k + len(self._tombstones), int(self._index.ntotal))
-        scores, ids = self._searcher().search(queries, fetch)
+        searcher = self._searcher()
+        if len(queries) < 8 and searcher is self._index:
+            # one query is far faster on one thread: OpenMP's fork/join and spin-waits dominate a
+            # sub-millisecond scan (measured 0.13 ms vs 3.7 ms for 1 vs 2 threads at 3k vectors)
+            faiss = _faiss()
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                scores, ids = searcher.search(queries, fetch)
+            finally:
+                faiss.omp_set_num_threads(threads)
+        else:
+            scores, ids = searcher.search(queries, fetch)
         if self._tombstones:
             dead = np.isin(ids, np.fromiter(self._tombstones, dtype=np.int64))
             ids = np.where(dead, -1, ids)
