@@ -125,3 +125,14 @@ async def test_embedded_model_picks_the_tool_among_2000(embedded_llm, big_regist
     result = await agent.run("What is 17*23?")
     assert result.tool_calls and result.tool_calls[0].name == "calculator"
     assert result.tool_calls[0].result["result"] == 391
+
+
+async def test_retriever_true_builds_the_default_and_index_registry():
+    registry = ToolRegistry([CatalogueTool(s) for s in synthetic_tools(30)] + default_tools())
+    llm = ScriptedChatModel(["ok"])
+    agent = Agent(llm=llm, tools=registry, retriever=True, tool_top_k=4)
+    await agent.run("what time is it in Tokyo now?")
+    assert isinstance(agent.retriever, ToolRetriever) and len(llm.requests[0]["tools"]) == 4
+    assert "current_datetime" in llm.requests[0]["tools"]
+    fresh = ToolRetriever()
+    assert await fresh.index_registry(registry) == {"added": 33, "removed": 0, "total": 33}
