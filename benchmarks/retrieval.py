@@ -113,7 +113,7 @@ async def scale(sizes: list[int], real_max: int, n_queries: int, hybrid_1m: bool
         t_embed = time.perf_counter() - t0
         ids = np.arange(n, dtype=np.int64)
         results = {}
-        kinds = ["flat", "ivf"] + (["hnsw"] if n <= 100_000 else [])
+        kinds = ["flat", "ivf"] + (["hnsw"] if n <= 100_000 or real else [])
         for kind in kinds:
             t = time.perf_counter()
             index = VectorIndex(embedder.dim, kind)
