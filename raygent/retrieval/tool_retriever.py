@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,11 @@ def _param_lines(schema: dict[str, Any], prefix: str = "") -> list[str]:
 def tool_text(spec: ToolSpec) -> str:
     """The text a tool is indexed under: name, description, parameter names and descriptions, and the
     example requests it carries."""
-    readable = spec.name.replace("_", " ").replace(".", " ")
-    parts = [f"{spec.name} ({readable})" if readable != spec.name else spec.name, spec.description or ""]
+    # digit-only name segments (`Weather_1_GetWeather`, `lock_invoice_23`) are versions or ids, not
+    # meaning: left in, they match any number in a request ("what is 17*23?")
+    words = [w for w in re.split(r"[_.\-\s]+", spec.name) if w and not w.isdigit()]
+    readable = " ".join(words)
+    parts = [readable if readable == spec.name else f"{'_'.join(words)} ({readable})", spec.description or ""]
     params = _param_lines(spec.parameters or {})
     if params:
         parts.append("parameters: " + "; ".join(params))
