@@ -21,8 +21,16 @@ def _build_components(args: argparse.Namespace) -> tuple[Any, Any]:
 
     resolve_model_path(args.model)  # fail fast, with the message that says what to install or fix
     llm_kwargs = {"model": args.model, "n_ctx": args.n_ctx, "format": args.format}
+    tool_list = default_tools()
+    if getattr(args, "knowledge", None):  # --knowledge KB: the knowledge_search tool over that base
+        from raygent.retrieval.knowledge import KnowledgeSearchTool, kb_folder
+
+        if not (kb_folder(args.knowledge) / "manifest.json").exists():
+            raise FileNotFoundError(f"no knowledge base {args.knowledge!r}: create it with "
+                                    f"`raygent knowledge add PATH --kb {args.knowledge}`")
+        tool_list.append(KnowledgeSearchTool(kb=args.knowledge))
     if not args.remote:
-        return LlamaCppChatModel(**llm_kwargs), ToolRegistry(default_tools())
+        return LlamaCppChatModel(**llm_kwargs), ToolRegistry(tool_list)
     from raygent import runtime
 
     runtime.init()
@@ -30,7 +38,7 @@ def _build_components(args: argparse.Namespace) -> tuple[Any, Any]:
     llm = runtime.deploy(LlamaCppChatModel, remote=True, init_kwargs=llm_kwargs, num_cpus=0,
                          name=f"raygent-llm-{os.path.basename(str(args.model or 'default'))}",
                          runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}})
-    tools = runtime.deploy(ToolRegistry, default_tools(), remote=True, name="raygent-tools-builtin")
+    tools = runtime.deploy(ToolRegistry, tool_list, remote=True, name="raygent-tools-builtin")
     return llm, tools
 
 
@@ -151,6 +159,8 @@ def _add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=6)
     p.add_argument("--max-tokens", type=int, default=384)
     p.add_argument("--n-ctx", type=int, default=4096)
+    p.add_argument("--knowledge", default=None, metavar="KB",
+                   help="attach a knowledge base (name or folder, see `raygent knowledge add`) as knowledge_search")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     from raygent.serve import cli as serve_cli
 
     serve_cli.add_parser(sub)
+    from raygent.retrieval.cli import add_commands as add_retrieval_commands
+
+    add_retrieval_commands(sub)  # retrieval eval, knowledge add|search|list
     return parser
 
 
@@ -188,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     from raygent.memory.cli import memory_command
     from raygent.serve import cli as serve_cli
 
-    handler = {"run": _run, "chat": _chat, "tools": _tools, "memory": memory_command,
-               "serve": serve_cli.run}[args.command]
+    handler = getattr(args, "handler", None) or {"run": _run, "chat": _chat, "tools": _tools,
+                                                 "memory": memory_command, "serve": serve_cli.run}[args.command]
     try:
         return asyncio.run(handler(args))
     except KeyboardInterrupt:

@@ -64,7 +64,8 @@ class Agent:
 
     def __init__(self, llm: Any = None, tools: Any = None, system: str | None = DEFAULT_SYSTEM, *,
                  max_steps: int = 6, params: GenerationParams | dict | None = None,
-                 history: Sequence[Message] | None = None, memory: Any = None, session_id: str | None = None):
+                 history: Sequence[Message] | None = None, memory: Any = None, session_id: str | None = None,
+                 retriever: Any = None, tool_top_k: int = 5, retrieval_threshold: int = 16):
         if llm is None:
             from raygent.llm_pool.llama_cpp import LlamaCppChatModel
 
@@ -82,6 +83,10 @@ class Agent:
             from raygent.memory.session import attach_memory
 
             self.memory = attach_memory(memory, session_id, self.llm)
+        # tool retrieval: with more than `retrieval_threshold` tools, only the top-k reach the prompt
+        self.retriever = retriever
+        self.tool_top_k = tool_top_k
+        self.retrieval_threshold = retrieval_threshold
 
     # -- public API ------------------------------------------------------------------------
     def reset(self) -> None:
@@ -134,7 +139,7 @@ class Agent:
             if self._model_name is None:
                 self._model_name = await self.llm.get_model_name()
             model = self._model_name
-            specs = await self.tools.list_specs()
+            specs = await self._select_tools(text, await self.tools.list_specs())
         except Exception as exc:
             async for e in self._fail(0, f"agent setup failed: {type(exc).__name__}: {exc}", usage, records, model):
                 yield e
@@ -241,6 +246,17 @@ class Agent:
     def _result_chars(self) -> tuple[int, ...]:
         # with memory the store keeps (nearly) whole results; the prompt view truncates them with a pointer
         return (self.memory.stored_result_chars,) if self.memory is not None else ()
+    async def _select_tools(self, text: str, specs: list[Any]) -> list[Any]:
+        """The specs offered to the model this turn: all of them, or the retriever's top-k for `text`
+        when more than `retrieval_threshold` tools are registered (`retriever=True` builds the default
+        ToolRetriever; any object, or actor proxy, with `select(query, specs, k)` works)."""
+        if self.retriever is None or self.retriever is False or len(specs) <= self.retrieval_threshold:
+            return specs
+        if self.retriever is True:
+            from raygent.retrieval.tool_retriever import ToolRetriever
+
+            self.retriever = ToolRetriever()
+        return list(await self.retriever.select(text, specs, self.tool_top_k))
 
     async def _fail(self, step: int, message: str, usage: Usage, records: list[ToolCallRecord],
                     model: str) -> AsyncIterator[AgentEvent]:

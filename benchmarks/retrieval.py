@@ -1,0 +1,188 @@
+"""Tool retrieval: quality on BFCL and latency / memory at scale.
+
+Quality: the BFCL development set (benchmarks/bfcl_data.py: every distinct function of the
+single-turn categories as the corpus, each query's ground-truth functions as gold), recall@1,
+recall@5 and MRR for bm25, tfidf, dense and hybrid (RRF and weighted fusion). Baseline: BM25 in
+the same run. Goal: hybrid recall@5 >= 0.90. `--embedder st:FOLDER` adds the dense and hybrid rows
+for another embedder (e.g. a local sentence-transformers folder).
+
+Scale: synthetic catalogues (raygent/retrieval/synthetic.py) of 1k, 10k, 100k and 1M tools. For
+each size: index memory, build time, query latency p50/p99 of the dense search alone with an exact
+(flat) and an approximate (IVF; HNSW up to 100k) index, approximate recall@10 against exact, and the
+full hybrid query (embed + BM25 + faiss + fusion) on the default index. Vectors are real wordllama
+embeddings up to --real-max tools (default 100k); above that they are random unit vectors with
+queries made by perturbing stored vectors (said in the output), and the hybrid query is skipped
+unless --hybrid-1m. Goal: p50 <= 5 ms at 10k and <= 20 ms at 1M on 2 cores.
+
+Run: .venv/bin/python benchmarks/retrieval.py [--skip-quality] [--skip-scale] [--sizes 1000,10000,100000,1000000]
+Data: the bfcl-eval wheel is downloaded once with `pip download bfcl-eval --no-deps` into
+~/.cache/raygent/bfcl (RAYGENT_BFCL_CACHE), or taken from RAYGENT_BFCL_WHEEL; only its data files are read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from raygent.retrieval.embedders import get_embedder, normalize_rows  # noqa: E402
+from raygent.retrieval.evaluate import EvalQuery, build_index, evaluate  # noqa: E402
+from raygent.retrieval.search import SearchIndex  # noqa: E402
+from raygent.retrieval.synthetic import synthetic_query, synthetic_tool  # noqa: E402
+from raygent.retrieval.tool_retriever import as_spec, tool_text  # noqa: E402
+from raygent.retrieval.vector_index import VectorIndex  # noqa: E402
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+async def quality(embedders: list[str | None]) -> list[dict]:
+    from bfcl_data import build_dev_set
+
+    raw_tools, raw_queries = build_dev_set()
+    tools = [as_spec(t) for t in raw_tools]
+    queries = [EvalQuery(query=q["query"], gold=q["gold"]) for q in raw_queries]
+    print(f"\n== quality: BFCL dev set, {len(tools)} distinct functions ({len({t.name for t in tools})} names), "
+          f"{len(queries)} queries, {sum(len(q.gold) for q in queries)} gold calls")
+    rows = []
+    for emb in embedders:
+        label = emb or "wordllama"
+        start = time.perf_counter()
+        index = await build_index(tools, emb, method="hybrid", progress=True)
+        print(f"[{label}] index built in {time.perf_counter() - start:.1f} s")
+        methods = [("bm25", {}), ("tfidf", {}), ("dense", {}), ("hybrid", {"fusion": "rrf"}),
+                   ("hybrid", {"fusion": "weighted", "alpha": 0.6})] if emb is None else \
+            [("dense", {}), ("hybrid", {"fusion": "rrf"}), ("hybrid", {"fusion": "weighted", "alpha": 0.6})]
+        for method, opts in methods:
+            for key, value in {"fusion": "rrf", "alpha": 0.5, **opts}.items():
+                setattr(index[0], key, value)
+            r = await evaluate(tools, queries, method=method, index=index, progress=False)
+            name = method + (f" ({opts['fusion']}{', alpha ' + str(opts['alpha']) if 'alpha' in opts else ''})"
+                             if opts else "")
+            row = {"embedder": label, "method": name, **r}
+            rows.append(row)
+            print(json.dumps(row))
+    base = next(r for r in rows if r["method"] == "bm25")
+    for r in rows:
+        r["recall@5 / bm25"] = round(r["recall@5"] / base["recall@5"], 3)
+    print("\n| embedder | method | recall@1 | recall@5 | MRR | recall@5 ÷ BM25 | seconds |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['embedder']} | {r['method']} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['mrr']:.3f} | "
+              f"{r['recall@5 / bm25']:.3f} | {r['seconds']:.1f} |")
+    return rows
+
+
+def _time_queries(index: VectorIndex, queries: np.ndarray, k: int = 10) -> tuple[list[float], np.ndarray]:
+    lat, found = [], []
+    index.search(queries[:1], k)  # warm
+    for q in queries:
+        t = time.perf_counter()
+        _, ids = index.search(q[None, :], k)
+        lat.append((time.perf_counter() - t) * 1000)
+        found.append(ids[0])
+    return lat, np.vstack(found)
+
+
+async def scale(sizes: list[int], real_max: int, n_queries: int, hybrid_1m: bool) -> list[dict]:
+    embedder = get_embedder()
+    rows = []
+    print(f"\n== scale: synthetic catalogues, {n_queries} queries per size, one query at a time, k=10")
+    for n in sizes:
+        real = n <= real_max
+        t0 = time.perf_counter()
+        texts = [tool_text(synthetic_tool(i)) for i in range(n)] if real or hybrid_1m else None
+        rng = np.random.default_rng(n)
+        q_ids = rng.choice(n, n_queries, replace=False)
+        if real:
+            vecs = await embedder.embed(texts)
+            qvecs = await embedder.embed([synthetic_query(int(i)) for i in q_ids])
+        else:  # random unit vectors; queries are stored vectors plus noise, so neighbours are meaningful
+            vecs = normalize_rows(rng.standard_normal((n, embedder.dim), dtype=np.float32))
+            qvecs = normalize_rows(vecs[q_ids] + 0.35 * rng.standard_normal((n_queries, embedder.dim),
+                                                                            dtype=np.float32))
+        t_embed = time.perf_counter() - t0
+        ids = np.arange(n, dtype=np.int64)
+        results = {}
+        kinds = ["flat", "ivf"] + (["hnsw"] if n <= 100_000 or real else [])
+        for kind in kinds:
+            t = time.perf_counter()
+            index = VectorIndex(embedder.dim, kind)
+            index.add(ids, vecs)
+            build = time.perf_counter() - t
+            lat, found = _time_queries(index, qvecs)
+            results[kind] = found
+            rows.append({"tools": n, "vectors": "wordllama" if real else "random", "index": kind,
+                         "build_s": round(build, 2), "memory_mb": round(index.memory_bytes() / 2**20, 1),
+                         "p50_ms": round(_pct(lat, 50), 3), "p99_ms": round(_pct(lat, 99), 3)})
+            if kind != "flat":
+                exact = results["flat"]
+                rows[-1]["recall@10_vs_exact"] = round(float(np.mean(
+                    [len(set(a) & set(e)) / 10 for a, e in zip(found, exact)])), 4)
+            print(json.dumps(rows[-1]), flush=True)
+            del index
+        if texts is not None and (real or hybrid_1m):
+            t = time.perf_counter()
+            search = SearchIndex(embedder)  # default: auto index kind, hybrid RRF
+            await search.add(list(zip((f"t{i}" for i in range(n)), texts)), vectors=vecs)
+            search._scorer("bm25")  # build the BM25 matrix now, not inside the first timed query
+            build = time.perf_counter() - t
+            qtexts = [synthetic_query(int(i)) for i in q_ids]
+            await search.search(qtexts[0], 10)
+            lat, hits = [], 0
+            for qi, qt in zip(q_ids, qtexts):
+                t = time.perf_counter()
+                res = await search.search(qt, 10)
+                lat.append((time.perf_counter() - t) * 1000)
+                hits += f"t{qi}" in {h.key for h in res}
+            rows.append({"tools": n, "vectors": "wordllama" if real else "random", "index": f"hybrid query ({search.vectors.built_kind})",
+                         "build_s": round(build, 2), "p50_ms": round(_pct(lat, 50), 3),
+                         "p99_ms": round(_pct(lat, 99), 3), "target_in_top10": round(hits / len(q_ids), 3)})
+            print(json.dumps(rows[-1]), flush=True)
+            del search
+        print(f"   (vectors for {n} tools prepared in {t_embed:.1f} s)", flush=True)
+    print("\n| tools | vectors | index | build s | memory MB | p50 ms | p99 ms | recall@10 vs exact |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        recall = r.get("recall@10_vs_exact", r.get("target_in_top10", ""))
+        print(f"| {r['tools']:,} | {r['vectors']} | {r['index']} | {r['build_s']} | {r.get('memory_mb', '')} | "
+              f"{r['p50_ms']} | {r['p99_ms']} | {recall} |")
+    return rows
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--embedder", action="append", default=[], help="extra embedder spec for the quality rows")
+    ap.add_argument("--sizes", default="1000,10000,100000,1000000")
+    ap.add_argument("--real-max", type=int, default=100_000, help="largest size embedded with wordllama")
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--hybrid-1m", action="store_true", help="also time hybrid queries above --real-max")
+    ap.add_argument("--out", default=None, help="write all rows as JSON here")
+    args = ap.parse_args()
+    import faiss
+
+    print(f"machine: {platform.machine()} cpus={os.cpu_count()} python {platform.python_version()} "
+          f"faiss {faiss.__version__} (omp threads {faiss.omp_get_max_threads()}; single queries use 1)")
+    out: dict = {}
+    if not args.skip_quality:
+        out["quality"] = await quality([None] + args.embedder)
+    if not args.skip_scale:
+        out["scale"] = await scale([int(s) for s in args.sizes.split(",")], args.real_max, args.queries,
+                                   args.hybrid_1m)
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

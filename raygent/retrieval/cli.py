@@ -1,0 +1,69 @@
+"""`raygent retrieval eval ...` and `raygent knowledge add|search|list ...` (registered by raygent/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+async def _retrieval(args: argparse.Namespace) -> int:
+    from raygent.retrieval.evaluate import eval_command
+
+    return await eval_command(args.tools, args.queries, method=args.method, k=args.k, embedder=args.embedder,
+                              json_out=args.json)
+
+
+async def _knowledge(args: argparse.Namespace) -> int:
+    from raygent.retrieval.knowledge import KnowledgeRetriever
+
+    kb = KnowledgeRetriever(args.kb, embedder=args.embedder)
+    if args.knowledge_command == "add":
+        report = await kb.add_path(args.path, progress=True)
+        print(json.dumps(report, ensure_ascii=False) if args.json else
+              f"added {report['files']} file(s), {report['chunks']} chunk(s) to knowledge base "
+              f"{report['knowledge_base']!r} ({report['total_chunks']} chunks in total)")
+        return 0 if report["files"] else 1
+    if args.knowledge_command == "search":
+        chunks = await kb.search(args.query, args.k)
+        if args.json:
+            print(json.dumps([c.model_dump() for c in chunks], ensure_ascii=False))
+        else:
+            for c in chunks:
+                print(f"[{c.citation}] ({c.score:.3f})\n{c.text}\n")
+        return 0
+    sources = await kb.list_sources()
+    print(json.dumps(sources, ensure_ascii=False) if args.json else "\n".join(
+        f"{s['chunks']:6d}  {s['source']}" for s in sources))
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Register the `retrieval` and `knowledge` subcommands on raygent's subparsers."""
+    r = sub.add_parser("retrieval", help="tool-retrieval evaluation")
+    rsub = r.add_subparsers(dest="retrieval_command", required=True)
+    ev = rsub.add_parser("eval", help="recall@1, recall@5 and MRR of a retrieval method on JSONL files")
+    ev.add_argument("--tools", required=True, help='JSONL, one {"name", "description", "parameters"} per line')
+    ev.add_argument("--queries", required=True, help='JSONL, one {"query", "gold": [tool names]} per line')
+    ev.add_argument("--method", default="hybrid", choices=["bm25", "tfidf", "dense", "hybrid"])
+    ev.add_argument("--k", type=int, default=5, help="also report recall@k (recall@1 and @5 always)")
+    ev.add_argument("--embedder", default=None, help="wordllama (default), st:FOLDER, hf:FOLDER, dashscope:MODEL")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    r.set_defaults(handler=_retrieval)
+
+    k = sub.add_parser("knowledge", help="knowledge bases for question answering with citations")
+    ksub = k.add_subparsers(dest="knowledge_command", required=True)
+    add = ksub.add_parser("add", help="ingest a file or folder (txt, md, html, pdf)")
+    add.add_argument("path")
+    search = ksub.add_parser("search", help="the chunks that best match a query, with citations")
+    search.add_argument("query")
+    search.add_argument("--k", type=int, default=4)
+    lst = ksub.add_parser("list", help="ingested files and their chunk counts")
+    for p in (add, search, lst):
+        p.add_argument("--kb", default="default", help="knowledge base name or folder (under RAYGENT_HOME)")
+        p.add_argument("--embedder", default=None, help="embedder spec (must match the one the base was built with)")
+        p.add_argument("--json", action="store_true")
+    k.set_defaults(handler=_knowledge)
+
+
+__all__ = ["add_commands"]

@@ -1,0 +1,164 @@
+"""ToolRetriever: the top-k tool specs for a request, out of thousands of registered tools.
+
+Each tool is indexed as one text: its name (identifier split into words), description, and its
+parameters' names and descriptions. The index follows the registry incrementally: `sync(specs)`
+embeds only tools that are new or whose spec changed and drops tools no longer registered, so an
+agent can call `select(query, specs, k)` every turn at the cost of a fingerprint comparison.
+Works in-process and as a Ray actor (`runtime.deploy(ToolRetriever, remote=True, ...)`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from raygent.retrieval.embedders import Embedder
+from raygent.retrieval.search import Method, SearchIndex
+from raygent.schema import ToolSpec
+
+_SPECS = "specs.json"
+
+
+def _param_lines(schema: dict[str, Any], prefix: str = "") -> list[str]:
+    lines: list[str] = []
+    for pname, prop in (schema.get("properties") or {}).items():
+        if not isinstance(prop, dict):
+            continue
+        desc = prop.get("description") or ""
+        lines.append(f"{prefix}{pname}: {desc}".strip())
+        if prop.get("type") in ("object", "dict") and prop.get("properties"):
+            lines.extend(_param_lines(prop, prefix=f"{prefix}{pname}."))
+        items = prop.get("items")
+        if isinstance(items, dict) and items.get("properties"):
+            lines.extend(_param_lines(items, prefix=f"{prefix}{pname}[]."))
+    return lines
+
+
+def tool_text(spec: ToolSpec) -> str:
+    """The text a tool is indexed under: name, description, parameter names and descriptions, and the
+    example requests it carries."""
+    # digit-only name segments (`Weather_1_GetWeather`, `lock_invoice_23`) are versions or ids, not
+    # meaning: left in, they match any number in a request ("what is 17*23?")
+    words = [w for w in re.split(r"[_.\-\s]+", spec.name) if w and not w.isdigit()]
+    readable = " ".join(words)
+    parts = [readable if readable == spec.name else f"{'_'.join(words)} ({readable})", spec.description or ""]
+    params = _param_lines(spec.parameters or {})
+    if params:
+        parts.append("parameters: " + "; ".join(params))
+    if spec.examples:  # few-shot requests, when the tool has them, are the closest thing to a query
+        parts.append("examples: " + " | ".join(e.query for e in spec.examples))
+    return "\n".join(p for p in parts if p)
+
+
+def _fingerprint(spec: ToolSpec) -> str:
+    """Changes when anything indexed changes; pydantic's JSON dump is ~5x cheaper than tool_text."""
+    raw = spec.model_dump_json(include={"name", "description", "parameters", "examples"})
+    return hashlib.sha1(raw.encode("utf-8")).hexdigest()
+
+
+def as_spec(obj: Any) -> ToolSpec:
+    """A ToolSpec from a spec, a raygent Tool, or a dict like `{"name", "description", "parameters"}`."""
+    if isinstance(obj, ToolSpec):
+        return obj
+    if hasattr(obj, "spec") and isinstance(obj.spec, ToolSpec):
+        return obj.spec
+    if isinstance(obj, dict):
+        params = obj.get("parameters") or {"type": "object", "properties": {}}
+        return ToolSpec(name=obj["name"], description=obj.get("description", ""), parameters=params)
+    raise TypeError(f"not a tool spec: {obj!r}")
+
+
+class ToolRetriever:
+    """Indexes tool specs and returns the top-k for a query (see the module docstring).
+
+    `embedder` is an Embedder or a spec string ("wordllama", "st:/folder", "dashscope:..."); the
+    other keyword arguments go to `SearchIndex` (method, fusion, index kind). With `path`, the index
+    is loaded from that folder when present and `save()` writes it there.
+    """
+
+    def __init__(self, embedder: Embedder | str | None = None, *, path: str | os.PathLike[str] | None = None,
+                 method: Method = "hybrid", **index_options: Any):
+        self.path = Path(path).expanduser() if path else None
+        self.method: Method = method
+        self._specs: dict[str, ToolSpec] = {}
+        self._prints: dict[str, str] = {}
+        if self.path is not None and (self.path / _SPECS).exists():
+            self.index = SearchIndex.load(self.path, embedder, default_method=method, **index_options)
+            saved = json.loads((self.path / _SPECS).read_text())
+            self._specs = {s["name"]: ToolSpec(**s) for s in saved}
+            self._prints = {name: _fingerprint(s) for name, s in self._specs.items()}
+        else:
+            self.index = SearchIndex(embedder, default_method=method, **index_options)
+
+    # -- contents ----------------------------------------------------------------------------
+    async def add(self, specs: Iterable[Any]) -> int:
+        """Index (or re-index) tools; returns how many were embedded (unchanged ones are skipped)."""
+        fresh: dict[str, ToolSpec] = {}
+        for obj in specs:
+            spec = as_spec(obj)
+            if self._prints.get(spec.name) != _fingerprint(spec):
+                fresh[spec.name] = spec
+        if not fresh:
+            return 0
+        await self.index.add({name: tool_text(s) for name, s in fresh.items()})
+        for name, spec in fresh.items():
+            self._specs[name] = spec
+            self._prints[name] = _fingerprint(spec)
+        return len(fresh)
+
+    async def remove(self, names: Iterable[str]) -> int:
+        names = [n for n in names if n in self._specs]
+        for n in names:
+            self._specs.pop(n)
+            self._prints.pop(n)
+        return self.index.remove(names)
+
+    async def sync(self, specs: Iterable[Any]) -> dict[str, int]:
+        """Make the index hold exactly `specs` (from `registry.list_specs()`): add new or changed
+        tools, drop the others. Returns {"added": n, "removed": m, "total": t}."""
+        specs = [as_spec(s) for s in specs]
+        if len(specs) == len(self._specs) and all(self._specs.get(s.name) is s for s in specs):
+            # the same spec objects as last time (an in-process registry): nothing can have changed
+            return {"added": 0, "removed": 0, "total": len(self._specs)}
+        names = {s.name for s in specs}
+        removed = await self.remove([n for n in list(self._specs) if n not in names])
+        added = await self.add(specs)
+        return {"added": added, "removed": removed, "total": len(self._specs)}
+
+    async def index_registry(self, registry: Any) -> dict[str, int]:
+        """Sync with any object that has an awaitable `list_specs()` (a registry, a hub, an actor proxy)."""
+        return await self.sync(await registry.list_specs())
+
+    async def count(self) -> int:
+        return len(self._specs)
+
+    # -- queries -----------------------------------------------------------------------------
+    async def search(self, query: str, k: int = 5, method: Method | None = None) -> list[ToolSpec]:
+        """The k tool specs that best match `query`, best first."""
+        hits = await self.index.search(query, k, method or self.method)
+        return [self._specs[h.key] for h in hits]
+
+    async def search_scored(self, query: str, k: int = 5, method: Method | None = None) -> list[tuple[str, float]]:
+        """(tool name, score) pairs, best first."""
+        return [(h.key, h.score) for h in await self.index.search(query, k, method or self.method)]
+
+    async def select(self, query: str, specs: Sequence[Any], k: int = 5) -> list[ToolSpec]:
+        """Sync with `specs`, then return their top-k for `query` (the agent's per-turn call)."""
+        await self.sync(specs)
+        return await self.search(query, k)
+
+    # -- persistence -------------------------------------------------------------------------
+    async def save(self, path: str | os.PathLike[str] | None = None) -> str:
+        folder = Path(path).expanduser() if path else self.path
+        if folder is None:
+            raise ValueError("no folder to save the tool index to: pass path= here or to ToolRetriever()")
+        self.index.save(folder)
+        tmp = folder / (_SPECS + ".tmp")
+        tmp.write_text(json.dumps([s.model_dump(mode="json") for s in self._specs.values()], ensure_ascii=False))
+        os.replace(tmp, folder / _SPECS)
+        return str(folder)
