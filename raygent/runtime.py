@@ -13,7 +13,6 @@ import inspect
 import logging
 import os
 import pickle
-import weakref
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -61,8 +60,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, namespace: 
 
 def shutdown() -> None:
     ray = _ray()
-    for lane in list(_open_lanes):
-        lane.close()
+    _close_all_lanes()
     if ray.is_initialized():
         ray.shutdown()
 
@@ -177,7 +175,27 @@ class ActorProxy:
             self._lane.close()
 
 
-_open_lanes: weakref.WeakSet[_FastLane] = weakref.WeakSet()
+# strong references: a lane whose proxy was dropped still owns a live compiled graph to tear down
+_open_lanes: set[_FastLane] = set()
+_exit_hook_installed = False
+
+
+def _close_all_lanes() -> None:
+    for lane in list(_open_lanes):
+        lane.close()
+
+
+def _install_exit_hook() -> None:
+    """Tear lanes down before interpreter exit joins threads: a compiled graph's reader thread
+    would otherwise keep a script that forgot `runtime.shutdown()` from exiting. Threading's own
+    exit hooks run before `atexit`, and in reverse order, so register there (after the executors')."""
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        import threading
+
+        register = getattr(threading, "_register_atexit", None)
+        (register or __import__("atexit").register)(_close_all_lanes)
+        _exit_hook_installed = True
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -227,6 +245,7 @@ class _FastLane:
             return False
         self._loop = asyncio.get_running_loop()
         _open_lanes.add(self)
+        _install_exit_hook()
         return True
 
     async def call(self, blob: bytes) -> bytes:
@@ -250,6 +269,7 @@ class _FastLane:
 
     def close(self) -> None:
         self._disabled = True
+        _open_lanes.discard(self)
         graph, self._graph = self._graph, None
         if graph is not None:
             try:

@@ -155,3 +155,25 @@ async def test_concurrent_calls_do_not_queue_behind_the_lane(ray_cluster):
     results = await asyncio.gather(*(comp.echo(i) for i in range(20)))
     assert results == list(range(20))
     runtime.kill(comp)
+
+
+def test_script_using_the_fast_lane_exits_without_shutdown(tmp_path):
+    """A user script that never calls runtime.shutdown() must still exit (the compiled graph's
+    reader thread would otherwise block interpreter exit)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "lane_script.py"
+    script.write_text(
+        "import asyncio\n"
+        "from raygent import runtime\n"
+        "from raygent.llm_pool.scripted import ScriptedChatModel\n"
+        "from raygent.schema import Message\n"
+        "async def main():\n"
+        "    runtime.init(num_cpus=1, log_to_driver=False)\n"
+        "    llm = runtime.deploy(ScriptedChatModel, ['a'], remote=True, fast_lane=True)\n"
+        "    print((await llm.chat([Message.user('x')])).text, flush=True)\n"
+        "asyncio.run(main())\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "a", done.stderr[-2000:]
