@@ -125,3 +125,25 @@ async def test_multi_step_second_call_uses_first_result(embedded_llm_1_5b):
     assert first.result["result"] == 391
     assert "391" in second.arguments["expression"] and second.result["result"] == 1173
     assert "1173" in result.answer and result.steps == 3
+
+
+async def test_session_cache_restores_an_interleaved_conversation():
+    """With session_cache, a conversation that another one interrupted gets its own KV state back
+    (its long first message is not evaluated again); the reply is the same as without."""
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+
+    tools = [t.spec for t in default_tools()]
+    story = "Here are my notes: " + " ".join(f"item {i} is a number in the list." for i in range(40))
+    first = [Message.user(story + " What is 17*23?")]
+    replies = {}
+    for slots in (0, 4):
+        llm = LlamaCppChatModel(session_cache=slots, n_ctx=2048)
+        a = await llm.chat(first, tools)
+        await llm.chat([Message.user("Parse this address: 浙江杭州市江干区九堡镇三村村一区")], tools)
+        follow = first + [Message.assistant(None, tool_calls=a.tool_calls),
+                          Message(role="tool", content='{"result": 391}', tool_call_id=a.tool_calls[0].id,
+                                  name="calculator")]
+        replies[slots] = await llm.chat(follow, tools)
+    without, with_cache = replies[0].usage, replies[4].usage
+    assert with_cache.cached_prompt_tokens >= without.cached_prompt_tokens + 300, (without, with_cache)
+    assert replies[4].text == replies[0].text

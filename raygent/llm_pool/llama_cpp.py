@@ -60,12 +60,17 @@ class LlamaCppChatModel(ChatModel):
         result no bias applies unless `followup_call_bias` is set.
     max_calls: calls allowed in one reply. 1 by default: the 0.5B model otherwise copies the
         exemplars' calls beside the real one; multi-step work then proceeds one call per step.
+    session_cache: keep the KV state of this many recent conversations in RAM (about 12 kB per
+        token for the 0.5B model) and restore the one sharing the longest prefix with a new
+        prompt. Off (0) by default; worth it where conversations interleave on one model (a pool
+        replica serving concurrent agent sessions), where the single live KV cache would otherwise
+        hold another conversation's prompt and the whole history would be evaluated again.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
                  format: str | ToolCallFormat = "hermes", grammar: bool = True, few_shot: bool = True,
                  call_bias: float = 8.0, followup_call_bias: float = 0.0, max_calls: int = 1, n_batch: int = 256,
-                 verbose: bool = False, **llama_kwargs: Any):
+                 verbose: bool = False, session_cache: int = 0, **llama_kwargs: Any):
         self.model_spec = str(model) if model is not None else DEFAULT_MODEL
         self.model_name = Path(self.model_spec).stem if self.model_spec not in EMBEDDED_MODELS else self.model_spec
         self.n_ctx = n_ctx
@@ -79,6 +84,8 @@ class LlamaCppChatModel(ChatModel):
         self.n_batch = n_batch
         self.verbose = verbose
         self.llama_kwargs = llama_kwargs
+        self.session_cache = session_cache
+        self._states: list[tuple[list[int], bytes]] = []  # (tokens, KV of sequence 0), oldest first
         self._llama: Any = None
         self._template: Any = None
         self._grammar_cache: dict[tuple, Any] = {}
@@ -88,7 +95,7 @@ class LlamaCppChatModel(ChatModel):
     # -- lifecycle -------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_llama=None, _template=None, _grammar_cache={}, _load_lock=None, _lock=None)
+        state.update(_llama=None, _template=None, _grammar_cache={}, _load_lock=None, _lock=None, _states=[])
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -192,7 +199,8 @@ class LlamaCppChatModel(ChatModel):
         if len(tokens) + params.max_tokens > self.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens plus max_tokens {params.max_tokens} exceeds the "
                              f"context window n_ctx={self.n_ctx}; shorten the history or raise n_ctx")
-        cached = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        cached = self._restore_state(tokens) if self.session_cache else common_prefix(
+            llama.input_ids[: llama.n_tokens].tolist(), tokens)
         stop = list(dict.fromkeys([*params.stop, *self.format.stop, "<|im_end|>", "<|endoftext|>"]))
         grammar = self._grammar(list(tools or []), params.tool_choice)
         first_token_bias = None
@@ -204,6 +212,52 @@ class LlamaCppChatModel(ChatModel):
                       top_p=params.top_p, stop=stop, seed=params.seed, grammar=grammar,
                       first_token_bias=first_token_bias)
         return kwargs, cached
+
+    # -- several conversations' KV states (session_cache) ---------------------------------------
+    def _restore_state(self, tokens: list[int]) -> int:
+        """Load the saved KV state sharing the longest prefix with `tokens` when it beats the live
+        cache by a useful margin; returns the number of prompt tokens now cached."""
+        import ctypes
+
+        import llama_cpp
+
+        llama = self._llama
+        current = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        best, best_n = None, current + 16  # restoring costs a copy: only for a real gain
+        for i, (saved, _) in enumerate(self._states):
+            n = common_prefix(saved, tokens)
+            if n > best_n:
+                best, best_n = i, n
+        if best is None:
+            return current
+        saved, data = self._states.pop(best)
+        self._states.append((saved, data))  # most recently used last
+        llama._ctx.kv_cache_clear()
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if not llama_cpp.llama_state_seq_set_data(llama._ctx.ctx, buf, len(data), 0):
+            llama.n_tokens = 0  # the cache is now empty: evaluate the whole prompt
+            return 0
+        llama.input_ids[: len(saved)] = saved
+        llama.n_tokens = len(saved)
+        return common_prefix(saved, tokens)
+
+    def _save_state(self) -> None:
+        """Remember the live KV state (sequence 0) under the tokens it holds."""
+        import ctypes
+
+        import llama_cpp
+
+        llama = self._llama
+        tokens = llama.input_ids[: llama.n_tokens].tolist()
+        if not tokens:
+            return
+        size = llama_cpp.llama_state_seq_get_size(llama._ctx.ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(llama._ctx.ctx, buf, size, 0)
+        # an older state of the same conversation (a prefix of this one) is superseded
+        self._states = [(t, d) for t, d in self._states if common_prefix(t, tokens) < len(t)]
+        self._states.append((tokens, bytes(buf)[:written]))
+        del self._states[: max(0, len(self._states) - self.session_cache)]
 
     def _generate(self, kwargs: dict[str, Any]) -> Iterator[tuple[str, str | None, int]]:
         """Yield (text piece, finish reason or None, tokens so far). Runs in a worker thread.
@@ -255,6 +309,8 @@ class LlamaCppChatModel(ChatModel):
         async with self._lock_for_loop():
             kwargs, cached = await asyncio.to_thread(self._prepare, messages, tools, p)
             pieces = await asyncio.to_thread(lambda: list(self._generate(kwargs)))
+            if self.session_cache:
+                await asyncio.to_thread(self._save_state)
         raw = "".join(piece for piece, _, _ in pieces)
         finish = next((f for _, f, _ in reversed(pieces) if f), None)
         n_out = pieces[-1][2] if pieces else 0
@@ -278,6 +334,8 @@ class LlamaCppChatModel(ChatModel):
                 try:
                     for item in self._generate(kwargs):
                         loop.call_soon_threadsafe(queue.put_nowait, item)
+                    if self.session_cache:
+                        self._save_state()
                 except BaseException as exc:  # surfaced in the consumer
                     loop.call_soon_threadsafe(queue.put_nowait, exc)
                 finally:
