@@ -122,9 +122,21 @@ def isolate_filesystem(workspace: Path, keep: list[Path], tmpfs_mb: int, report:
             failed.append(point)
     if failed:
         report.append(f"could not make read-only: {', '.join(failed)}")
-    for point in ("/tmp", "/dev/shm"):
+    # needed paths under the private tmpfs mounts (e.g. a checkout and its venv under /tmp) would
+    # vanish behind them: hold them open now, bind them back (read-only, as their source) after
+    private = ("/tmp", "/dev/shm")
+    under = sorted({Path(os.path.realpath(p)) for p in keep
+                    if any(Path(os.path.realpath(p)).is_relative_to(t) for t in private) and os.path.exists(p)})
+    tops = [p for p in under if not any(p != q and p.is_relative_to(q) for q in under)]
+    held = [(p, os.open(p, os.O_PATH)) for p in tops]
+    for point in private:
         if os.path.isdir(point):
             mount("tmpfs", point, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={tmpfs_mb}m")
+    for path, fd in held:
+        os.makedirs(path, exist_ok=True)
+        mount(f"/proc/self/fd/{fd}", str(path), None, MS_BIND | MS_REC)
+        os.close(fd)
+        report.append(f"{path} kept visible under the private {next(t for t in private if path.is_relative_to(t))}")
     os.makedirs(workspace, exist_ok=True)  # it may lie under the fresh /tmp
     mount(f"/proc/self/fd/{ws_fd}", str(workspace), None, MS_BIND)
     os.close(ws_fd)
