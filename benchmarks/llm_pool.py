@@ -81,7 +81,7 @@ async def through_pool(questions: list[str], replicas: int, threads: int, n_ctx:
     from raygent.llm_pool.llama_cpp import LlamaCppChatModel
     from raygent.llm_pool.pool import delete_model, serve_model
 
-    pool = serve_model("bench-llm", LlamaCppChatModel, n_threads=threads, n_ctx=n_ctx,
+    pool = serve_model("bench-llm", LlamaCppChatModel, n_threads=threads, n_ctx=n_ctx, session_cache=8,
                        pool={"num_replicas": replicas, "num_cpus": threads, "max_ongoing_requests": 8})
     start = time.perf_counter()
     tokens = sum(await asyncio.gather(*(_session(pool, q) for q in questions)))

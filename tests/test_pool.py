@@ -246,3 +246,39 @@ async def test_pooled_llm_counts_tokens_for_memory_budgets(serve_port):
     n = await pool.count_tokens([Message.user("hello there, how are you today?")])
     assert 3 <= n <= 30
     delete_model("t-count")
+
+
+def _pid_model_class():
+    from raygent.llm_pool.base import ChatModel
+    from raygent.schema import Completion
+
+    class WhichProcess(ChatModel):
+        """Answers with the pid of the replica that served the request."""
+
+        async def chat(self, messages, tools=None, params=None):
+            await asyncio.sleep(0.05)
+            return Completion(text=str(os.getpid()))
+
+    return WhichProcess
+
+
+async def test_a_conversation_sticks_to_one_replica(serve_port):
+    from raygent.llm_pool.pool import conversation_key
+
+    pool = serve_model("t-affinity", _pid_model_class(), pool={"num_replicas": 2, "num_cpus": 0})
+
+    async def conversation(i: int) -> set[str]:
+        messages = [Message.system("be brief"), Message.user(f"conversation {i}")]
+        pids = set()
+        for step in range(4):  # each step repeats the opening and adds to it, as an agent run does
+            reply = await pool.chat(messages)
+            pids.add(reply.text)
+            messages = messages + [Message.assistant(f"step {step}"), Message.user(f"more {step}")]
+        return pids
+
+    per_conversation = await asyncio.gather(*(conversation(i) for i in range(8)))
+    assert all(len(p) == 1 for p in per_conversation), per_conversation  # each stayed on one replica
+    assert len(set().union(*per_conversation)) == 2  # and the conversations used both replicas
+    assert conversation_key([Message.user("a")]) != conversation_key([Message.user("b")])
+    assert conversation_key([Message.assistant("no user yet")]) is None
+    delete_model("t-affinity")

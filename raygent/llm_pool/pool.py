@@ -16,6 +16,7 @@ A full pool raises PoolBusyError at once. Nothing hangs: death is detected by Ra
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import logging
 import os
@@ -23,6 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from ray import serve
 
 from raygent.llm_pool.base import ChatModel, as_params
 from raygent.llm_pool.errors import BackendError
@@ -138,12 +140,25 @@ class ModelServer:
             self.model.load()
         self._healthy = True
 
+    @serve.multiplexed(max_num_models_per_replica=256)
+    async def conversation_slot(self, key: str) -> str:
+        """Serve's multiplexing, used for conversation affinity: a replica that "loaded" a
+        conversation key gets that conversation's later requests, where its KV cache is."""
+        return key
+
+    async def _pin(self) -> None:
+        key = serve.get_multiplexed_model_id()
+        if key:
+            await self.conversation_slot(key)
+
     async def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
                    params: GenerationParams | dict | None = None) -> Completion:
+        await self._pin()
         return await self.model.chat(messages, tools, params)
 
     async def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
                      params: GenerationParams | dict | None = None) -> AsyncIterator[Delta]:
+        await self._pin()
         async for delta in self.model.stream(messages, tools, params):
             yield delta
 
@@ -214,14 +229,29 @@ def _is_back_pressure(exc: BaseException) -> bool:
     return isinstance(exc, BackPressureError)
 
 
+def conversation_key(messages: Sequence[Message]) -> str | None:
+    """A stable id for a conversation: its system prompt and first user message, which every later
+    step of an agent run (and every later turn) repeats unchanged."""
+    opening = [m for m in messages if m.role in ("system", "user")][:2]
+    if not any(m.role == "user" for m in opening):
+        return None
+    digest = hashlib.sha1()
+    for m in opening:
+        digest.update(f"{m.role}\x00{m.content if isinstance(m.content, str) else m.content!r}\x00".encode())
+    return digest.hexdigest()[:16]
+
+
 class PooledLLM(ChatModel):
     """ChatModel over a Serve deployment: `chat`, `stream` and `get_model_name` go to a replica.
 
+    With `affinity` (default) the requests of one conversation prefer the replica that served it
+    before (Serve's multiplexed routing keyed by `conversation_key`), so its KV cache is reused.
     Picklable (the DeploymentHandle travels), so it can be handed to agents running as actors.
     """
 
-    def __init__(self, handle: Any, *, retries: int = 2, name: str | None = None):
+    def __init__(self, handle: Any, *, retries: int = 2, name: str | None = None, affinity: bool = True):
         self._handle = handle
+        self.affinity = affinity
         self.retries = retries
         self.name = name or getattr(handle, "deployment_name", "pool")
         self.model_name = self.name
@@ -238,11 +268,18 @@ class PooledLLM(ChatModel):
     def handle(self) -> Any:
         return self._handle
 
-    async def _call(self, method: str, *args: Any) -> Any:
+    def _routed(self, messages: Sequence[Message] | None, **options: Any) -> Any:
+        key = conversation_key(messages) if messages and self.affinity else None
+        if key:
+            options["multiplexed_model_id"] = key
+        return self._handle.options(**options) if options else self._handle
+
+    async def _call(self, method: str, *args: Any, messages: Sequence[Message] | None = None) -> Any:
         last: BaseException | None = None
+        handle = self._routed(messages)
         for attempt in range(self.retries + 1):
             try:
-                return await getattr(self._handle, method).remote(*args)
+                return await getattr(handle, method).remote(*args)
             except Exception as exc:
                 if _is_back_pressure(exc):
                     raise PoolBusyError(f"model pool {self.name!r} is full (every replica at max_ongoing_requests "
@@ -257,7 +294,8 @@ class PooledLLM(ChatModel):
 
     async def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
                    params: GenerationParams | dict | None = None) -> Completion:
-        return await self._call("chat", list(messages), list(tools) if tools else None, as_params(params))
+        return await self._call("chat", list(messages), list(tools) if tools else None, as_params(params),
+                                messages=messages)
 
     async def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
                      params: GenerationParams | dict | None = None) -> AsyncIterator[Delta]:
@@ -265,7 +303,7 @@ class PooledLLM(ChatModel):
         for attempt in range(self.retries + 1):
             sent = 0
             try:
-                async for delta in self._handle.options(stream=True).stream.remote(*args):
+                async for delta in self._routed(messages, stream=True).stream.remote(*args):
                     sent += 1
                     yield delta
                 return
