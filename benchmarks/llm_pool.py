@@ -33,22 +33,25 @@ def _model(threads: int, n_ctx: int):
     return LlamaCppChatModel(n_threads=threads, n_ctx=n_ctx)
 
 
-async def _session(llm, question: str) -> int:
+async def _session(llm, question: str) -> tuple[int, int, int]:
+    """(generated, prompt, cached prompt) tokens of one agent run."""
     from raygent import Agent
     from raygent.toolhub.builtin import default_tools
 
     result = await Agent(llm=llm, tools=default_tools()).run(question, params={"max_tokens": 96})
-    return result.usage.completion_tokens
+    u = result.usage
+    return u.completion_tokens, u.prompt_tokens, u.cached_prompt_tokens
 
 
-async def _sequential(llm, questions: list[str]) -> int:
-    total = 0
-    for q in questions:
-        total += await _session(llm, q)
-    return total
+def _sum(items) -> tuple[int, int, int]:
+    return tuple(sum(x) for x in zip(*items)) if items else (0, 0, 0)
 
 
-def _worker(args: tuple[list[str], int, int]) -> int:
+async def _sequential(llm, questions: list[str]) -> tuple[int, int, int]:
+    return _sum([await _session(llm, q) for q in questions])
+
+
+def _worker(args: tuple[list[str], int, int]) -> tuple[int, int, int]:
     questions, threads, n_ctx = args
     llm = _model(threads, n_ctx)
     llm.load()
@@ -69,7 +72,7 @@ def raw_processes(questions: list[str], processes: int, threads: int, n_ctx: int
         # load the models first (not timed), as the pool's replicas are loaded before serving
         pool.map(_warm, [(threads, n_ctx)] * processes)
         start = time.perf_counter()
-        tokens = sum(pool.map(_worker, [(s, threads, n_ctx) for s in shares]))
+        tokens = _sum(pool.map(_worker, [(s, threads, n_ctx) for s in shares]))
     return time.perf_counter() - start, tokens
 
 
@@ -84,7 +87,7 @@ async def through_pool(questions: list[str], replicas: int, threads: int, n_ctx:
     pool = serve_model("bench-llm", LlamaCppChatModel, n_threads=threads, n_ctx=n_ctx, session_cache=8,
                        pool={"num_replicas": replicas, "num_cpus": threads, "max_ongoing_requests": 8})
     start = time.perf_counter()
-    tokens = sum(await asyncio.gather(*(_session(pool, q) for q in questions)))
+    tokens = _sum(await asyncio.gather(*(_session(pool, q) for q in questions)))
     elapsed = time.perf_counter() - start
     delete_model("bench-llm")
     return elapsed, tokens
@@ -127,12 +130,12 @@ def main() -> None:
 
     print(f"machine: {platform.machine()} cpus={os.cpu_count()}; sessions={a.sessions} replicas={a.replicas} "
           f"threads/replica={a.threads}")
-    ta, ka = raw_one_process(questions, a.threads * a.replicas, a.n_ctx)
+    ta, (ka, pa, ca) = raw_one_process(questions, a.threads * a.replicas, a.n_ctx)
     print(f"(a) raw llama.cpp, 1 process x {a.threads * a.replicas} threads, sequential: "
-          f"{ka} tokens in {ta:.1f} s = {ka / ta:.2f} tok/s")
-    tb, kb = raw_processes(questions, a.replicas, a.threads, a.n_ctx)
+          f"{ka} tokens in {ta:.1f} s = {ka / ta:.2f} tok/s (prompt tokens evaluated {pa - ca} of {pa})")
+    tb, (kb, pb, cb) = raw_processes(questions, a.replicas, a.threads, a.n_ctx)
     print(f"(b) raw llama.cpp, {a.replicas} processes x {a.threads} threads: {kb} tokens in {tb:.1f} s = "
-          f"{kb / tb:.2f} tok/s")
+          f"{kb / tb:.2f} tok/s (prompt tokens evaluated {pb - cb} of {pb})")
     runtime.init(log_to_driver=False)
     from ray import serve
 
@@ -142,9 +145,9 @@ def main() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    tc, kc = asyncio.run(through_pool(questions, a.replicas, a.threads, a.n_ctx))
+    tc, (kc, pc, cc) = asyncio.run(through_pool(questions, a.replicas, a.threads, a.n_ctx))
     print(f"(c) pool, {a.replicas} Serve replicas x {a.threads} threads, concurrent sessions: {kc} tokens in "
-          f"{tc:.1f} s = {kc / tc:.2f} tok/s")
+          f"{tc:.1f} s = {kc / tc:.2f} tok/s (prompt tokens evaluated {pc - cc} of {pc})")
     ra, rb, rc = ka / ta, kb / tb, kc / tc
     print(f"ratios: c/a = {rc / ra:.2f}, c/b = {rc / rb:.2f} (goal c/b >= 0.95)")
     pooled_ms, direct_ms = asyncio.run(serve_added_latency(a.latency_requests))
