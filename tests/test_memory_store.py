@@ -134,6 +134,33 @@ async def test_writers_in_separate_processes_share_one_session_without_loss(tmp_
 
 
 @pytest.mark.ray
+async def test_one_store_keeps_call_order_while_another_writer_holds_the_lock(tmp_path):
+    """A call that meets another process's write lock moves to the worker thread; calls made after
+    it queue behind it instead of overtaking it once the lock is free (seen in CI: l16 before l9)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "m.sqlite"
+    store = SQLiteMemoryStore(path)
+    await store.append("s", Message.user("warm"))  # opens the connection: later calls may go inline
+    # hold the worker thread busy so that the moved call stays queued while we act
+    store.db._executor = ThreadPoolExecutor(max_workers=1)
+    gate = threading.Event()
+    store.db._executor.submit(gate.wait)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds SQLite's write lock
+    first = asyncio.ensure_future(store.append("s", Message.user("first")))
+    await asyncio.sleep(0.05)  # `first` met the busy lock and is queued for the worker thread
+    other.execute("COMMIT")
+    other.close()
+    second = asyncio.ensure_future(store.append("s", Message.user("second")))  # lock free: must queue
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(first, second)
+    assert [m.content for m in await store.load("s")] == ["warm", "first", "second"]
+    await store.close()
+
+
 async def test_store_as_ray_actor_has_the_same_interface(ray_cluster, tmp_path):
     from raygent import runtime
 

@@ -39,6 +39,9 @@ class SQLiteDB:
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        # calls handed to the worker thread and not finished yet: while any are pending, later
+        # calls queue behind them too, so one object's calls take effect in the order they were made
+        self._pending = 0
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "schema": self.schema, "synchronous": self.synchronous,
@@ -93,10 +96,11 @@ class SQLiteDB:
         Fast path: when this object's connection is free and no other process holds SQLite's write
         lock, `fn` runs right here (a commit without fsync takes tens of microseconds, less than a
         hop to a worker thread). Anything that would wait (a busy lock, `synchronous=FULL` fsyncs)
-        runs on the worker thread instead.
+        runs on the worker thread instead. Calls keep their order: while one waits on the worker
+        thread, later calls queue behind it rather than overtaking it on the fast path.
         """
         # the first call opens the connection (and may wait for the schema lock): on the worker thread
-        if self.inline and self._conn is not None and self._lock.acquire(blocking=False):
+        if self.inline and self._conn is not None and not self._pending and self._lock.acquire(blocking=False):
             try:
                 conn = self._connect()
                 try:
@@ -108,7 +112,11 @@ class SQLiteDB:
                 self._lock.release()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raygent-sqlite")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.call_sync, fn)
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self.call_sync, fn)
+        finally:
+            self._pending -= 1
 
     def close(self) -> None:
         with self._lock:
