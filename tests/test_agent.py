@@ -143,3 +143,59 @@ async def test_malformed_corpus_never_escapes_the_agent_loop(fmt):
         events = [e async for e in Agent(llm=llm, tools=default_tools(), max_steps=3).stream("go")]
         assert events[-1].type == "done", text
         assert events[-1].result.stop_reason in ("answer", "max_steps"), text
+
+
+class _RemoteLikeRegistry:
+    """A registry seen from afar: no `specs_version`, every `list_specs` counted (as an actor's would cost a
+    round trip)."""
+
+    def __init__(self, tools):
+        from raygent.toolhub.registry import ToolRegistry
+
+        self.inner = ToolRegistry(tools)
+        self.listed = 0
+
+    async def list_specs(self):
+        self.listed += 1
+        return await self.inner.list_specs()
+
+    async def call_many(self, calls):
+        return await self.inner.call_many(calls)
+
+
+async def test_tool_specs_are_cached_between_turns_and_refreshed_when_they_change():
+    @tool
+    def shout(text: str) -> str:
+        """Upper-case the text."""
+        return text.upper()
+
+    # in-process registry: cached exactly while its specs_version holds, so a new tool shows at once
+    llm = ScriptedChatModel(["a", "b", call("shout", text="hi"), "HI"])
+    agent = Agent(llm=llm, tools=default_tools())
+    await agent.run("one")
+    await agent.run("two")
+    assert "shout" not in llm.requests[1]["tools"]
+    agent.tools.register(shout)
+    result = await agent.run("three")
+    assert "shout" in llm.requests[2]["tools"] and result.tool_calls[0].result == "HI"
+
+    # a remote registry: fetched once per `tool_specs_ttl_s`, again after refresh_tools() or an unknown tool
+    remote = _RemoteLikeRegistry(default_tools())
+    agent = Agent(llm=ScriptedChatModel(["a", "b", "c", call("calculator", expression="1+1"), "2", "d"]),
+                  tools=remote, tool_specs_ttl_s=60)
+    await agent.run("one")
+    await agent.run("two")
+    assert remote.listed == 1
+    agent.refresh_tools()
+    await agent.run("three")
+    assert remote.listed == 2
+    remote.inner.unregister("calculator")  # gone on the far side; the agent still offers it
+    result = await agent.run("four")
+    assert "unknown tool 'calculator'" in result.tool_calls[0].error  # the model and the user see why
+    await agent.run("five")
+    assert remote.listed == 3  # the unknown-tool error dropped the cache
+    zero = _RemoteLikeRegistry(default_tools())
+    agent = Agent(llm=ScriptedChatModel(["a", "b"]), tools=zero, tool_specs_ttl_s=0)
+    await agent.run("one")
+    await agent.run("two")
+    assert zero.listed == 2

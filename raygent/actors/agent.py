@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -65,7 +66,8 @@ class Agent:
     def __init__(self, llm: Any = None, tools: Any = None, system: str | None = DEFAULT_SYSTEM, *,
                  max_steps: int = 6, params: GenerationParams | dict | None = None,
                  history: Sequence[Message] | None = None, memory: Any = None, session_id: str | None = None,
-                 retriever: Any = None, tool_top_k: int = 5, retrieval_threshold: int = 16):
+                 retriever: Any = None, tool_top_k: int = 5, retrieval_threshold: int = 16,
+                 tool_specs_ttl_s: float = 5.0):
         if llm is None:
             from raygent.llm_pool.llama_cpp import LlamaCppChatModel
 
@@ -87,6 +89,10 @@ class Agent:
         self.retriever = retriever
         self.tool_top_k = tool_top_k
         self.retrieval_threshold = retrieval_threshold
+        # the tool specs, cached between turns (see `_tool_specs`)
+        self.tool_specs_ttl_s = tool_specs_ttl_s
+        self._specs_cache: list[Any] | None = None
+        self._specs_stamp: tuple[Any, float] = (None, 0.0)
 
     # -- public API ------------------------------------------------------------------------
     def reset(self) -> None:
@@ -94,6 +100,10 @@ class Agent:
         self.history = []
         if self.memory is not None:
             self.memory.new_session()
+
+    def refresh_tools(self) -> None:
+        """Fetch the tool specs again at the next turn (after registering tools on a remote hub)."""
+        self._specs_cache = None
 
     async def get_history(self) -> list[Message]:
         return list(self.history)
@@ -139,7 +149,7 @@ class Agent:
             if self._model_name is None:
                 self._model_name = await self.llm.get_model_name()
             model = self._model_name
-            specs = await self._select_tools(text, await self.tools.list_specs())
+            specs = await self._select_tools(text, await self._tool_specs())
         except Exception as exc:
             async for e in self._fail(0, f"agent setup failed: {type(exc).__name__}: {exc}", usage, records, model):
                 yield e
@@ -226,6 +236,8 @@ class Agent:
                     artifacts.extend(r.artifacts)
                 yield AgentEvent(type="tool_result", step=step, tool_result=r)
                 if r.error:
+                    if r.error.startswith("unknown tool"):  # the registry changed under the cached specs
+                        self._specs_cache = None
                     yield AgentEvent(type="error", step=step, text=f"tool {r.name!r}: {r.error}")
                 await self._add(Message(role="tool", content=r.content_for_model(*self._result_chars()),
                                         tool_call_id=call.id, name=r.name, artifacts=r.artifacts))
@@ -246,6 +258,27 @@ class Agent:
     def _result_chars(self) -> tuple[int, ...]:
         # with memory the store keeps (nearly) whole results; the prompt view truncates them with a pointer
         return (self.memory.stored_result_chars,) if self.memory is not None else ()
+    async def _tool_specs(self) -> list[Any]:
+        """The registry's specs, without a round trip per turn when they cannot have changed.
+
+        An in-process registry exposes `specs_version` (bumped by register/unregister): the cache
+        holds exactly as long as that number. A remote one (an actor proxy, a hub client) cannot be
+        asked for free, so its specs are kept for `tool_specs_ttl_s` seconds (0 fetches every turn);
+        a call to a tool that has since gone ("unknown tool") or `refresh_tools()` drops them early.
+        """
+        version = getattr(self.tools, "specs_version", None)
+        version = version if isinstance(version, int) else None
+        now = time.monotonic()
+        if self._specs_cache is not None:
+            cached_version, fetched = self._specs_stamp
+            if version is not None and version == cached_version:
+                return self._specs_cache
+            if version is None and cached_version is None and now - fetched < self.tool_specs_ttl_s:
+                return self._specs_cache
+        self._specs_cache = list(await self.tools.list_specs())
+        self._specs_stamp = (version, now)
+        return self._specs_cache
+
     async def _select_tools(self, text: str, specs: list[Any]) -> list[Any]:
         """The specs offered to the model this turn: all of them, or the retriever's top-k for `text`
         when more than `retrieval_threshold` tools are registered (`retriever=True` builds the default

@@ -191,10 +191,9 @@ class HubClient:
     async def call(self, name: str, arguments: dict[str, Any] | None = None, context: ContextLike = None, *,
                    call_id: str | None = None) -> ToolResult:
         """One call. Calls made in the same event-loop tick (e.g. `asyncio.gather` of many `call`s)
-        are coalesced into one `call_many` round trip to the actor."""
+        are coalesced into one `call_many` round trip to the actor: each call waits one loop
+        iteration (microseconds) for company, which saves a round trip per extra call."""
         call = ToolCall(id=call_id or new_id(), name=name, arguments=arguments or {})
-        if not self._in_flight:  # idle: go now; only calls that pile up behind it wait a tick to be batched
-            return (await self.call_many([call], context))[0]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ToolResult] = loop.create_future()
         self._pending.append((call, context, future))

@@ -94,6 +94,8 @@ class ToolRegistry:
         self._specs: dict[str, ToolSpec] = {}
         self._validators: dict[str, Any] = {}  # compiled once per tool, not per call
         self.default_timeout_s = default_timeout_s
+        # bumped by every register/unregister: in-process users (the agent) cache specs against it
+        self.specs_version = 0
         for t in tools:
             self.register(t)
 
@@ -104,12 +106,14 @@ class ToolRegistry:
         self._tools[spec.name] = tool
         self._specs[spec.name] = spec
         self._validators[spec.name] = CompiledValidator(spec.parameters)
+        self.specs_version += 1
         return spec
 
     def unregister(self, name: str) -> None:
         self._tools.pop(name, None)
         self._specs.pop(name, None)
         self._validators.pop(name, None)
+        self.specs_version += 1
 
     def __contains__(self, name: str) -> bool:
         return name in self._tools
