@@ -52,8 +52,8 @@ def add_commands(sub: Any) -> None:
     ev.add_argument("--k", type=int, default=5, help="also report recall@k (recall@1 and @5 always)")
     ev.add_argument("--embedder", default=None,
                     help="wordllama (default), minilm, st:FOLDER, hf:FOLDER, dashscope:MODEL")
-    ev.add_argument("--fusion", default="auto", choices=["auto", "weighted", "normalized", "rrf"],
-                    help="hybrid fusion (auto: weighted for wordllama, normalized for other embedders)")
+    ev.add_argument("--fusion", default="normalized", choices=["normalized", "weighted", "rrf"],
+                    help="hybrid fusion (docs/retrieval.md)")
     ev.add_argument("--alpha", type=float, default=None, help="dense weight of weighted/normalized fusion (0.6)")
     ev.add_argument("--decompose", action=argparse.BooleanOptionalAction, default=True,
                     help="also search each clause of multi-intent queries (default on, as in ToolRetriever)")

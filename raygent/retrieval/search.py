@@ -5,11 +5,16 @@ added, replaced and removed by key; dense vectors go into a `VectorIndex` at onc
 the lexical scorers are rebuilt lazily at the first query after a change. The whole thing
 persists to a folder (faiss index + a JSON of keys and texts) and reloads without re-embedding.
 
-Hybrid fusion: `rrf` (reciprocal-rank fusion, k=60, of the dense and lexical rankings) or
-`weighted` (`alpha` * dense cosine + (1 - alpha) * BM25 score divided by the query's top BM25
-score). The default, weighted with alpha 0.6, won on the BFCL tool-retrieval benchmark on all
-three metrics (recall@1 0.621 vs 0.608 for RRF, recall@5 0.865 vs 0.863, MRR 0.785 vs 0.778;
-docs/benchmarks.md).
+Hybrid fusion over the top `candidates` (100) of each ranking: `normalized` (default: `alpha` * dense
+cosine / the query's top cosine + (1 - alpha) * BM25 score / the query's top BM25 score, so both
+parts span [0, 1] whatever the embedder's cosine range), `weighted` (the same with raw cosines) or
+`rrf` (reciprocal-rank fusion, k=60). alpha 0.6. On the BFCL tool-retrieval benchmark, with query
+decomposition as the tool retriever runs it, normalized beat weighted and RRF on the settings-choice
+half for both wordllama and MiniLM (recall@5 0.884 vs 0.880 / 0.881 with wordllama, 0.904 vs 0.892
+with MiniLM; docs/benchmarks.md).
+
+`search(..., decompose=True)` (the default of `ToolRetriever`, not of the index) also searches each
+clause of a multi-intent query and merges the clauses' best hits in (raygent/retrieval/decompose.py).
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from raygent.retrieval.vector_index import IndexKind, VectorIndex
 
 Method = Literal["bm25", "tfidf", "dense", "hybrid"]
 METHODS: tuple[str, ...] = ("bm25", "tfidf", "dense", "hybrid")
-Fusion = Literal["auto", "weighted", "normalized", "rrf"]
-FUSIONS: tuple[str, ...] = ("auto", "weighted", "normalized", "rrf")
+Fusion = Literal["normalized", "weighted", "rrf"]
+FUSIONS: tuple[str, ...] = ("normalized", "weighted", "rrf")
 _DOCS = "docs.json"
 
 
@@ -49,7 +54,7 @@ class SearchIndex:
 
     def __init__(self, embedder: Embedder | str | None = None, *, index_kind: IndexKind = "auto",
                  approx_threshold: int = 50_000, default_method: Method = "hybrid",
-                 fusion: Fusion = "auto", lexical: Literal["bm25", "tfidf"] = "bm25",
+                 fusion: Fusion = "normalized", lexical: Literal["bm25", "tfidf"] = "bm25",
                  alpha: float = 0.6, rrf_k: int = 60, candidates: int = 100, decompose: bool = False,
                  min_ratio: float = MIN_RATIO):
         self.embedder = get_embedder(embedder)
@@ -58,8 +63,7 @@ class SearchIndex:
         self.default_method = default_method
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}: use one of {', '.join(FUSIONS)}")
-        self.fusion: Fusion = fusion if fusion != "auto" else (
-            "weighted" if self.embedder.name.startswith("wordllama") else "normalized")
+        self.fusion: Fusion = fusion
         self.lexical = lexical
         self.alpha = alpha
         self.rrf_k = rrf_k
