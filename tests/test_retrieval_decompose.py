@@ -105,3 +105,33 @@ async def test_decomposition_through_a_ray_actor(ray_cluster):
         assert [n for n, _ in await retriever.search_scored(TWO_TOOLS, 2)] == ["convert_currency", "get_weather"]
     finally:
         runtime.kill(retriever)
+
+
+def test_eval_cli_decomposition_flags_and_per_category_recall(tmp_path, capsys):
+    import json
+
+    from raygent.cli import main as cli_main
+
+    tools = tmp_path / "t.jsonl"
+    tools.write_text("".join(json.dumps({"name": s.name, "description": s.description,
+                                         "parameters": s.parameters}) + "\n" for s in CATALOGUE))
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("".join(json.dumps(q) + "\n" for q in [
+        {"query": TWO_TOOLS, "gold": ["convert_currency", "get_weather"], "category": "multi"},
+        {"query": "book a flight from Rome to Oslo", "gold": ["book_flight"], "category": "single"}]))
+    base = ["retrieval", "eval", "--tools", str(tools), "--queries", str(queries), "--json", "--k", "2"]
+    runs = {}
+    for name, extra in {"default": [], "off": ["--no-decompose"],
+                        "rrf": ["--fusion", "rrf", "--min-ratio", "0.5"], "alpha": ["--alpha", "0.3"]}.items():
+        assert cli_main(base + extra) == 0
+        runs[name] = json.loads(capsys.readouterr().out)
+    # k=2: decomposition finds both gold tools of the two-intent query, the whole query alone one
+    assert runs["default"]["recall@2"] == 1.0 and runs["default"]["recall@5_by_category"] == {"multi": 1.0,
+                                                                                             "single": 1.0}
+    assert runs["off"]["recall@2"] == pytest.approx(2 / 3, abs=1e-3)
+    assert all(r["queries"] == 2 for r in runs.values())
+    with pytest.raises(SystemExit):
+        cli_main(base + ["--fusion", "max"])
+    assert "invalid choice: 'max'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown fusion 'max'.*normalized"):
+        SearchIndex(fusion="max")

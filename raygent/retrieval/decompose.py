@@ -3,17 +3,18 @@
 A request such as "convert 5000 EUR to USD, then find the weather in Paris" is one query vector and
 one bag of words, so the tool that matches most of it wins the whole ranking and the second intent's
 tool can drop out of the top k. `split_intents` cuts a request into clauses at sentence ends, line
-breaks and sequencing connectors (then, after that, finally, also, secondly, ...; 然后, 另外, ...); the index ranks
-the whole request and every clause, and `merge_rankings` keeps the whole request's best hit first,
+breaks and sequencing connectors (then, after that, finally, also, secondly, ...; 然后, 另外, ...);
+the index ranks the whole request and every clause, and `merge_rankings` keeps the whole request's best hit first,
 then puts each clause's best hit, then the rest of the whole request's ranking. A clause's best hit is
-taken only when it scores at least `min_ratio` times the whole request's best score, so that a clause
-without a tool of its own ("return them as a dictionary") adds no noise.
+taken only when the clause matches about as well as the whole request does (its top cosine at least
+`min_ratio` times the request's), so that a clause without a tool of its own ("return them as a
+dictionary") adds no noise.
 
-Measured on the BFCL development set (docs/benchmarks.md): recall@5 of the hybrid search rose from
-0.866 to 0.884 with wordllama (parallel_multiple 0.73 -> 0.82) and from 0.892 to 0.904 with MiniLM;
-a reciprocal-rank fusion of the clause rankings and an interleaving of their rankings were both worse
-than this top-1 insertion, and an ungated insertion lost about 0.007. The gate (0.8) was chosen on
-the non-live half of the set.
+Measured on the BFCL development set (docs/benchmarks.md), hybrid search with normalized fusion:
+recall@5 0.866 -> 0.884 with wordllama (parallel_multiple 0.73 -> 0.82) and 0.892 -> 0.904 with
+MiniLM. A reciprocal-rank fusion of the clause rankings and an interleaving of the rankings were
+both worse than this top-1 insertion, and inserting without the gate lost 0.007-0.008. The gate
+(0.8) was chosen on the non-live half of the set.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ _SPLIT = re.compile(r"(?<=[.?!;])\s+|(?<=[。？！；])\s*|\n+|,?\s*\b(?:" + _C
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 
 MIN_RATIO = 0.8
-"""Default gate: a clause's best hit is inserted only if it scores >= this share of the whole query's best."""
+"""Default gate: a clause's best hit is inserted only if the clause's confidence (for hybrid and dense
+search its top cosine, for lexical search its top score) is >= this share of the whole query's."""
 
 
 def _size(clause: str) -> int:

@@ -297,7 +297,8 @@ class DashScopeEmbedder(Embedder):
 
 def get_embedder(spec: str | Embedder | None = None, **kwargs: Any) -> Embedder:
     """Build an embedder from a spec: None/"wordllama" (default), "minilm" (all-MiniLM-L6-v2 from its
-    weights package), "st:PATH" / "hf:PATH" / an existing folder (local model), "dashscope[:MODEL]". An Embedder instance is returned unchanged."""
+    weights package), "st:PATH" / "hf:PATH" / an existing folder (local model), "dashscope[:MODEL]".
+    An Embedder instance is returned unchanged."""
     if isinstance(spec, Embedder):
         return spec
     spec = spec or os.environ.get("RAYGENT_EMBEDDER") or "wordllama"
