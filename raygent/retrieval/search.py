@@ -9,9 +9,9 @@ Hybrid fusion over the top `candidates` (100) of each ranking: `normalized` (def
 cosine / the query's top cosine + (1 - alpha) * BM25 score / the query's top BM25 score, so both
 parts span [0, 1] whatever the embedder's cosine range), `weighted` (the same with raw cosines) or
 `rrf` (reciprocal-rank fusion, k=60). alpha 0.6. On the BFCL tool-retrieval benchmark, with query
-decomposition as the tool retriever runs it, normalized beat weighted and RRF on the settings-choice
-half for both wordllama and MiniLM (recall@5 0.884 vs 0.880 / 0.881 with wordllama, 0.904 vs 0.892
-with MiniLM; docs/benchmarks.md).
+decomposition as the tool retriever runs it, normalized won on the settings-choice half and on the
+whole set: recall@5 0.884 vs 0.880 (weighted) / 0.881 (RRF) with wordllama, 0.904 vs 0.892
+(weighted) with MiniLM, whose RRF row (0.883) exists without decomposition only (docs/benchmarks.md).
 
 `search(..., decompose=True)` (the default of `ToolRetriever`, not of the index) also searches each
 clause of a multi-intent query and merges the clauses' best hits in (raygent/retrieval/decompose.py).
