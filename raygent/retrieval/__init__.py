@@ -8,6 +8,7 @@ from raygent.retrieval.embedders import (
     DashScopeEmbedder,
     Embedder,
     EmbedderError,
+    MiniLMEmbedder,
     TransformersEmbedder,
     WordLlamaEmbedder,
     get_embedder,
@@ -17,6 +18,7 @@ from raygent.retrieval.search import Hit, SearchIndex
 from raygent.retrieval.tool_retriever import ToolRetriever, tool_text
 from raygent.retrieval.vector_index import VectorIndex
 
-__all__ = ["Embedder", "EmbedderError", "WordLlamaEmbedder", "TransformersEmbedder", "DashScopeEmbedder",
+__all__ = ["Embedder", "EmbedderError", "WordLlamaEmbedder", "TransformersEmbedder", "MiniLMEmbedder",
+           "DashScopeEmbedder",
            "get_embedder", "SearchIndex", "Hit", "VectorIndex", "ToolRetriever", "tool_text", "KnowledgeRetriever",
            "KnowledgeChunk", "KnowledgeSearchTool"]

@@ -10,8 +10,11 @@ from typing import Any
 async def _retrieval(args: argparse.Namespace) -> int:
     from raygent.retrieval.evaluate import eval_command
 
+    options = {"fusion": args.fusion, "min_ratio": args.min_ratio}
+    if args.alpha is not None:
+        options["alpha"] = args.alpha
     return await eval_command(args.tools, args.queries, method=args.method, k=args.k, embedder=args.embedder,
-                              json_out=args.json)
+                              json_out=args.json, decompose=args.decompose, **options)
 
 
 async def _knowledge(args: argparse.Namespace) -> int:
@@ -47,7 +50,15 @@ def add_commands(sub: Any) -> None:
     ev.add_argument("--queries", required=True, help='JSONL, one {"query", "gold": [tool names]} per line')
     ev.add_argument("--method", default="hybrid", choices=["bm25", "tfidf", "dense", "hybrid"])
     ev.add_argument("--k", type=int, default=5, help="also report recall@k (recall@1 and @5 always)")
-    ev.add_argument("--embedder", default=None, help="wordllama (default), st:FOLDER, hf:FOLDER, dashscope:MODEL")
+    ev.add_argument("--embedder", default=None,
+                    help="wordllama (default), minilm, st:FOLDER, hf:FOLDER, dashscope:MODEL")
+    ev.add_argument("--fusion", default="normalized", choices=["normalized", "weighted", "rrf"],
+                    help="hybrid fusion (docs/retrieval.md)")
+    ev.add_argument("--alpha", type=float, default=None, help="dense weight of weighted/normalized fusion (0.6)")
+    ev.add_argument("--decompose", action=argparse.BooleanOptionalAction, default=True,
+                    help="also search each clause of multi-intent queries (default on, as in ToolRetriever)")
+    ev.add_argument("--min-ratio", type=float, default=0.8,
+                    help="a clause's best hit is merged in when its top cosine >= this share of the query's")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     r.set_defaults(handler=_retrieval)
 

