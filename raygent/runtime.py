@@ -225,6 +225,7 @@ class _FastLane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._busy = False
         self._disabled = False
+        self._actor_pid: int | None = None  # learnt when the graph is compiled; a change means a restart
 
     def available(self) -> bool:
         if self._disabled or self._busy or os.getpid() != self._pid:
@@ -253,10 +254,12 @@ class _FastLane:
 
         self._busy = True
         try:
-            if self._graph is None and not self._compile():
-                return await self._handle.invoke_packed.remote(blob)
+            if self._graph is None:
+                self._actor_pid = await self._handle.ping.remote()
+                if not self._compile():
+                    return await self._handle.invoke_packed.remote(blob)
             try:
-                return await (await self._graph.execute_async(blob))
+                return await self._result(await self._graph.execute_async(blob))
             except ray.exceptions.RayTaskError:
                 raise  # the component raised: same exception as on the normal path
             except Exception as exc:
@@ -267,6 +270,60 @@ class _FastLane:
         finally:
             self._busy = False
 
+    async def _result(self, future: Any) -> bytes:
+        """Await a lane result, watching the graph while it is pending.
+
+        When the actor dies, Ray's graph monitor may tear the graph down without ever resolving
+        the pending result (seen under load: the caller waited forever). So a call still pending
+        after `_WATCH_S` is checked every `_WATCH_S`: a torn-down graph, a finished monitor thread
+        or a restarted actor (its pid changed) ends the wait with a channel error.
+        """
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        state: dict[str, Any] = {"broken": None, "ping": None}
+
+        def check() -> None:
+            why = self._broken(state)
+            if why is not None and task is not None:
+                state["broken"] = why
+                task.cancel()
+            else:
+                state["timer"] = loop.call_later(_WATCH_S, check)
+
+        state["timer"] = loop.call_later(_WATCH_S, check)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if state["broken"] is None:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: undo our own cancel request
+            if uncancel is not None:
+                uncancel()
+            raise _LaneBroken(state["broken"]) from None
+        finally:
+            state["timer"].cancel()
+            if state["ping"] is not None:
+                state["ping"].cancel()
+
+    def _broken(self, state: dict[str, Any]) -> str | None:
+        graph = self._graph
+        if graph is None or getattr(graph, "is_teardown", False):
+            return "the compiled graph was torn down"
+        monitor = getattr(graph, "_monitor", None)
+        if monitor is not None and not monitor.is_alive():
+            return "the compiled graph's worker task ended (the actor died)"
+        ping = state["ping"]
+        if ping is not None and ping.done():  # the previous check's ping answered
+            state["ping"] = None
+            try:
+                if ping.result() != self._actor_pid:
+                    return "the actor was restarted"
+            except Exception as exc:  # noqa: BLE001 - the actor is gone
+                return f"the actor is unreachable ({type(exc).__name__})"
+        if state["ping"] is None and self._actor_pid is not None:
+            state["ping"] = asyncio.ensure_future(_await_ref(self._handle.ping.remote()))
+        return None
+
     def close(self) -> None:
         self._disabled = True
         _open_lanes.discard(self)
@@ -276,6 +333,17 @@ class _FastLane:
                 graph.teardown()
             except Exception as exc:  # a dead actor's graph may fail to tear down cleanly
                 log.debug("fast lane teardown: %s", exc)
+
+
+_WATCH_S = 0.5  # how often a pending fast-lane call checks that its actor is still the same
+
+
+class _LaneBroken(Exception):
+    """The lane's graph or actor went away while a call was pending (see `_FastLane._result`)."""
+
+
+async def _await_ref(ref: Any) -> Any:
+    return await ref
 
 
 def _pack(value: Any) -> bytes:

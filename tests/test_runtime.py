@@ -177,3 +177,31 @@ def test_script_using_the_fast_lane_exits_without_shutdown(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0 and done.stdout.strip() == "a", done.stderr[-2000:]
+
+
+async def test_fast_lane_wait_ends_when_the_graph_dies_without_answering(monkeypatch):
+    """Under load Ray's graph monitor can tear a graph down (the actor died) and never resolve the
+    pending result; the lane's watchdog must turn that into an error instead of waiting forever."""
+    import asyncio
+
+    monkeypatch.setattr(runtime, "_WATCH_S", 0.05)
+
+    class TornDownGraph:
+        is_teardown = False
+
+    lane = runtime._FastLane(handle=None, name="stuck")
+    lane._graph = TornDownGraph()
+    never = asyncio.get_running_loop().create_future()  # Ray's result that never comes
+    asyncio.get_running_loop().call_later(0.2, setattr, lane._graph, "is_teardown", True)
+    with pytest.raises(runtime._LaneBroken, match="torn down"):
+        await asyncio.wait_for(lane._result(never), 5)
+    # a result that does arrive is returned untouched, and an outside cancel stays a cancel
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(b"ok")
+    lane._graph = TornDownGraph()
+    assert await lane._result(done) == b"ok"
+    waiter = asyncio.ensure_future(lane._result(asyncio.get_running_loop().create_future()))
+    await asyncio.sleep(0.1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
