@@ -155,7 +155,10 @@ class FunctionTool(Tool):
         return schema
 
     async def call(self, **arguments: Any) -> Any:
-        if inspect.iscoroutinefunction(self.fn):
+        is_async = self.__dict__.get("_is_async")
+        if is_async is None:  # decided once (inspect costs a microsecond per call)
+            is_async = self.__dict__["_is_async"] = inspect.iscoroutinefunction(self.fn)
+        if is_async:
             return await self.fn(**arguments)
         return await asyncio.to_thread(self.fn, **arguments)
 

@@ -22,18 +22,31 @@ class ToolContext(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-_CURRENT: ContextVar[ToolContext | None] = ContextVar("raygent_tool_context", default=None)
+#: (the caller's context, the call id) of the call running now; the ToolContext itself is built only
+#: when a tool asks for it (few do), which keeps ~4 us off every call a hub runs
+_CURRENT: ContextVar[tuple[ToolContext, str | None] | None] = ContextVar("raygent_tool_context", default=None)
 
 
 def current_context() -> ToolContext:
     """The context of the tool call running now (a default one outside a hub)."""
-    return _CURRENT.get() or ToolContext()
+    current = _CURRENT.get()
+    if current is None:
+        return ToolContext()
+    base, call_id = current
+    if base.call_id == call_id:
+        return base
+    # already validated: skip pydantic's checks
+    return ToolContext.model_construct(session_id=base.session_id, user_id=base.user_id, call_id=call_id,
+                                       metadata=base.metadata)
+
+
+_DEFAULT = ToolContext()
 
 
 def as_context(context: ToolContext | dict[str, Any] | str | None) -> ToolContext:
     """A ToolContext from a context, a dict of its fields, or a bare session id."""
     if context is None:
-        return ToolContext()
+        return _DEFAULT
     if isinstance(context, ToolContext):
         return context
     if isinstance(context, str):

@@ -147,11 +147,12 @@ class ToolRegistry:
             return fail(f"tool {name!r} timed out after {timeout:g} s")
         except Exception as exc:  # a tool's own failure is reported, never raised
             return fail(f"tool {name!r} failed: {type(exc).__name__}: {exc}")
-        artifacts = []
-        if isinstance(output, ToolOutput):
-            output, artifacts = output.output, output.artifacts
-        return ToolResult(call_id=call_id, name=name, arguments=arguments, output=output, artifacts=artifacts,
-                          duration_s=time.perf_counter() - start)
+        if isinstance(output, ToolOutput):  # artifacts may come as dicts: let pydantic check them
+            return ToolResult(call_id=call_id, name=name, arguments=arguments, output=output.output,
+                              artifacts=output.artifacts, duration_s=time.perf_counter() - start)
+        # every field is already of its type (name and arguments were checked above): no re-validation
+        return ToolResult.model_construct(call_id=call_id, name=name, arguments=arguments, output=output,
+                                          error=None, artifacts=[], duration_s=time.perf_counter() - start)
 
     async def call_many(self, calls: list[ToolCall]) -> list[ToolResult]:
         """Run independent calls concurrently; results come back in the order of `calls`."""
