@@ -134,6 +134,35 @@ async def test_writers_in_separate_processes_share_one_session_without_loss(tmp_
 
 
 @pytest.mark.ray
+def test_stores_opening_one_new_file_together_all_open(tmp_path):
+    """Switching a new file to WAL needs it to itself, and SQLite answers "database is locked" at once
+    instead of waiting (CI: four stores opening one new file together); every store must open.
+    Before the fix, 14 of 300 such trials failed here."""
+    import threading
+
+    from raygent.memory._sqlite import SQLiteDB
+    from raygent.memory.sqlite_store import SCHEMA
+
+    errors: list[str] = []
+    for trial in range(100):
+        dbs = [SQLiteDB(tmp_path / f"m{trial}.sqlite", schema=SCHEMA) for _ in range(6)]
+
+        def open_and_read(db: SQLiteDB) -> None:
+            try:
+                db.call_sync(lambda conn: conn.execute("SELECT count(*) FROM sessions").fetchone())
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=open_and_read, args=(db,)) for db in dbs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for db in dbs:
+            db.close()
+    assert errors == []
+
+
 async def test_one_store_keeps_call_order_while_another_writer_holds_the_lock(tmp_path):
     """A call that meets another process's write lock moves to the worker thread; calls made after
     it queue behind it instead of overtaking it once the lock is free (seen in CI: l16 before l9)."""

@@ -61,7 +61,7 @@ class SQLiteDB:
             except sqlite3.OperationalError as exc:
                 raise RuntimeError(f"cannot open the memory database {self.path!r}: {exc} "
                                    f"(check the folder exists and is writable)") from exc
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = self._set_wal(conn)
             if self.path != ":memory:" and str(mode).lower() != "wal":
                 conn.close()
                 raise RuntimeError(f"{self.path!r} cannot use SQLite's WAL journal (got {mode!r}); put the memory "
@@ -77,6 +77,24 @@ class SQLiteDB:
                 conn.execute("PRAGMA busy_timeout=0")
             self._conn = conn
         return self._conn
+
+    def _set_wal(self, conn: sqlite3.Connection) -> str:
+        """Switch to WAL, retrying while another connection holds the lock: SQLite answers a journal
+        mode change with SQLITE_BUSY at once, without the busy handler (seen when four stores
+        opened one new file together)."""
+        import time
+
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    conn.close()
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def call_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the caller's thread, waiting for locks up to `busy_timeout_s`."""
