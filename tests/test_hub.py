@@ -227,8 +227,24 @@ async def test_hub_client_coalesces_concurrent_calls_into_few_round_trips():
     client = HubClient(proxy)
     results = await asyncio.gather(*(client.call("add", {"a": i, "b": 1}) for i in range(50)))
     assert [r.output for r in results] == [i + 1 for i in range(50)]
-    assert proxy.round_trips == 2  # the first goes at once, the 49 behind it in one batch
+    assert proxy.round_trips == 1  # the first call waits one loop iteration; the other 49 join it
     assert (await client.call("add", {"a": 1})).error.startswith("invalid arguments")
+
+
+async def test_coalesced_calls_survive_a_cancelled_leader_and_mixed_contexts():
+    proxy = _CountingProxy(ToolHub("math", [add]))
+    client = HubClient(proxy)
+    # the first call leads the batch; cancelling it must not strand the calls that joined it
+    leader = asyncio.ensure_future(client.call("add", {"a": 0, "b": 1}))
+    followers = [asyncio.ensure_future(client.call("add", {"a": i, "b": 1})) for i in range(1, 6)]
+    await asyncio.sleep(0)  # every task has started: the leader yields, the followers joined it
+    leader.cancel()
+    assert [r.output for r in await asyncio.gather(*followers)] == [2, 3, 4, 5, 6]
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    # calls for two sessions made together: each session's batch runs under its own context
+    results = await asyncio.gather(*(client.call("add", {"a": i, "b": 0}, context=f"s{i % 2}") for i in range(6)))
+    assert [r.output for r in results] == list(range(6))
 
 
 @pytest.mark.ray

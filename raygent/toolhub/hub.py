@@ -160,6 +160,7 @@ class HubClient:
         self._domain: str | None = None
         self._recovering = False  # set after a crash: wait for the restarted actor before sending calls
         self._pending: list[tuple[ToolCall, ContextLike, asyncio.Future[ToolResult]]] = []
+        self._gathering: list[tuple[ToolCall, ContextLike, asyncio.Future[ToolResult]]] | None = None
         self._in_flight = 0
         self._wire: bool | None = None  # whether the remote side has `call_wire` (None: not known yet)
 
@@ -198,15 +199,55 @@ class HubClient:
                    call_id: str | None = None) -> ToolResult:
         """One call. Calls made in the same event-loop tick (e.g. `asyncio.gather` of many `call`s)
         are coalesced into one `call_many` round trip to the actor."""
-        call = ToolCall(id=call_id or new_id(), name=name, arguments=arguments or {})
-        if not self._in_flight:  # idle: go now (measured: waiting a tick for company cost a lone call
-            return (await self.call_many([call], context))[0]  # 0.12 ms); calls behind it are batched
+        if not isinstance(name, str):
+            raise TypeError(f"tool name must be a string, got {type(name).__name__}")
+        # the hub validates the arguments against the tool's schema: no pydantic pass here
+        call = ToolCall.model_construct(id=call_id or new_id(), name=name,
+                                        arguments={} if arguments is None else arguments)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[ToolResult] = loop.create_future()
+        if self._gathering is not None:  # a leader is collecting this tick's calls: join its batch
+            future: asyncio.Future[ToolResult] = loop.create_future()
+            self._gathering.append((call, context, future))
+            return await future
+        if not self._in_flight:
+            return await self._lead(call, context)
+        future = loop.create_future()
         self._pending.append((call, context, future))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
         return await future
+
+    async def _lead(self, call: ToolCall, context: ContextLike) -> ToolResult:
+        """An idle client's first call yields once (one loop iteration, not a timer), so that the
+        calls made in the same tick (`asyncio.gather` of many `call`s) join it in one round trip."""
+        batch: list[tuple[ToolCall, ContextLike, asyncio.Future[ToolResult]]] = []
+        self._gathering = batch
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            self._gathering = None
+            if batch:  # the leader was cancelled: its followers still go
+                self._pending.extend(batch)
+                self._flush()
+            raise
+        self._gathering = None
+        key = _context_key(context)
+        mine = [item for item in batch if _context_key(item[1]) == key]
+        others = [item for item in batch if _context_key(item[1]) != key]
+        if others:
+            self._pending.extend(others)
+            self._flush()
+        try:
+            results = await self.call_many([call] + [c for c, _, _ in mine], context)
+        except BaseException as exc:  # noqa: BLE001 - handed to every follower, then raised here
+            for _, _, future in mine:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        for (_, _, future), result in zip(mine, results[1:]):
+            if not future.done():
+                future.set_result(result)
+        return results[0]
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -255,7 +296,10 @@ class HubClient:
         ctx = context.model_dump() if isinstance(context, ToolContext) else context
         rows = await wire([(c.id, c.name, c.arguments) for c in calls], ctx)
         # rows are model_dump()s of validated ToolResults: rebuild without validating them again
-        return [ToolResult.model_construct(**{**r, "artifacts": [Artifact.model_construct(**a) for a in r["artifacts"]]})
+        return [ToolResult.model_construct(call_id=r["call_id"], name=r["name"], arguments=r["arguments"],
+                                           output=r["output"], error=r["error"], duration_s=r["duration_s"],
+                                           artifacts=[Artifact.model_construct(**a) for a in r["artifacts"]]
+                                           if r["artifacts"] else [])
                 for r in rows]
 
     async def _wait_until_back(self, timeout_s: float = 60.0) -> None:
