@@ -51,11 +51,17 @@ async def _sequential(llm, questions: list[str]) -> tuple[int, int, int]:
     return _sum([await _session(llm, q) for q in questions])
 
 
-def _worker(args: tuple[list[str], int, int]) -> tuple[int, int, int]:
-    questions, threads, n_ctx = args
-    llm = _model(threads, n_ctx)
-    llm.load()
-    return asyncio.run(_sequential(llm, questions))
+_LOADED = None  # the model of this (b) worker process, loaded by the pool's initializer
+
+
+def _load_worker(threads: int, n_ctx: int) -> None:
+    global _LOADED
+    _LOADED = _model(threads, n_ctx)
+    _LOADED.load()
+
+
+def _worker(questions: list[str]) -> tuple[int, int, int]:
+    return asyncio.run(_sequential(_LOADED, questions))
 
 
 def raw_one_process(questions: list[str], threads: int, n_ctx: int) -> tuple[float, int]:
@@ -68,16 +74,18 @@ def raw_one_process(questions: list[str], threads: int, n_ctx: int) -> tuple[flo
 
 def raw_processes(questions: list[str], processes: int, threads: int, n_ctx: int) -> tuple[float, int]:
     shares = [questions[i::processes] for i in range(processes)]
-    with mp.get_context("spawn").Pool(processes) as pool:
-        # load the models first (not timed), as the pool's replicas are loaded before serving
-        pool.map(_warm, [(threads, n_ctx)] * processes)
+    # each process loads its model before the timer starts (the pool's replicas are loaded before
+    # serving too); until 2026-11-24 14:40 the timed part loaded a second copy, slowing (b) by seconds
+    with mp.get_context("spawn").Pool(processes, initializer=_load_worker, initargs=(threads, n_ctx)) as pool:
+        pool.map(_ready, range(processes), chunksize=1)  # every initializer has finished
         start = time.perf_counter()
-        tokens = _sum(pool.map(_worker, [(s, threads, n_ctx) for s in shares]))
+        tokens = _sum(pool.map(_worker, shares, chunksize=1))
     return time.perf_counter() - start, tokens
 
 
-def _warm(args: tuple[int, int]) -> None:
-    _model(*args).load()
+def _ready(_: int) -> bool:
+    time.sleep(0.5)  # holds this worker, so that each process takes one of these tasks
+    return _LOADED is not None
 
 
 async def through_pool(questions: list[str], replicas: int, threads: int, n_ctx: int) -> tuple[float, int]:

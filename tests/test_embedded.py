@@ -147,3 +147,14 @@ async def test_session_cache_restores_an_interleaved_conversation():
     without, with_cache = replies[0].usage, replies[4].usage
     assert with_cache.cached_prompt_tokens >= without.cached_prompt_tokens + 300, (without, with_cache)
     assert replies[4].text == replies[0].text
+
+
+def test_prompt_evaluation_uses_the_threads_it_is_given():
+    """`n_threads=1` (one replica per core) must mean one thread for prompts too: llama-cpp-python
+    would otherwise evaluate prompts on every core, and replicas spin against each other."""
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+
+    one = LlamaCppChatModel(n_threads=1, n_ctx=512).load()
+    assert (one.n_threads, one.n_threads_batch) == (1, 1)
+    explicit = LlamaCppChatModel(n_threads=1, n_ctx=512, n_threads_batch=2).load()
+    assert explicit.n_threads_batch == 2

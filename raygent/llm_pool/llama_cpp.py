@@ -113,8 +113,13 @@ class LlamaCppChatModel(ChatModel):
                 import jinja2
 
                 path = resolve_model_path(self.model_spec)
+                # prompt evaluation uses as many threads as generation unless told otherwise:
+                # llama-cpp-python's own default is every core, so replicas given one thread each
+                # ran two per process during prompts and spun against each other (measured: a
+                # 2 x 1-thread run took 30 s or 57-61 s depending on how the prompts overlapped)
+                options = {"n_threads_batch": self.n_threads, **self.llama_kwargs}
                 self._llama = Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                    n_batch=self.n_batch, verbose=self.verbose, **self.llama_kwargs)
+                                    n_batch=self.n_batch, verbose=self.verbose, **options)
                 template = self._llama.metadata.get("tokenizer.chat_template")
                 if not template:
                     raise RuntimeError(f"{path} has no chat template in its GGUF metadata; use a chat/instruct model")
