@@ -237,17 +237,9 @@ class HubClient:
         if others:
             self._pending.extend(others)
             self._flush()
-        try:
-            results = await self.call_many([call] + [c for c, _, _ in mine], context)
-        except BaseException as exc:  # noqa: BLE001 - handed to every follower, then raised here
-            for _, _, future in mine:
-                if not future.done():
-                    future.set_exception(exc)
-            raise
-        for (_, _, future), result in zip(mine, results[1:]):
-            if not future.done():
-                future.set_result(result)
-        return results[0]
+        own: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
+        await self._send([(call, context, own)] + mine)
+        return own.result()
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
