@@ -162,8 +162,14 @@ class SearchIndex:
         return [(self._order[i], float(scores[i])) for i in top if scores[i] > 0]
 
     def _dense_ranking(self, qvec: np.ndarray, n: int) -> list[tuple[str, float]]:
-        scores, ids = self.vectors.search(qvec, n)
-        return [(self._keys[int(i)], float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        return self._dense_rankings(qvec, n)[0]
+
+    def _dense_rankings(self, qvecs: np.ndarray, n: int) -> list[list[tuple[str, float]]]:
+        """One faiss search for several query rows (a decomposed query's clauses): one pass over
+        the vectors instead of one per clause."""
+        scores, ids = self.vectors.search(qvecs, n)
+        return [[(self._keys[int(i)], float(s)) for s, i in zip(row_scores, row_ids) if i >= 0]
+                for row_scores, row_ids in zip(scores, ids)]
 
     async def search(self, query: str, k: int = 5, method: Method | None = None, *,
                      decompose: bool | None = None) -> list[Hit]:
@@ -192,10 +198,13 @@ class SearchIndex:
         method = self._method(method)
         if qvecs is not None and len(qvecs) != len(parts) + 1:
             raise ValueError(f"expected {len(parts) + 1} query vectors (the query and each part), got {len(qvecs)}")
-        whole, conf = self._ranked(query, None if qvecs is None else qvecs[0:1], k, method)
+        dense = None
+        if qvecs is not None:  # every row's dense candidates in one search
+            dense = self._dense_rankings(qvecs, k if method == "dense" else max(self.candidates, k))
+        whole, conf = self._ranked(query, None, k, method, dense[0] if dense else None)
         ranked, confs = [], []
         for i, part in enumerate(parts):
-            r, c = self._ranked(part, None if qvecs is None else qvecs[i + 1:i + 2], 1, method)
+            r, c = self._ranked(part, None, 1, method, dense[i + 1] if dense else None)
             ranked.append(r)
             confs.append(c)
         merged = merge_rankings(whole, ranked, min_ratio=self.min_ratio, whole_confidence=conf,
@@ -208,18 +217,20 @@ class SearchIndex:
             raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
         return method
 
-    def _ranked(self, query: str, qvec: np.ndarray | None, k: int,
-                method: Method) -> tuple[list[tuple[str, float]], float]:
+    def _ranked(self, query: str, qvec: np.ndarray | None, k: int, method: Method,
+                dense: list[tuple[str, float]] | None = None) -> tuple[list[tuple[str, float]], float]:
         """The top-k (key, score) pairs and a confidence for decomposition's gate: the top cosine for
-        dense and hybrid (fused scores are relative to each query's best), the top lexical score else."""
+        dense and hybrid (fused scores are relative to each query's best), the top lexical score else.
+        `dense`: the query's dense candidates when already searched (see `search_multi`)."""
         if method in ("bm25", "tfidf"):
             ranked = self._lexical_ranking(method, query, k)
             return ranked, ranked[0][1] if ranked else 0.0
         n = k if method == "dense" else max(self.candidates, k)
-        dense = self._dense_ranking(qvec, n)
+        if dense is None:
+            dense = self._dense_ranking(qvec, n)
         conf = dense[0][1] if dense else 0.0
         if method == "dense":
-            return dense, conf
+            return dense[:k], conf
         return self._fuse(dense, self._lexical_ranking(self.lexical, query, n))[:k], conf
 
     def _fuse(self, dense: list[tuple[str, float]], lexical: list[tuple[str, float]]) -> list[tuple[str, float]]:
