@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,8 +83,6 @@ class SQLiteDB:
         """Switch to WAL, retrying while another connection holds the lock: SQLite answers a journal
         mode change with SQLITE_BUSY at once, without the busy handler (seen when four stores
         opened one new file together)."""
-        import time
-
         deadline = time.monotonic() + self.busy_timeout_s
         delay = 0.005
         while True:

@@ -128,6 +128,7 @@ class FunctionTool(Tool):
                  domain: str | None = None, timeout_s: float = 30.0,
                  examples: list[ToolExample | dict[str, Any]] | None = None, idempotent: bool = False):
         self.fn = fn
+        self._is_async = inspect.iscoroutinefunction(fn)  # decided once: inspect costs ~1 us per call
         self.name = name or fn.__name__
         summary, arg_docs = _docstring_params(fn.__doc__ or "")
         self.description = description if description is not None else summary
@@ -155,10 +156,7 @@ class FunctionTool(Tool):
         return schema
 
     async def call(self, **arguments: Any) -> Any:
-        is_async = self.__dict__.get("_is_async")
-        if is_async is None:  # decided once (inspect costs a microsecond per call)
-            is_async = self.__dict__["_is_async"] = inspect.iscoroutinefunction(self.fn)
-        if is_async:
+        if self._is_async:
             return await self.fn(**arguments)
         return await asyncio.to_thread(self.fn, **arguments)
 

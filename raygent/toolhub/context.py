@@ -40,13 +40,10 @@ def current_context() -> ToolContext:
                                        metadata=base.metadata)
 
 
-_DEFAULT = ToolContext()
-
-
 def as_context(context: ToolContext | dict[str, Any] | str | None) -> ToolContext:
     """A ToolContext from a context, a dict of its fields, or a bare session id."""
     if context is None:
-        return _DEFAULT
+        return ToolContext()
     if isinstance(context, ToolContext):
         return context
     if isinstance(context, str):

@@ -85,7 +85,7 @@ class ToolHub(ToolRegistry):
                    call_id: str | None = None) -> ToolResult:
         """Validate and run one call; every failure comes back as a ToolResult with `error` set."""
         call_id = call_id or new_id()
-        base = context if isinstance(context, ToolContext) else as_context(context)
+        base = as_context(context)
         async with self._limit():
             self._in_flight += 1
             self._calls += 1
