@@ -221,14 +221,18 @@ class LlamaCppChatModel(ChatModel):
     # -- several conversations' KV states (session_cache) ---------------------------------------
     def _restore_state(self, tokens: list[int]) -> int:
         """Load the saved KV state sharing the longest prefix with `tokens` when it beats the live
-        cache by a useful margin; returns the number of prompt tokens now cached."""
+        cache; returns the number of prompt tokens now cached.
+
+        Any gain is worth it: restoring an 800-token state took 12 ms, evaluating 10 tokens after
+        such a prefix 318 ms (1 thread, measured). An earlier 16-token margin made every second
+        step of concurrent agent runs evaluate ~11 tokens again (2 % of a pool's work)."""
         import ctypes
 
         import llama_cpp
 
         llama = self._llama
         current = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
-        best, best_n = None, current + 16  # restoring costs a copy: only for a real gain
+        best, best_n = None, current
         for i, (saved, _) in enumerate(self._states):
             n = common_prefix(saved, tokens)
             if n > best_n:

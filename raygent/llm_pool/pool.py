@@ -90,6 +90,13 @@ class PoolConfig(BaseModel):
     retries: int = 2
     #: load the model in the replica's constructor, so a replica is healthy only once it can serve
     eager_load: bool = True
+    #: "conversation": raygent's ConversationRouter (a conversation stays on the replica holding its
+    #: KV cache, new conversations go to the least loaded replica); "serve": Serve's default
+    #: power-of-two-choices router with multiplexed affinity
+    routing: Literal["conversation", "serve"] = "conversation"
+    #: how many more requests in flight a conversation's replica may have than the least loaded
+    #: replica before the conversation moves there (its prompt is then evaluated again)
+    imbalance_threshold: int = Field(default=2, ge=0)
 
     def deployment_options(self, name: str) -> dict[str, Any]:
         actor: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
@@ -107,6 +114,14 @@ class PoolConfig(BaseModel):
             "health_check_period_s": self.health_check_period_s,
             "health_check_timeout_s": self.health_check_timeout_s,
         }
+        if self.routing == "conversation":
+            from ray.serve.config import RequestRouterConfig
+
+            from raygent.llm_pool.routing import ROUTER_PATH
+
+            opts["request_router_config"] = RequestRouterConfig(
+                request_router_class=ROUTER_PATH,
+                request_router_kwargs={"imbalance_threshold": self.imbalance_threshold})
         if self.autoscaling is not None:
             opts["autoscaling_config"] = self.autoscaling.to_serve()  # replaces a fixed num_replicas
         else:

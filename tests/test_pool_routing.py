@@ -1,0 +1,89 @@
+"""ConversationRouter's decisions, driven through Serve's router hooks with stand-in replicas (the
+pool tests run it inside Serve)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from types import SimpleNamespace
+
+from ray.serve._private.common import DeploymentHandleSource, DeploymentID, ReplicaID
+
+from raygent.llm_pool.routing import ConversationRouter
+
+DEPLOYMENT = DeploymentID(name="m", app_name="a")
+
+
+def _router(**kwargs) -> ConversationRouter:
+    router = ConversationRouter(deployment_id=DEPLOYMENT, handle_source=DeploymentHandleSource.UNKNOWN)
+    router.initialize_state(**kwargs)
+    return router
+
+
+def _replicas(n: int) -> list[SimpleNamespace]:
+    return [SimpleNamespace(replica_id=ReplicaID(unique_id=f"r{i}", deployment_id=DEPLOYMENT),
+                            multiplexed_model_ids=set(), max_ongoing_requests=8) for i in range(n)]
+
+
+def _request(request_id: str, key: str | None) -> SimpleNamespace:
+    return SimpleNamespace(metadata=SimpleNamespace(internal_request_id=request_id, multiplexed_model_id=key or ""),
+                           routing_context=SimpleNamespace(should_backoff=False))
+
+
+async def _route(router, replicas, request) -> str:
+    ranks = await router.choose_replicas(replicas, request)
+    assert len(ranks) == 1 and len(ranks[0]) == 1  # one replica per attempt
+    return ranks[0][0].replica_id.unique_id
+
+
+async def test_a_burst_of_new_conversations_is_spread_evenly():
+    router, replicas = _router(), _replicas(2)
+    placed = [await _route(router, replicas, _request(f"q{i}", f"conv{i}")) for i in range(8)]
+    assert Counter(placed) == {"r0": 4, "r1": 4}
+    # requests without a conversation go to the least loaded replica too
+    freed = router._routed["q0"][0]
+    router.on_request_completed(freed, "q0")
+    assert await _route(router, replicas, _request("loose", None)) == freed.unique_id
+
+
+async def test_a_conversation_returns_home_until_home_is_much_busier():
+    router, replicas = _router(imbalance_threshold=2), _replicas(2)
+    home = await _route(router, replicas, _request("a1", "alpha"))
+    router.on_request_completed(replicas[int(home[1])].replica_id, "a1")
+    # load the home replica with two other conversations' requests: within the threshold, stay
+    other = [await _route(router, replicas, _request(f"x{i}", f"x{i}")) for i in range(2)]
+    assert other.count(home) == 1  # the burst was spread
+    assert await _route(router, replicas, _request("a2", "alpha")) == home
+    # now make home busier than the other replica by more than 2 requests: the conversation moves
+    for i in range(3):
+        router._routed[f"pin{i}"] = (replicas[int(home[1])].replica_id, 0.0 + router._routed["a2"][1])
+    moved = await _route(router, replicas, _request("a3", "alpha"))
+    assert moved != home
+    router.on_request_completed(replicas[int(moved[1])].replica_id, "a3")
+    assert await _route(router, replicas, _request("a4", "alpha")) == moved  # its new home
+
+
+async def test_a_key_announced_by_a_replica_is_honoured():
+    router, replicas = _router(), _replicas(3)
+    replicas[2].multiplexed_model_ids.add("routed-elsewhere")  # another process sent it there before
+    assert await _route(router, replicas, _request("q", "routed-elsewhere")) == "r2"
+
+
+async def test_a_full_replica_is_skipped_then_serve_backs_off():
+    router, replicas = _router(), _replicas(2)
+    request = _request("q", "conv")
+    first = await _route(router, replicas, request)
+    second = await _route(router, replicas, request)  # Serve asks again: the first one was full
+    assert {first, second} == {"r0", "r1"} and not request.routing_context.should_backoff
+    await _route(router, replicas, request)  # every replica tried: a new round, with backoff
+    assert request.routing_context.should_backoff
+    assert sum(1 for rid in router._routed if rid == "q") == 1  # counted once, where it went last
+
+
+async def test_a_dead_replica_loses_its_conversations():
+    router, replicas = _router(), _replicas(2)
+    home = await _route(router, replicas, _request("a1", "alpha"))
+    dead = replicas[int(home[1])]
+    router.on_replica_actor_died(dead.replica_id)
+    survivors = [r for r in replicas if r is not dead]
+    assert await _route(router, survivors, _request("a2", "alpha")) != home
+    assert all(r != dead.replica_id for r, _ in router._routed.values())
