@@ -58,9 +58,15 @@ async def main(runs: int, steps: int, warmup: int) -> None:
     await timed_runs(local, warmup, steps)
     await timed_runs(remote, warmup, steps)
     await timed_runs(fast, warmup, steps)
-    local_ms = statistics.median(await timed_runs(local, runs, steps))
-    remote_ms = statistics.median(await timed_runs(remote, runs, steps))
-    fast_ms = statistics.median(await timed_runs(fast, runs, steps))
+    # the three modes take turns in blocks, so that a slow phase of the (shared) machine hits all
+    # of them alike instead of whichever happened to run then
+    samples: dict[str, list[float]] = {"local": [], "remote": [], "fast": []}
+    block = 10
+    for done in range(0, runs, block):
+        n = min(block, runs - done)
+        for name, agent in (("local", local), ("remote", remote), ("fast", fast)):
+            samples[name] += await timed_runs(agent, n, steps)
+    local_ms, remote_ms, fast_ms = (statistics.median(samples[k]) for k in ("local", "remote", "fast"))
     print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={__import__('os').cpu_count()}")
     print(f"runs={runs} steps/run={steps} (each step: one model call + one tool call, model time zero)")
     print(f"in-process  median {local_ms:.3f} ms per step")
