@@ -87,3 +87,13 @@ async def test_a_dead_replica_loses_its_conversations():
     survivors = [r for r in replicas if r is not dead]
     assert await _route(router, survivors, _request("a2", "alpha")) != home
     assert all(r != dead.replica_id for r, _ in router._routed.values())
+    assert router._homes_per_replica[dead.replica_id] == 0
+
+
+async def test_conversation_counts_follow_moves_and_eviction():
+    router, replicas = _router(max_conversations=3), _replicas(2)
+    for i in range(5):  # two conversations are evicted (least recently used first)
+        await _route(router, replicas, _request(f"q{i}", f"c{i}"))
+    assert len(router._homes) == 3 and sum(router._homes_per_replica.values()) == 3
+    counted = {r: n for r, n in router._homes_per_replica.items() if n}
+    assert counted == dict(Counter(router._homes.values()))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any
 
 from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
@@ -43,6 +43,7 @@ class ConversationRouter(RequestRouter):
         self.max_conversations = max_conversations
         self.stale_after_s = stale_after_s
         self._homes: OrderedDict[str, ReplicaID] = OrderedDict()  # conversation key -> replica (LRU)
+        self._homes_per_replica: Counter[ReplicaID] = Counter()  # kept with _homes: no scan per request
         self._routed: dict[str, tuple[ReplicaID, float]] = {}  # request id -> (replica, when)
         self._tried: dict[str, set[ReplicaID]] = {}  # request id -> replicas already offered
 
@@ -57,6 +58,7 @@ class ConversationRouter(RequestRouter):
         stale = [rid for rid, (_, when) in self._routed.items() if now - when > self.stale_after_s]
         for rid in stale:  # a request whose completion never came back (cancelled before sending)
             del self._routed[rid]
+            self._tried.pop(rid, None)
         for replica, _ in self._routed.values():
             loads[replica] = loads.get(replica, 0) + 1
         return loads
@@ -73,10 +75,16 @@ class ConversationRouter(RequestRouter):
         return None
 
     def _remember(self, key: str, replica: ReplicaID) -> None:
+        previous = self._homes.get(key)
+        if previous != replica:
+            if previous is not None:
+                self._homes_per_replica[previous] -= 1
+            self._homes_per_replica[replica] += 1
         self._homes[key] = replica
         self._homes.move_to_end(key)
         while len(self._homes) > self.max_conversations:
-            self._homes.popitem(last=False)
+            _, evicted = self._homes.popitem(last=False)
+            self._homes_per_replica[evicted] -= 1
 
     # -- Serve's hooks -----------------------------------------------------------------------
     async def choose_replicas(self, candidate_replicas: list[RunningReplica],
@@ -85,12 +93,10 @@ class ConversationRouter(RequestRouter):
         if not candidate_replicas:
             return []
         loads = self._loads()
-        homes_per_replica: dict[ReplicaID, int] = {}
-        for replica in self._homes.values():
-            homes_per_replica[replica] = homes_per_replica.get(replica, 0) + 1
+        homes = self._homes_per_replica
 
         def rank(r: RunningReplica) -> tuple[int, int, float]:
-            return loads.get(r.replica_id, 0), homes_per_replica.get(r.replica_id, 0), random.random()
+            return loads.get(r.replica_id, 0), homes[r.replica_id], random.random()
 
         if pending_request is None:
             return [sorted(candidate_replicas, key=rank)]
@@ -124,5 +130,6 @@ class ConversationRouter(RequestRouter):
         self._state()
         for key in [k for k, r in self._homes.items() if r == replica_id]:
             del self._homes[key]
+        self._homes_per_replica.pop(replica_id, None)
         for rid in [rid for rid, (r, _) in self._routed.items() if r == replica_id]:
             del self._routed[rid]
