@@ -136,6 +136,8 @@ def main() -> None:
     parser.add_argument("--latency-requests", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5, help="alternating (b)/(c) rounds; the median c/b counts")
     a = parser.parse_args()
+    if a.rounds < 1:
+        parser.error("--rounds must be at least 1")
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(a.sessions)]
 
     print(f"machine: {platform.machine()} cpus={os.cpu_count()}; sessions={a.sessions} replicas={a.replicas} "

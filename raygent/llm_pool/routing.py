@@ -47,20 +47,16 @@ class ConversationRouter(RequestRouter):
         self._routed: dict[str, tuple[ReplicaID, float]] = {}  # request id -> (replica, when)
         self._tried: dict[str, set[ReplicaID]] = {}  # request id -> replicas already offered
 
-    # -- state ------------------------------------------------------------------------------
-    def _state(self) -> None:
-        if not hasattr(self, "_homes"):  # Serve calls initialize_state; direct construction may not
-            self.initialize_state()
-
-    def _loads(self) -> dict[ReplicaID, int]:
-        loads: dict[ReplicaID, int] = {}
-        now = time.monotonic()
-        stale = [rid for rid, (_, when) in self._routed.items() if now - when > self.stale_after_s]
-        for rid in stale:  # a request whose completion never came back (cancelled before sending)
-            del self._routed[rid]
-            self._tried.pop(rid, None)
-        for replica, _ in self._routed.values():
-            loads[replica] = loads.get(replica, 0) + 1
+    # -- state (Serve calls initialize_state right after constructing the router) ---------------
+    def _loads(self) -> Counter[ReplicaID]:
+        loads: Counter[ReplicaID] = Counter()
+        oldest = time.monotonic() - self.stale_after_s
+        for rid, (replica, when) in list(self._routed.items()):
+            if when < oldest:  # a request whose completion never came back (cancelled before sending)
+                del self._routed[rid]
+                self._tried.pop(rid, None)
+            else:
+                loads[replica] += 1
         return loads
 
     def _home_of(self, key: str, candidates: list[RunningReplica]) -> RunningReplica | None:
@@ -89,14 +85,13 @@ class ConversationRouter(RequestRouter):
     # -- Serve's hooks -----------------------------------------------------------------------
     async def choose_replicas(self, candidate_replicas: list[RunningReplica],
                               pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
-        self._state()
         if not candidate_replicas:
             return []
         loads = self._loads()
         homes = self._homes_per_replica
 
         def rank(r: RunningReplica) -> tuple[int, int, float]:
-            return loads.get(r.replica_id, 0), homes[r.replica_id], random.random()
+            return loads[r.replica_id], homes[r.replica_id], random.random()
 
         if pending_request is None:
             return [sorted(candidate_replicas, key=rank)]
@@ -112,8 +107,7 @@ class ConversationRouter(RequestRouter):
         chosen = least
         if key:
             home = self._home_of(key, fresh)
-            if home is not None and loads.get(home.replica_id, 0) - loads.get(least.replica_id, 0) \
-                    <= self.imbalance_threshold:
+            if home is not None and loads[home.replica_id] - loads[least.replica_id] <= self.imbalance_threshold:
                 chosen = home
             self._remember(key, chosen.replica_id)
         tried.add(chosen.replica_id)
@@ -121,13 +115,11 @@ class ConversationRouter(RequestRouter):
         return [[chosen]]
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
-        self._state()
         self._routed.pop(internal_request_id, None)
         self._tried.pop(internal_request_id, None)
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
-        self._state()
         for key in [k for k, r in self._homes.items() if r == replica_id]:
             del self._homes[key]
         self._homes_per_replica.pop(replica_id, None)
