@@ -64,6 +64,21 @@ def _pids_of_uid(uid: int, *, zombies: bool = True) -> list[int]:
     return pids
 
 
+def _wait_exited(pids: set[int], *, timeout: float) -> None:
+    """Wait until every pid has exited (gone, or a zombie waiting for its parent)."""
+    deadline = time.monotonic() + timeout
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        for p in list(alive):
+            try:
+                if Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    alive.discard(p)
+            except (OSError, IndexError):
+                alive.discard(p)
+        if alive:
+            time.sleep(0.01)
+
+
 def _ns_pid(pid: int) -> int | None:
     """The process's pid inside its own (innermost) PID namespace, from /proc/PID/status."""
     try:
@@ -238,6 +253,9 @@ class KernelSession:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # a SIGKILLed process counts against the process limit until it has exited and been reaped;
+        # reaping before it has exited leaves a zombie that fails the next cell's thread or fork
+        _wait_exited(stopped, timeout=2.0)
         return len(stopped)
 
     async def reap(self) -> None:
@@ -254,6 +272,10 @@ class KernelSession:
                                           output_hook=hook)
         if token not in "".join(seen):
             raise RuntimeError("the kernel no longer publishes output")
+        for _ in range(50):  # orphans are reaped by the sandbox's init, a moment later
+            if not self.zombies():
+                break
+            await asyncio.sleep(0.01)
 
     def kill_all(self) -> int:
         """SIGKILL every process of the session's uid, the kernel included, fork bombs too.
