@@ -14,7 +14,7 @@ from raygent import Agent, runtime
 from raygent.llm_pool.scripted import ScriptedChatModel
 from raygent.schema import ToolCall
 from raygent.toolhub.artifacts import ArtifactStore
-from raygent.toolhub.base import Tool, tool
+from raygent.toolhub.base import Tool, ToolOutput, tool
 from raygent.toolhub.context import current_context
 from raygent.toolhub.hub import HubClient, HubSet, ToolHub, deploy_hub
 from raygent.toolhub.registry import ToolRegistry
@@ -205,6 +205,22 @@ async def test_seed_wrappers_are_tool_outputs_with_artifacts(tmp_path):
     result = await ToolHub("speech", [speak]).call("speak")
     assert result.ok and result.artifacts[0].kind == "audio" and result.artifacts[0].metadata["duration_s"] == 0.5
     assert result.output.startswith("<audio id=audio")
+
+
+async def test_a_tool_returning_a_bad_artifact_gets_an_error_result_and_the_hub_keeps_serving():
+    @tool
+    def draw(ok: bool = False) -> ToolOutput:
+        """Returns an artifact dict; without `ok` it has no uri."""
+        return ToolOutput("drawn", [{"kind": "image", "uri": "/tmp/x.png"} if ok else {"kind": "image"}])
+
+    hub = ToolHub("vision", [draw])
+    bad = await hub.call("draw")
+    # what the model and the user see: which tool, what is wrong, where
+    assert bad.error == "tool 'draw' returned an invalid artifact: Field required (at uri)" and bad.output is None
+    good = await hub.call("draw", {"ok": True})
+    assert good.ok and good.output == "drawn" and good.artifacts[0].uri == "/tmp/x.png"
+    rows = await hub.call_wire([("c1", "draw", {"ok": True}), ("c2", "draw", {})])  # the actor's form
+    assert rows[0]["artifacts"] == [good.artifacts[0].model_dump()] and rows[1]["error"].startswith("tool 'draw'")
 
 
 class _CountingProxy:

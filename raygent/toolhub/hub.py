@@ -22,10 +22,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from raygent.schema import Artifact, ToolCall, ToolResult, ToolSpec, new_id
+from raygent.schema import ToolCall, ToolResult, ToolSpec, new_id
 from raygent.toolhub.base import Tool
 from raygent.toolhub.context import _CURRENT, ToolContext, as_context
-from raygent.toolhub.registry import ToolRegistry
+from raygent.toolhub.registry import ToolRegistry, result_from_row
 
 ContextLike = ToolContext | dict[str, Any] | str | None
 
@@ -84,34 +84,40 @@ class ToolHub(ToolRegistry):
     async def call(self, name: str, arguments: dict[str, Any] | None = None, context: ContextLike = None, *,
                    call_id: str | None = None) -> ToolResult:
         """Validate and run one call; every failure comes back as a ToolResult with `error` set."""
-        call_id = call_id or new_id()
-        base = as_context(context)
+        return result_from_row(await self._run(name, arguments, as_context(context), call_id or new_id()))
+
+    async def _run(self, name: str, arguments: Any, context: ToolContext, call_id: str) -> dict[str, Any]:
         async with self._limit():
             self._in_flight += 1
             self._calls += 1
-            token = _CURRENT.set((base, call_id))
+            token = _CURRENT.set((context, call_id))
             try:
-                return await super().call(name, arguments, call_id)
+                return await self._execute(name, arguments, call_id)
             finally:
                 _CURRENT.reset(token)
                 self._in_flight -= 1
 
     async def call_many(self, calls: list[ToolCall], context: ContextLike = None) -> list[ToolResult]:
         """Run independent calls concurrently (within the hub's limit), results in call order."""
-        return list(await asyncio.gather(*(self.call(c.name, c.arguments, context, call_id=c.id) for c in calls)))
+        ctx = as_context(context)
+        return [result_from_row(row) for row in
+                await asyncio.gather(*(self._run(c.name, c.arguments, ctx, c.id) for c in calls))]
 
     async def call_wire(self, calls: list[tuple[str, str, dict[str, Any]]],
                         context: dict[str, Any] | str | None = None) -> list[dict[str, Any]]:
         """`call_many` in plain data, for the actor boundary: (id, name, arguments) in, ToolResult
-        dicts out. Ray serializes builtins much faster than pydantic objects (about 0.15 ms less per
-        direction per call on the benchmark machine)."""
+        rows out. Ray serializes builtins much faster than pydantic objects (about 0.15 ms less per
+        direction per call on the benchmark machine), and no ToolResult is built on this side."""
         ctx = as_context(context)  # once per batch, not per call
         if len(calls) == 1:  # the common case: no gather, no extra task
             cid, name, arguments = calls[0]
-            return [_wire(await self.call(name, arguments, ctx, call_id=cid))]
-        results = await asyncio.gather(*(self.call(name, arguments, ctx, call_id=cid)
-                                         for cid, name, arguments in calls))
-        return [_wire(r) for r in results]
+            rows = [await self._run(name, arguments, ctx, cid)]
+        else:
+            rows = await asyncio.gather(*(self._run(name, arguments, ctx, cid) for cid, name, arguments in calls))
+        for row in rows:
+            if row["artifacts"]:
+                row["artifacts"] = [a.model_dump() for a in row["artifacts"]]
+        return list(rows)
 
     async def idempotent_tools(self) -> list[str]:
         return [name for name, t in self._tools.items() if getattr(t, "idempotent", False)]
@@ -127,13 +133,6 @@ class ToolHub(ToolRegistry):
             closer = getattr(t, "aclose", None)
             if closer is not None:
                 await closer()
-
-
-def _wire(result: ToolResult) -> dict[str, Any]:
-    """A ToolResult as plain data (what `model_dump()` gives, in a third of the time)."""
-    return {"call_id": result.call_id, "name": result.name, "arguments": result.arguments, "output": result.output,
-            "error": result.error, "artifacts": [a.model_dump() for a in result.artifacts],
-            "duration_s": result.duration_s}
 
 
 def _actor_errors() -> tuple[type[BaseException], ...]:
@@ -287,12 +286,7 @@ class HubClient:
             return await self.proxy.call_many(calls, context)
         ctx = context.model_dump() if isinstance(context, ToolContext) else context
         rows = await wire([(c.id, c.name, c.arguments) for c in calls], ctx)
-        # rows are model_dump()s of validated ToolResults: rebuild without validating them again
-        return [ToolResult.model_construct(call_id=r["call_id"], name=r["name"], arguments=r["arguments"],
-                                           output=r["output"], error=r["error"], duration_s=r["duration_s"],
-                                           artifacts=[Artifact.model_construct(**a) for a in r["artifacts"]]
-                                           if r["artifacts"] else [])
-                for r in rows]
+        return [result_from_row(r) for r in rows]  # rows of validated results: no second validation
 
     async def _wait_until_back(self, timeout_s: float = 60.0) -> None:
         """After a crash, ping the hub until its restarted actor answers (or give up quietly: the

@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import jsonschema
+from pydantic import ValidationError
 
-from raygent.schema import ToolCall, ToolResult, ToolSpec, new_id
+from raygent.schema import Artifact, ToolCall, ToolResult, ToolSpec, new_id
 from raygent.toolhub.base import Tool, ToolOutput
 
 
@@ -86,6 +87,16 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(coro, timeout=timeout)
 
 
+def result_from_row(row: dict[str, Any]) -> ToolResult:
+    """A ToolResult from a row `ToolRegistry._execute` built (its fields are already checked);
+    artifacts are Artifacts, or their `model_dump()`s after crossing an actor boundary."""
+    return ToolResult.model_construct(
+        call_id=row["call_id"], name=row["name"], arguments=row["arguments"], output=row["output"],
+        error=row["error"], duration_s=row["duration_s"],
+        artifacts=[a if isinstance(a, Artifact) else Artifact.model_construct(**a) for a in row["artifacts"]]
+        if row["artifacts"] else [])
+
+
 class ToolRegistry:
     """Holds tools by name; validates and runs calls with per-tool timeouts."""
 
@@ -125,13 +136,17 @@ class ToolRegistry:
         return list(self._specs.values())
 
     async def call(self, name: str, arguments: dict[str, Any] | None = None, call_id: str | None = None) -> ToolResult:
+        return result_from_row(await self._execute(name, arguments, call_id or new_id()))
+
+    async def _execute(self, name: str, arguments: Any, call_id: str) -> dict[str, Any]:
+        """Validate and run one call; the outcome as a row (ToolResult's fields as plain data), which
+        `call` wraps and a hub actor returns as it is (no pydantic object per call on that path)."""
         arguments = {} if arguments is None else arguments
-        call_id = call_id or new_id()
         start = time.perf_counter()
 
-        def fail(message: str) -> ToolResult:
-            return ToolResult(call_id=call_id, name=name, arguments=arguments if isinstance(arguments, dict) else {},
-                              error=message, duration_s=time.perf_counter() - start)
+        def fail(message: str) -> dict[str, Any]:
+            return {"call_id": call_id, "name": name, "arguments": arguments if isinstance(arguments, dict) else {},
+                    "output": None, "error": message, "artifacts": [], "duration_s": time.perf_counter() - start}
 
         tool = self._tools.get(name)
         if tool is None:
@@ -147,12 +162,16 @@ class ToolRegistry:
             return fail(f"tool {name!r} timed out after {timeout:g} s")
         except Exception as exc:  # a tool's own failure is reported, never raised
             return fail(f"tool {name!r} failed: {type(exc).__name__}: {exc}")
+        artifacts: list[Artifact] = []
         if isinstance(output, ToolOutput):  # artifacts may come as dicts: let pydantic check them
-            return ToolResult(call_id=call_id, name=name, arguments=arguments, output=output.output,
-                              artifacts=output.artifacts, duration_s=time.perf_counter() - start)
-        # every field is already of its type (name and arguments were checked above): no re-validation
-        return ToolResult.model_construct(call_id=call_id, name=name, arguments=arguments, output=output,
-                                          error=None, artifacts=[], duration_s=time.perf_counter() - start)
+            try:
+                artifacts = [Artifact.model_validate(a) for a in output.artifacts]
+            except ValidationError as exc:
+                return fail(f"tool {name!r} returned an invalid artifact: {exc.errors()[0]['msg']} "
+                            f"(at {'.'.join(str(p) for p in exc.errors()[0]['loc']) or 'the artifact'})")
+            output = output.output
+        return {"call_id": call_id, "name": name, "arguments": arguments, "output": output, "error": None,
+                "artifacts": artifacts, "duration_s": time.perf_counter() - start}
 
     async def call_many(self, calls: list[ToolCall]) -> list[ToolResult]:
         """Run independent calls concurrently; results come back in the order of `calls`."""
