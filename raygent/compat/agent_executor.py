@@ -18,10 +18,12 @@ result shapes, so seed scripts port by changing imports. Differences from the se
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -86,9 +88,23 @@ class _LoopThread:
             if not future.done():  # the consumer stopped early
                 future.cancel()
 
-    def close(self) -> None:
+    def close(self, *closers: Any) -> None:
+        """Run the async `closers` (e.g. a model's `aclose`, whose HTTP session belongs to this loop)
+        on the loop, then stop it."""
+        if not self.thread.is_alive():
+            return
+        for closer in closers:
+            try:
+                self.run(closer())
+            except Exception as exc:  # closing is best effort: report, keep closing
+                logger.warning("closing %r failed: %s", closer, exc)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+
+
+def _async_closers(llm: Any) -> list[Any]:
+    closer = getattr(llm, "aclose", None)
+    return [closer] if closer is not None and inspect.iscoroutinefunction(closer) else []
 
 
 def _ensure_no_running_loop(method: str) -> None:
@@ -256,7 +272,8 @@ class AgentExecutor:
             kill(self._remote_llm)
         self._remote_llm = self._remote_tools = self._remote_tools_key = None
         if self._loop is not None:
-            self._loop.close()
+            self._closer.detach()
+            self._loop.close(*_async_closers(self.llm))
             self._loop = None
 
     # -- running ---------------------------------------------------------------------------
@@ -305,6 +322,9 @@ class AgentExecutor:
     def _loop_thread(self) -> _LoopThread:
         if self._loop is None:
             self._loop = _LoopThread()
+            # a script that never calls close(): the model's HTTP session is closed on its own loop
+            # when the executor is collected or the interpreter exits (no "Unclosed client session")
+            self._closer = weakref.finalize(self, self._loop.close, *_async_closers(self.llm))
         return self._loop
 
     def reset(self) -> None:
