@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import pickle
+import socket
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -69,6 +70,7 @@ class _ComponentHost:
     """The actor body: owns one component and forwards method calls to it."""
 
     _loop: asyncio.AbstractEventLoop | None = None
+    _lane_server: Any = None
 
     def __init__(self, factory: Any, args: tuple, kwargs: dict):
         self.component = factory(*args, **kwargs) if callable(factory) and inspect.isclass(factory) else factory
@@ -121,6 +123,16 @@ class _ComponentHost:
     def ping(self) -> int:
         return os.getpid()
 
+    async def open_socket_lane(self) -> dict[str, Any] | None:
+        """Serve calls over a Unix socket on this actor's event loop (see raygent.socket_lane);
+        the path, and the node, so that only a caller on the same node connects."""
+        if not hasattr(socket, "AF_UNIX"):
+            return None  # e.g. Windows
+        if self._lane_server is None:
+            self._lane_server = socket_lane_mod().LaneServer(self.invoke, _pack)
+        path = await self._lane_server.start()
+        return {"path": path, "node_id": _ray().get_runtime_context().get_node_id(), "pid": os.getpid()}
+
 
 class ActorProxy:
     """The component's interface, backed by a Ray actor. Every method is awaitable (or an async
@@ -130,6 +142,8 @@ class ActorProxy:
         self._handle = handle
         self._methods = methods
         self._name = name
+        # fast_lane: a Unix socket when the actor is on this node, else a compiled graph
+        self._socket = _SocketRoute(handle, name) if fast_lane else None
         self._lane = _FastLane(handle, name) if fast_lane else None
 
     @property
@@ -152,14 +166,17 @@ class ActorProxy:
                 return _stream(handle, method, args, kwargs)
             return stream_call
 
-        lane = self._lane
+        route, lane = self._socket, self._lane
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             try:
                 blob = _pack((method, args, kwargs))
             except Exception:  # e.g. ObjectRefs in the arguments: Ray's own serialiser handles them
                 return await handle.invoke.remote(method, args, kwargs)
-            if lane is not None and lane.available():
+            if route is not None and not route.disabled:
+                if route.available():
+                    return pickle.loads(await route.call(blob))
+            elif lane is not None and lane.available():
                 return pickle.loads(await lane.call(blob))
             return pickle.loads(await handle.invoke_packed.remote(blob))
         return call
@@ -171,12 +188,14 @@ class ActorProxy:
         return (ActorProxy, (self._handle, self._methods, self._name, self._lane is not None))
 
     def close_lane(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
         if self._lane is not None:
             self._lane.close()
 
 
 # strong references: a lane whose proxy was dropped still owns a live compiled graph to tear down
-_open_lanes: set[_FastLane] = set()
+_open_lanes: set[_FastLane | _SocketRoute] = set()
 _exit_hook_installed = False
 
 
@@ -203,6 +222,94 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def socket_lane_mod() -> Any:
+    from raygent import socket_lane
+
+    return socket_lane
+
+
+class _SocketRoute:
+    """The fast lane's first choice: calls over a Unix socket to an actor on this node (about
+    0.1 ms instead of 1.2-1.6 ms; see raygent.socket_lane). Found on the first call; an actor on
+    another node, or a platform without Unix sockets, disables it for good (the compiled graph
+    lane then takes over). When the actor dies with calls in flight they fail with
+    ComponentUnavailableError at once; the next call reconnects to the restarted actor (Ray's
+    call for the socket path waits for the restart) or, if it is gone, gets Ray's own error."""
+
+    def __init__(self, handle: Any, name: str | None):
+        self._handle = handle
+        self._name = name
+        self._lane: Any = None
+        self._connecting: asyncio.Future[Any] | None = None
+        self._pid = os.getpid()  # a forked child uses normal calls
+        self.disabled = False
+
+    def available(self) -> bool:
+        if self._lane is not None:
+            return self._lane.usable_here()
+        return _running_loop() is not None and os.getpid() == self._pid
+
+    async def call(self, blob: bytes) -> bytes:
+        lane = self._lane
+        if lane is None or not lane.connected:
+            lane = await self._connect()
+            if lane is None:  # not here after all, or the actor is gone: the normal path says why
+                return await self._handle.invoke_packed.remote(blob)
+        try:
+            return await lane.call(blob)
+        except socket_lane_mod().LaneClosedError as exc:
+            raise ComponentUnavailableError(
+                f"{self._name or 'actor'} became unreachable during a call ({exc}); the next call "
+                f"reconnects once Ray has restarted it") from exc
+
+    async def _connect(self) -> Any:
+        if self._connecting is not None:  # another call is connecting: share its result
+            return await asyncio.shield(self._connecting)
+        waiting = self._connecting = asyncio.get_running_loop().create_future()
+        lane = None
+        try:
+            lane = await self._open()
+        finally:
+            self._connecting = None
+            waiting.set_result(lane)
+        return lane
+
+    async def _open(self) -> Any:
+        ray = _ray()
+        try:
+            info = await self._handle.open_socket_lane.remote()
+        except ray.exceptions.RayActorError:
+            return None  # dead for good: the normal call raises Ray's error
+        except Exception as exc:  # noqa: BLE001 - e.g. an actor from an older raygent
+            return self._disable(f"the actor cannot open one ({type(exc).__name__}: {exc})")
+        if info is None:
+            return self._disable("no Unix sockets on this platform")
+        if info["node_id"] != ray.get_runtime_context().get_node_id():
+            return self._disable("the actor runs on another node")
+        lane = socket_lane_mod().SocketLane(info["path"])
+        try:
+            await lane.connect()
+        except OSError as exc:
+            return self._disable(f"cannot connect to {info['path']} ({exc})")
+        old, self._lane = self._lane, lane
+        if old is not None:
+            old.close()
+        _open_lanes.add(self)
+        return lane
+
+    def _disable(self, why: str) -> None:
+        log.info("socket lane to %s unavailable, using other calls: %s", self._name or "actor", why)
+        self.disabled = True
+        return None
+
+    def close(self) -> None:
+        self.disabled = True
+        _open_lanes.discard(self)
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            lane.close()
 
 
 class _FastLane:

@@ -142,8 +142,9 @@ def crash_always() -> str:
 
 
 @pytest.mark.ray
-async def test_crashed_hub_actor_restarts_and_retries_only_idempotent_calls(ray_cluster, tmp_path):
-    hub = deploy_hub("fragile", [crash_once, crash_always, whoami], num_cpus=0)
+@pytest.mark.parametrize("fast_lane", [False, True])
+async def test_crashed_hub_actor_restarts_and_retries_only_idempotent_calls(ray_cluster, tmp_path, fast_lane):
+    hub = deploy_hub("fragile", [crash_once, crash_always, whoami], num_cpus=0, fast_lane=fast_lane)
     assert isinstance(hub, HubClient)
     pid = (await hub.call("whoami")).output["pid"]
     assert pid != os.getpid()  # it runs in the actor
@@ -154,6 +155,8 @@ async def test_crashed_hub_actor_restarts_and_retries_only_idempotent_calls(ray_
     assert "not retried because the tool is not marked idempotent" in failed.error
     after = await hub.call("whoami", {}, "s1")
     assert after.ok and after.output["pid"] not in (pid, os.getpid())  # a restarted process serves on
+    if fast_lane:  # the calls went over the socket lane, reconnected after each restart
+        assert hub.proxy._socket._lane.calls >= 1
     runtime.kill(hub.proxy)
 
 

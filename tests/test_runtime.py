@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+import ray
 
 from raygent import Agent, runtime
 from raygent.llm_pool.scripted import ScriptedChatModel
@@ -123,35 +125,65 @@ def _flaky_component():
     return Flaky
 
 
-async def test_fast_lane_gives_the_same_run_as_normal_actor_calls(ray_cluster):
+@pytest.mark.parametrize("lane", ["socket", "compiled graph"])
+async def test_fast_lane_gives_the_same_run_as_normal_actor_calls(ray_cluster, lane):
     llm = runtime.deploy(ScriptedChatModel, SCRIPT, remote=True, fast_lane=True)
     tools = runtime.deploy(ToolRegistry, default_tools(), remote=True, fast_lane=True)
+    if lane == "compiled graph":  # what an actor on another node gets: no socket route
+        llm._socket.disabled = tools._socket.disabled = True
     result = await Agent(llm=llm, tools=tools).run("go")
     local = await Agent(llm=ScriptedChatModel(SCRIPT), tools=default_tools()).run("go")
     assert [c.model_dump() for c in result.tool_calls] == [c.model_dump() for c in local.tool_calls]
-    assert llm._lane._graph is not None  # the calls really went over the compiled graph
+    if lane == "socket":  # the calls really went over the Unix socket, and no graph was compiled
+        assert llm._socket._lane.calls >= 2 and tools._socket._lane.calls >= 1 and llm._lane._graph is None
+    else:
+        assert llm._lane._graph is not None and llm._socket._lane is None
     runtime.kill(llm)
     runtime.kill(tools)
 
 
-async def test_fast_lane_errors_and_death(ray_cluster):
+@pytest.mark.parametrize("lane", ["socket", "compiled graph"])
+async def test_fast_lane_errors_and_death(ray_cluster, lane):
     comp = runtime.deploy(_flaky_component(), remote=True, fast_lane=True, max_restarts=1)
+    comp._socket.disabled = lane == "compiled graph"
     assert await comp.echo({"a": [1, 2]}) == {"a": [1, 2]}
     # a component exception arrives as on the normal path, and the lane keeps working
-    with pytest.raises(ValueError, match="bad value from the component"):
+    with pytest.raises(ValueError, match="bad value from the component") as caught:
         await comp.fail()
+    if lane == "socket":  # the actor's traceback comes along, as Ray's error would carry it
+        assert "raised in the actor" in caught.value.__notes__[0] and "in fail" in caught.value.__notes__[0]
     assert await comp.echo("still here") == "still here"
-    # the actor dies mid-call: a clear error, never a hang; then normal calls reach the restarted actor
+    # the actor dies mid-call: a clear error, never a hang; then calls reach the restarted actor
     with pytest.raises(runtime.ComponentUnavailableError, match="unreachable during a call"):
         await comp.die()
     assert await comp.echo("after restart") == "after restart"
+    if lane == "socket":  # a call during the restart takes Ray's path; a later one reconnects
+        for i in range(3):
+            assert await comp.echo(i) == i
+        assert comp._socket._lane.connected and comp._socket._lane.calls >= 1
     runtime.kill(comp)
+    # killed for good: Ray's own error, as without the lane
+    with pytest.raises(ray.exceptions.RayActorError):
+        await comp.echo("gone")
 
 
-async def test_concurrent_calls_do_not_queue_behind_the_lane(ray_cluster):
+async def test_concurrent_calls_share_the_socket_lane(ray_cluster):
     import asyncio
 
     comp = runtime.deploy(_flaky_component(), remote=True, fast_lane=True)
+    results = await asyncio.gather(*(comp.echo(i) for i in range(20)))
+    assert results == list(range(20))
+    big = os.urandom(6 << 20)  # larger than the socket buffers: framing and back-pressure
+    assert await comp.echo(big) == big
+    assert comp._socket._lane.calls == 21  # multiplexed on one connection, nothing took Ray's path
+    runtime.kill(comp)
+
+
+async def test_concurrent_calls_do_not_queue_behind_the_compiled_lane(ray_cluster):
+    import asyncio
+
+    comp = runtime.deploy(_flaky_component(), remote=True, fast_lane=True)
+    comp._socket.disabled = True
     results = await asyncio.gather(*(comp.echo(i) for i in range(20)))
     assert results == list(range(20))
     runtime.kill(comp)

@@ -136,11 +136,15 @@ class ToolHub(ToolRegistry):
 
 
 def _actor_errors() -> tuple[type[BaseException], ...]:
+    """What a call raises when the hub's actor died under it: Ray's error on the normal path,
+    ComponentUnavailableError on the fast lane."""
+    from raygent.runtime import ComponentUnavailableError
+
     try:
         from ray.exceptions import RayActorError
     except ImportError:  # pragma: no cover - ray is a core dependency
-        return ()
-    return (RayActorError,)
+        return (ComponentUnavailableError,)
+    return (RayActorError, ComponentUnavailableError)
 
 
 class HubClient:

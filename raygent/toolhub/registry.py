@@ -7,7 +7,6 @@ its timeout) becomes a ToolResult with `error` set, so one bad call never stops 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from raygent.schema import Artifact, ToolCall, ToolResult, ToolSpec, new_id
 from raygent.toolhub.base import Tool, ToolOutput
+from raygent.toolhub.deadlines import run_with_deadline
 
 
 # keywords that draft-07 (fastjsonschema) does not know: schemas using them get only the full validator
@@ -76,15 +76,6 @@ def validation_error(spec: ToolSpec, arguments: Any, validator: Any = None) -> s
         (f"'{'.'.join(str(p) for p in e.path)}': " if e.path else "") + e.message for e in problems[:5]
     )
     return f"invalid arguments for tool {spec.name!r}: {details}. Expected parameters schema: {spec.parameters}"
-
-
-if sys.version_info >= (3, 11):
-    async def _run_with_timeout(coro: Any, timeout: float) -> Any:
-        async with asyncio.timeout(timeout):  # no extra task per call, unlike wait_for on 3.11
-            return await coro
-else:  # pragma: no cover - Python 3.10
-    async def _run_with_timeout(coro: Any, timeout: float) -> Any:
-        return await asyncio.wait_for(coro, timeout=timeout)
 
 
 def result_from_row(row: dict[str, Any]) -> ToolResult:
@@ -157,7 +148,7 @@ class ToolRegistry:
             return fail(problem)
         timeout = spec.timeout_s or self.default_timeout_s
         try:
-            output = await _run_with_timeout(tool.call(**arguments), timeout)
+            output = await run_with_deadline(tool.call(**arguments), timeout)
         except asyncio.TimeoutError:
             return fail(f"tool {name!r} timed out after {timeout:g} s")
         except Exception as exc:  # a tool's own failure is reported, never raised
