@@ -3,8 +3,8 @@
 A Ray actor call costs 1.2-1.6 ms round trip on a 2-core machine (task submission, gRPC, thread
 hops on both sides); a framed message over a Unix socket, served on the actor's own event loop,
 costs under 0.1 ms. Ray still places, restarts and kills the actor: the lane only carries calls
-(`ActorProxy` with `fast_lane=True`), so a component sees exactly the calls it would see through
-Ray, on the same event loop.
+(every `ActorProxy` to an actor on its node, unless `fast_lane=False`), so a component sees
+exactly the calls it would see through Ray, on the same event loop.
 
 Wire: request `!QI` (request id, length) + pickle of (method, args, kwargs); reply `!QBI`
 (request id, status 0 = value / 1 = exception, length) + pickle. Requests are multiplexed: many
@@ -134,7 +134,10 @@ class SocketLane:
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
+        writer, loop = self._writer, self._loop
+        if writer is None or loop is None:
+            return False
+        return not writer.is_closing() and not loop.is_closed()
 
     def usable_here(self) -> bool:
         if os.getpid() != self._pid:
@@ -143,7 +146,8 @@ class SocketLane:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
-        return self._loop is None or self._loop is loop
+        # a loop that has ended (asyncio.run returned) gives its place to the next one
+        return self._loop is None or self._loop is loop or self._loop.is_closed()
 
     async def connect(self) -> None:
         reader, self._writer = await asyncio.open_unix_connection(self.path)
