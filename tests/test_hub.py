@@ -261,6 +261,15 @@ async def test_coalesced_calls_survive_a_cancelled_leader_and_mixed_contexts():
     assert [r.output for r in await asyncio.gather(*followers)] == [2, 3, 4, 5, 6]
     with pytest.raises(asyncio.CancelledError):
         await leader
+    # cancelled later, while its batch is at the actor: the others still get their results
+    leader = asyncio.ensure_future(client.call("add", {"a": 0, "b": 1}))
+    followers = [asyncio.ensure_future(client.call("add", {"a": i, "b": 1})) for i in range(1, 4)]
+    await asyncio.sleep(0.005)  # the batch is in its 10 ms round trip
+    assert proxy.round_trips == 2  # one per batch so far
+    leader.cancel()
+    assert [r.output for r in await asyncio.gather(*followers)] == [2, 3, 4]
+    with pytest.raises(asyncio.CancelledError):
+        await leader
     # calls for two sessions made together: each session's batch runs under its own context
     results = await asyncio.gather(*(client.call("add", {"a": i, "b": 0}, context=f"s{i % 2}") for i in range(6)))
     assert [r.output for r in results] == list(range(6))

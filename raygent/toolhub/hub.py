@@ -147,6 +147,10 @@ def _actor_errors() -> tuple[type[BaseException], ...]:
     return (RayActorError, ComponentUnavailableError)
 
 
+WireCall = tuple[str, str, Any]  # (call id, tool name, arguments): a call as it crosses to the actor
+_Waiting = tuple[WireCall, ContextLike, "asyncio.Future[ToolResult]"]
+
+
 class HubClient:
     """The caller's side of a hub actor, with the retry policy for crashes.
 
@@ -162,10 +166,11 @@ class HubClient:
         self._idempotent: set[str] | None = None
         self._domain: str | None = None
         self._recovering = False  # set after a crash: wait for the restarted actor before sending calls
-        self._pending: list[tuple[ToolCall, ContextLike, asyncio.Future[ToolResult]]] = []
-        self._gathering: list[tuple[ToolCall, ContextLike, asyncio.Future[ToolResult]]] | None = None
+        self._pending: list[_Waiting] = []
+        self._gathering: list[_Waiting] | None = None
         self._in_flight = 0
         self._wire: bool | None = None  # whether the remote side has `call_wire` (None: not known yet)
+        self._sending: set[asyncio.Task[None]] = set()
 
     @property
     def actor_name(self) -> str | None:
@@ -186,7 +191,7 @@ class HubClient:
     async def close(self) -> None:
         await self.proxy.close()
 
-    def _crash_result(self, call: ToolCall, exc: BaseException, *, retried: int, idempotent: bool,
+    def _crash_result(self, call: WireCall, exc: BaseException, *, retried: int, idempotent: bool,
                       started: float) -> ToolResult:
         where = f"the {self._domain!r} tool hub actor" if self._domain else "the tool hub actor"
         if idempotent:
@@ -194,8 +199,9 @@ class HubClient:
         else:
             why = ("it crashed during the call; not retried because the tool is not marked idempotent "
                    "(it may have run partly). The hub is restarted for later calls")
-        return ToolResult(call_id=call.id, name=call.name, arguments=call.arguments,
-                          error=f"tool {call.name!r} did not finish: {where} died ({type(exc).__name__}); {why}",
+        call_id, name, arguments = call
+        return ToolResult(call_id=call_id, name=name, arguments=arguments if isinstance(arguments, dict) else {},
+                          error=f"tool {name!r} did not finish: {where} died ({type(exc).__name__}); {why}",
                           duration_s=time.perf_counter() - started)
 
     async def call(self, name: str, arguments: dict[str, Any] | None = None, context: ContextLike = None, *,
@@ -204,26 +210,24 @@ class HubClient:
         are coalesced into one `call_many` round trip to the actor."""
         if not isinstance(name, str):
             raise TypeError(f"tool name must be a string, got {type(name).__name__}")
-        # the hub validates the arguments against the tool's schema: no pydantic pass here
-        call = ToolCall.model_construct(id=call_id or new_id(), name=name,
-                                        arguments={} if arguments is None else arguments)
-        loop = asyncio.get_running_loop()
+        # no ToolCall is built: the hub validates the arguments against the tool's schema
+        call = (call_id or new_id(), name, {} if arguments is None else arguments)
         if self._gathering is not None:  # a leader is collecting this tick's calls: join its batch
-            future: asyncio.Future[ToolResult] = loop.create_future()
+            future: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
             self._gathering.append((call, context, future))
             return await future
         if not self._in_flight:
             return await self._lead(call, context)
-        future = loop.create_future()
+        future = asyncio.get_running_loop().create_future()
         self._pending.append((call, context, future))
         if len(self._pending) == 1:
-            loop.call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._flush)
         return await future
 
-    async def _lead(self, call: ToolCall, context: ContextLike) -> ToolResult:
+    async def _lead(self, call: WireCall, context: ContextLike) -> ToolResult:
         """An idle client's first call yields once (one loop iteration, not a timer), so that the
         calls made in the same tick (`asyncio.gather` of many `call`s) join it in one round trip."""
-        batch: list[tuple[ToolCall, ContextLike, asyncio.Future[ToolResult]]] = []
+        batch: list[_Waiting] = []
         self._gathering = batch
         try:
             await asyncio.sleep(0)
@@ -234,27 +238,36 @@ class HubClient:
                 self._flush()
             raise
         self._gathering = None
-        key = _context_key(context)
-        mine = [item for item in batch if _context_key(item[1]) == key]
-        others = [item for item in batch if _context_key(item[1]) != key]
-        if others:
-            self._pending.extend(others)
-            self._flush()
+        if batch and not (context is None and all(item[1] is None for item in batch)):
+            key = _context_key(context)
+            others = [item for item in batch if _context_key(item[1]) != key]
+            if others:
+                batch = [item for item in batch if _context_key(item[1]) == key]
+                self._pending.extend(others)
+                self._flush()
+        if not batch:  # a lone call: no task, no future
+            return (await self._call_wire_many([call], context))[0]
+        # the batch goes in its own task: cancelling the leader abandons only the leader's result
         own: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
-        await self._send([(call, context, own)] + mine)
-        return own.result()
+        self._spawn(self._send([(call, context, own)] + batch))
+        return await own
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        groups: dict[str, list[tuple[ToolCall, ContextLike, asyncio.Future[ToolResult]]]] = {}
+        groups: dict[str, list[_Waiting]] = {}
         for item in pending:  # one batch per context: a batch runs under a single context
             groups.setdefault(_context_key(item[1]), []).append(item)
         for items in groups.values():
-            asyncio.ensure_future(self._send(items))
+            self._spawn(self._send(items))
 
-    async def _send(self, items: list[tuple[ToolCall, ContextLike, asyncio.Future[ToolResult]]]) -> None:
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._sending.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, items: list[_Waiting]) -> None:
         try:
-            results = await self.call_many([c for c, _, _ in items], items[0][1])
+            results = await self._call_wire_many([c for c, _, _ in items], items[0][1])
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
             for _, _, future in items:
                 if not future.done():
@@ -267,6 +280,9 @@ class HubClient:
     async def call_many(self, calls: list[ToolCall], context: ContextLike = None) -> list[ToolResult]:
         if not calls:
             return []
+        return await self._call_wire_many([(c.id, c.name, c.arguments) for c in calls], context)
+
+    async def _call_wire_many(self, calls: list[WireCall], context: ContextLike) -> list[ToolResult]:
         errors = _actor_errors()
         if self._recovering:
             await self._wait_until_back()
@@ -280,16 +296,17 @@ class HubClient:
         finally:
             self._in_flight -= 1
         idempotent = await self._safe_flags()
-        return list(await asyncio.gather(*(self._retry_one(c, context, first_error, c.name in idempotent, started)
+        return list(await asyncio.gather(*(self._retry_one(c, context, first_error, c[1] in idempotent, started)
                                            for c in calls)))
 
-    async def _remote_call_many(self, calls: list[ToolCall], context: ContextLike) -> list[ToolResult]:
+    async def _remote_call_many(self, calls: list[WireCall], context: ContextLike) -> list[ToolResult]:
         wire = getattr(self.proxy, "call_wire", None) if self._wire is not False else None
         if wire is None:  # a plain registry behind the proxy
             self._wire = False
-            return await self.proxy.call_many(calls, context)
+            return await self.proxy.call_many(
+                [ToolCall.model_construct(id=cid, name=name, arguments=args) for cid, name, args in calls], context)
         ctx = context.model_dump() if isinstance(context, ToolContext) else context
-        rows = await wire([(c.id, c.name, c.arguments) for c in calls], ctx)
+        rows = await wire(calls, ctx)
         return [result_from_row(r) for r in rows]  # rows of validated results: no second validation
 
     async def _wait_until_back(self, timeout_s: float = 60.0) -> None:
@@ -314,7 +331,7 @@ class HubClient:
                 await asyncio.sleep(self.retry_delay_s * (attempt + 1))
         return set()  # the hub does not come back: nothing is retried
 
-    async def _retry_one(self, call: ToolCall, context: ContextLike, error: BaseException, idempotent: bool,
+    async def _retry_one(self, call: WireCall, context: ContextLike, error: BaseException, idempotent: bool,
                          started: float) -> ToolResult:
         if not idempotent:
             return self._crash_result(call, error, retried=0, idempotent=False, started=started)
