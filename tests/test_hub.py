@@ -6,18 +6,19 @@ import asyncio
 import io
 import json
 import os
+import pickle
 import wave
 
 import pytest
 
 from raygent import Agent, runtime
 from raygent.llm_pool.scripted import ScriptedChatModel
-from raygent.schema import ToolCall
+from raygent.schema import ToolCall, ToolResult
 from raygent.toolhub.artifacts import ArtifactStore
 from raygent.toolhub.base import Tool, ToolOutput, tool
 from raygent.toolhub.context import current_context
 from raygent.toolhub.hub import HubClient, HubSet, ToolHub, deploy_hub
-from raygent.toolhub.registry import ToolRegistry
+from raygent.toolhub.registry import ToolRegistry, result_from_row
 from raygent.toolhub.wrappers import AudioWrapper, ImageWrapper, VideoWrapper
 
 
@@ -302,3 +303,18 @@ def test_compiled_validator_agrees_with_jsonschema():
     for args in cases:  # the fast check may only say yes where jsonschema says yes
         assert not compiled.quick_ok(args) or full.is_valid(args), args
     assert CompiledValidator({"type": "object", "properties": {"p": {"prefixItems": []}}}).fast is None
+
+
+def test_a_result_built_from_a_row_is_the_validated_result():
+    """The fast path behind every hub result must give exactly what pydantic would."""
+    def row():
+        return {"call_id": "c1", "name": "draw", "arguments": {"x": 1}, "output": {"ok": True}, "error": None,
+                "artifacts": [{"uri": "/tmp/a.png", "mime_type": "image/png", "kind": "image"}], "duration_s": 0.5}
+
+    fast, checked = result_from_row(row()), ToolResult.model_validate(row())
+    assert fast == checked and fast.model_dump() == checked.model_dump()
+    assert fast.model_fields_set == checked.model_fields_set and repr(fast) == repr(checked)
+    assert type(fast.artifacts[0]).__name__ == "Artifact" and pickle.loads(pickle.dumps(fast)) == fast
+    assert fast.model_copy(update={"error": "x"}).ok is False and fast.ok
+    partial = {"call_id": "c2", "name": "t", "arguments": {}, "output": 1, "error": None, "artifacts": []}
+    assert result_from_row(partial).duration_s == 0.0  # a row missing a field takes model_construct
