@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import socket
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -218,12 +219,14 @@ class ActorProxy:
 
 
 # strong references: a lane whose proxy was dropped still owns a live compiled graph to tear down
-_open_lanes: set[_FastLane | _SocketRoute] = set()
+_open_lanes: set[_FastLane] = set()
+# weak ones for socket routes: a dropped proxy closes its connection (see _SocketRoute._open)
+_open_routes: weakref.WeakSet[_SocketRoute] = weakref.WeakSet()
 _exit_hook_installed = False
 
 
 def _close_all_lanes() -> None:
-    for lane in list(_open_lanes):
+    for lane in [*_open_lanes, *_open_routes]:
         lane.close()
 
 
@@ -268,6 +271,7 @@ class _SocketRoute:
         self._lane: Any = None
         self._connecting: asyncio.Future[Any] | None = None
         self._pid = os.getpid()  # a forked child uses normal calls
+        self._closer: weakref.finalize | None = None
         self.disabled = False
 
     def available(self) -> bool:
@@ -322,7 +326,13 @@ class _SocketRoute:
         old, self._lane = self._lane, lane
         if old is not None:
             old.close()
-        _open_lanes.add(self)
+        # the connection lives as long as this route: its reader task keeps the SocketLane alive,
+        # so without this a dropped proxy (e.g. one unpickled per request) would leak a socket on
+        # both ends
+        if self._closer is not None:
+            self._closer.detach()
+        self._closer = weakref.finalize(self, lane.close)
+        _open_routes.add(self)
         return lane
 
     def _disable(self, why: str) -> None:
@@ -332,7 +342,10 @@ class _SocketRoute:
 
     def close(self) -> None:
         self.disabled = True
-        _open_lanes.discard(self)
+        _open_routes.discard(self)
+        if self._closer is not None:
+            self._closer.detach()
+            self._closer = None
         lane, self._lane = self._lane, None
         if lane is not None:
             lane.close()
