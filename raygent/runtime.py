@@ -167,7 +167,7 @@ class ActorProxy:
         self._resend = resend_on_death
         # a Unix socket when the actor is on this node (unless fast_lane=False); for an actor on
         # another node, a compiled graph with fast_lane=True, plain actor calls otherwise
-        self._socket = _SocketRoute(handle, name, resend_on_death) if fast_lane is not False else None
+        self._socket = _socket_route(handle, name, resend_on_death) if fast_lane is not False else None
         self._lane = _FastLane(handle, name) if fast_lane else None
 
     @property
@@ -225,6 +225,20 @@ _open_routes: weakref.WeakSet[_SocketRoute] = weakref.WeakSet()
 _exit_hook_installed = False
 
 
+_routes_by_actor: weakref.WeakValueDictionary[tuple[Any, bool], _SocketRoute] = weakref.WeakValueDictionary()
+
+
+def _socket_route(handle: Any, name: str | None, resend_on_death: bool) -> _SocketRoute:
+    """The route to this actor shared by every proxy of it in this process (several `deploy(...,
+    get_if_exists=True)` calls, proxies unpickled per request): one connection per actor, and a
+    new proxy's first call skips the Ray call that opens a lane."""
+    key = (handle, resend_on_death)  # an actor handle hashes and compares by actor id
+    route = _routes_by_actor.get(key)
+    if route is None or route.closed:
+        route = _routes_by_actor[key] = _SocketRoute(handle, name, resend_on_death)
+    return route
+
+
 def _close_all_lanes() -> None:
     for lane in [*_open_lanes, *_open_routes]:
         lane.close()
@@ -272,6 +286,7 @@ class _SocketRoute:
         self._connecting: asyncio.Future[Any] | None = None
         self._pid = os.getpid()  # a forked child uses normal calls
         self._closer: weakref.finalize | None = None
+        self._closed = False
         self.disabled = False
 
     def available(self) -> bool:
@@ -340,8 +355,12 @@ class _SocketRoute:
         self.disabled = True
         return None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        self.disabled = True
+        self.disabled = self._closed = True
         _open_routes.discard(self)
         if self._closer is not None:
             self._closer.detach()
@@ -564,8 +583,25 @@ def is_remote(component: Any) -> bool:
     return isinstance(component, ActorProxy)
 
 
-def kill(component: Any, *, no_restart: bool = True) -> None:
-    """Kill the actor behind a proxy (for tests and clean-up); in-process components are ignored."""
+def kill(component: Any, *, no_restart: bool = True, wait_s: float = 10.0) -> None:
+    """Kill the actor behind a proxy (for tests and clean-up); in-process components are ignored.
+
+    `ray.kill` only asks for the kill: a call made right after it may still be served. With
+    `no_restart`, this waits (up to `wait_s`) until the actor answers no more, so that the next
+    call surely gets Ray's error."""
     if isinstance(component, ActorProxy):
         component.close_lane()
-        _ray().kill(component.actor_handle, no_restart=no_restart)
+        ray = _ray()
+        handle = component.actor_handle
+        ray.kill(handle, no_restart=no_restart)
+        if not no_restart:
+            return
+        import time
+
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                ray.get(handle.__ray_ready__.remote(), timeout=max(0.01, deadline - time.monotonic()))
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                return
+            time.sleep(0.01)
