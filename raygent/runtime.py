@@ -271,10 +271,10 @@ def socket_lane_mod() -> Any:
 
 
 class _SocketRoute:
-    """The fast lane's first choice: calls over a Unix socket to an actor on this node (about
+    """Every proxy's first choice: calls over a Unix socket to an actor on this node (about
     0.1 ms instead of 1.2-1.6 ms; see raygent.socket_lane). Found on the first call; an actor on
-    another node, or a platform without Unix sockets, disables it for good (the compiled graph
-    lane then takes over). When the actor dies with calls in flight they fail with
+    another node, or a platform without Unix sockets, disables it for good (Ray calls, or the
+    compiled graph with `fast_lane=True`, then take over). When the actor dies with calls in flight they fail with
     ComponentUnavailableError at once; the next call reconnects to the restarted actor (Ray's
     call for the socket path waits for the restart) or, if it is gone, gets Ray's own error."""
 
