@@ -174,7 +174,16 @@ def _start_serve() -> None:
 
     from raygent import runtime
 
-    runtime.init(log_to_driver=False)
+    for attempt in range(3):  # Ray 2.60 restarted in one process now and then never starts its GCS
+        try:
+            runtime.init(log_to_driver=False)
+            break
+        except RuntimeError as exc:
+            print(f"starting Ray failed ({exc}); trying again")
+            runtime.shutdown()
+            time.sleep(2.0)
+    else:
+        raise RuntimeError("could not start Ray three times in a row")
     # agents reach the pool through handles here; the HTTP proxy (its own actor) is not started
     serve.start(proxy_location="Disabled")
 
