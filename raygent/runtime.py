@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import socket
+import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
@@ -596,8 +597,6 @@ def kill(component: Any, *, no_restart: bool = True, wait_s: float = 10.0) -> No
         ray.kill(handle, no_restart=no_restart)
         if not no_restart:
             return
-        import time
-
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             try:
