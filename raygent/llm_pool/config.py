@@ -276,7 +276,7 @@ def _transformers(c: ModelConfig) -> tuple[type[ChatModel], dict[str, Any]]:
                               "device": c.device, "device_map": c.device_map, "dtype": c.dtype,
                               "revision": c.revision, "model_name": c.name or None,
                               **_kw(c, "max_batch_size", "batch_wait_ms", "trust_remote_code", "chat_template",
-                                    "template_tools", "local_files_only", "model_kwargs")}
+                                    "batch_wait_max_ms", "template_tools", "local_files_only", "model_kwargs")}
     if c.format:
         kwargs["format"] = c.format
     return TransformersChatModel, {k: v for k, v in kwargs.items() if v is not None}
@@ -324,7 +324,7 @@ def _modelscope(c: ModelConfig) -> tuple[type[ChatModel], dict[str, Any]]:
                               "cache_dir": c.extras.get("cache_dir"), "device": c.device,
                               "device_map": c.device_map, "dtype": c.dtype, "model_name": c.name or None,
                               **_kw(c, "max_batch_size", "batch_wait_ms", "trust_remote_code", "chat_template",
-                                    "download", "template_tools", "model_kwargs")}
+                                    "batch_wait_max_ms", "download", "template_tools", "model_kwargs")}
     if c.format:
         kwargs["format"] = c.format
     return ModelScopeChatModel, {k: v for k, v in kwargs.items() if v is not None}
