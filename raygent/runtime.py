@@ -222,11 +222,8 @@ class ActorProxy:
 # strong references: a lane whose proxy was dropped still owns a live compiled graph to tear down
 _open_lanes: set[_FastLane] = set()
 # weak ones for socket routes: a dropped proxy closes its connection (see _SocketRoute._open)
-_open_routes: weakref.WeakSet[_SocketRoute] = weakref.WeakSet()
-_exit_hook_installed = False
-
-
 _routes_by_actor: weakref.WeakValueDictionary[tuple[Any, bool], _SocketRoute] = weakref.WeakValueDictionary()
+_exit_hook_installed = False
 
 
 def _socket_route(handle: Any, name: str | None, resend_on_death: bool) -> _SocketRoute:
@@ -241,7 +238,7 @@ def _socket_route(handle: Any, name: str | None, resend_on_death: bool) -> _Sock
 
 
 def _close_all_lanes() -> None:
-    for lane in [*_open_lanes, *_open_routes]:
+    for lane in [*_open_lanes, *_routes_by_actor.values()]:
         lane.close()
 
 
@@ -348,7 +345,6 @@ class _SocketRoute:
         if self._closer is not None:
             self._closer.detach()
         self._closer = weakref.finalize(self, lane.close)
-        _open_routes.add(self)
         return lane
 
     def _disable(self, why: str) -> None:
@@ -362,7 +358,6 @@ class _SocketRoute:
 
     def close(self) -> None:
         self.disabled = self._closed = True
-        _open_routes.discard(self)
         if self._closer is not None:
             self._closer.detach()
             self._closer = None

@@ -49,6 +49,14 @@ def session_uid(session_id: str) -> int:
     return _UID_BASE + digest % _UID_SPAN
 
 
+def _proc_state(pid: int | str) -> str | None:
+    """The state letter in /proc/PID/stat (R, S, T, Z, X, ...); None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def _pids_of_uid(uid: int, *, zombies: bool = True) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -56,11 +64,11 @@ def _pids_of_uid(uid: int, *, zombies: bool = True) -> list[int]:
             try:
                 if entry.stat().st_uid != uid:
                     continue
-                if not zombies and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-                pids.append(int(entry.name))
             except OSError:
                 continue
+            if not zombies and _proc_state(entry.name) in ("Z", None):
+                continue
+            pids.append(int(entry.name))
     return pids
 
 
@@ -69,12 +77,7 @@ def _wait_exited(pids: set[int], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     alive = set(pids)
     while alive and time.monotonic() < deadline:
-        for p in list(alive):
-            try:
-                if Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    alive.discard(p)
-            except (OSError, IndexError):
-                alive.discard(p)
+        alive = {p for p in alive if _proc_state(p) not in (None, "Z", "X")}
         if alive:
             time.sleep(0.01)
 
