@@ -10,7 +10,9 @@ Each replica/process gets `--threads` llama.cpp threads (R x threads should equa
 (its speed was measured swinging 15 % between minutes); each round gives a c/b, and the median
 decides. Prints generated tokens/s for each, the ratios c/a and c/b (goal c/b >= 0.95), and Serve's added
 latency per request measured with a zero-time scripted model (pool round trip minus an in-process
-call; goal < 10 ms).
+call; goal < 10 ms). On Linux each timed part also prints where the CPU went (from /proc): the
+model processes, Ray's and Serve's own processes, and the capacity left idle (cores x seconds),
+which is what separates c from b.
 
 Run: .venv/bin/python benchmarks/llm_pool.py [--sessions 8] [--replicas 2] [--threads 1] [--rounds 5]
 """
@@ -27,6 +29,47 @@ import time
 
 QUESTIONS = ["What is 17*23?", "What is 1234+4321?", "What is 99*99?", "What is 2**10?", "What is 365*24?",
              "What is 81/9?", "What is 250-175?", "What is 12*12*12?", "What is 7*8*9?", "What is 1000-1?"]
+
+
+def _cpu_seconds() -> dict[int, tuple[str, float]]:
+    """pid -> (command line, user + system CPU seconds) of every process; {} where /proc is absent."""
+    found: dict[int, tuple[str, float]] = {}
+    if not os.path.isdir("/proc"):
+        return found
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        found[int(pid)] = (command, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def _cpu_report(before: dict[int, tuple[str, float]], elapsed: float, model_marker: str) -> str:
+    """Where the machine's CPU went since `before`: model processes, Ray's own processes, idle."""
+    after = _cpu_seconds()
+    if not after:
+        return "CPU accounting needs /proc"
+    capacity = (os.cpu_count() or 1) * elapsed
+    shares = {"model": 0.0, "ray": 0.0, "other": 0.0}
+    for pid, (command, seconds) in after.items():
+        used = seconds - before.get(pid, (command, 0.0))[1]
+        kind = ("model" if model_marker in command or pid in _WORKER_PIDS else
+                "ray" if "ray" in command else "other")
+        shares[kind] += max(used, 0.0)
+    idle = max(capacity - sum(shares.values()), 0.0)
+    return (f"CPU: model processes {100 * shares['model'] / capacity:.1f} %, Ray/Serve processes "
+            f"{100 * shares['ray'] / capacity:.1f} %, other (incl. this driver) {100 * shares['other'] / capacity:.1f} %, "
+            f"idle {100 * idle / capacity:.1f} %")
+
+
+_WORKER_PIDS: set[int] = set()  # the (b) worker processes of the current round
+_LAST_CPU = [""]  # the CPU report of the last timed part
 
 
 def _model(threads: int, n_ctx: int):
@@ -79,27 +122,37 @@ def raw_processes(questions: list[str], processes: int, threads: int, n_ctx: int
     # each process loads its model before the timer starts (the pool's replicas are loaded before
     # serving too); until 2026-11-24 14:40 the timed part loaded a second copy, slowing (b) by seconds
     with mp.get_context("spawn").Pool(processes, initializer=_load_worker, initargs=(threads, n_ctx)) as pool:
-        pool.map(_ready, range(processes), chunksize=1)  # every initializer has finished
+        _WORKER_PIDS.clear()
+        _WORKER_PIDS.update(pool.map(_ready, range(processes), chunksize=1))  # every initializer has finished
+        before = _cpu_seconds()
         start = time.perf_counter()
         tokens = _sum(pool.map(_worker, shares, chunksize=1))
-    return time.perf_counter() - start, tokens
+        elapsed = time.perf_counter() - start
+        _LAST_CPU[0] = _cpu_report(before, elapsed, model_marker="\0")
+    return elapsed, tokens
 
 
-def _ready(_: int) -> bool:
+def _ready(_: int) -> int:
     time.sleep(0.5)  # holds this worker, so that each process takes one of these tasks
-    return _LOADED is not None
+    assert _LOADED is not None
+    return os.getpid()
 
 
-async def through_pool(questions: list[str], replicas: int, threads: int, n_ctx: int) -> tuple[float, int]:
+async def through_pool(questions: list[str], replicas: int, threads: int, n_ctx: int,
+                       imbalance_threshold: int) -> tuple[float, int]:
     from raygent.llm_pool.llama_cpp import LlamaCppChatModel
     from raygent.llm_pool.pool import delete_model, serve_model
 
     pool = serve_model("bench-llm", LlamaCppChatModel, n_threads=threads, n_ctx=n_ctx, session_cache=8,
-                       pool={"num_replicas": replicas, "num_cpus": threads, "max_ongoing_requests": 8})
+                       pool={"num_replicas": replicas, "num_cpus": threads, "max_ongoing_requests": 8,
+                                                         "imbalance_threshold": imbalance_threshold})
     await asyncio.sleep(2.0)  # let the start-up work of the fresh Ray/Serve settle, as (b) waits for its workers
+    _WORKER_PIDS.clear()
+    before = _cpu_seconds()
     start = time.perf_counter()
     tokens = _sum(await asyncio.gather(*(_session(pool, q) for q in questions)))
     elapsed = time.perf_counter() - start
+    _LAST_CPU[0] = _cpu_report(before, elapsed, model_marker="ServeReplica")
     delete_model("bench-llm")
     return elapsed, tokens
 
@@ -134,6 +187,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads per replica/process")
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--latency-requests", type=int, default=300)
+    parser.add_argument("--imbalance-threshold", type=int, default=None,
+                        help="the pool's imbalance_threshold (default: the pool's own default)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating (b)/(c) rounds; the median c/b counts")
     a = parser.parse_args()
     if a.rounds < 1:
@@ -146,19 +201,24 @@ def main() -> None:
     print(f"(a) raw llama.cpp, 1 process x {a.threads * a.replicas} threads, sequential: "
           f"{ka} tokens in {ta:.1f} s = {ka / ta:.2f} tok/s (prompt tokens evaluated {pa - ca} of {pa})")
     ra = ka / ta
+    from raygent.llm_pool.pool import PoolConfig
+
+    threshold = PoolConfig().imbalance_threshold if a.imbalance_threshold is None else a.imbalance_threshold
     bs, cs = [], []
     for r in range(1, a.rounds + 1):
         tb, (kb, pb, cb) = raw_processes(questions, a.replicas, a.threads, a.n_ctx)
         print(f"(b) round {r}: raw llama.cpp, {a.replicas} processes x {a.threads} threads: {kb} tokens in "
               f"{tb:.1f} s = {kb / tb:.2f} tok/s (prompt tokens evaluated {pb - cb} of {pb})")
+        print("    " + _LAST_CPU[0])
         _start_serve()  # Ray runs only during (c): its background work must not slow (b) down
-        tc, (kc, pc, cc) = asyncio.run(through_pool(questions, a.replicas, a.threads, a.n_ctx))
+        tc, (kc, pc, cc) = asyncio.run(through_pool(questions, a.replicas, a.threads, a.n_ctx, threshold))
         if r == 1:  # in this Ray session: starting Ray once more at the end was seen to fail
             latency = asyncio.run(serve_added_latency(a.latency_requests))
         _stop_serve()
         print(f"(c) round {r}: pool, {a.replicas} Serve replicas x {a.threads} threads, concurrent sessions: "
               f"{kc} tokens in {tc:.1f} s = {kc / tc:.2f} tok/s (prompt tokens evaluated {pc - cc} of {pc}); "
               f"c/b = {(kc / tc) / (kb / tb):.2f}")
+        print("    " + _LAST_CPU[0])
         bs.append(kb / tb)
         cs.append(kc / tc)
     rc = statistics.median(cs)

@@ -3,11 +3,16 @@ pool tests run it inside Serve)."""
 
 from __future__ import annotations
 
+import asyncio
+import pickle
 from collections import Counter
 from types import SimpleNamespace
 
+import pytest
+
 from ray.serve._private.common import DeploymentHandleSource, DeploymentID, ReplicaID
 
+from raygent.llm_pool.pool import PooledLLM
 from raygent.llm_pool.routing import ConversationRouter
 
 DEPLOYMENT = DeploymentID(name="m", app_name="a")
@@ -24,8 +29,9 @@ def _replicas(n: int) -> list[SimpleNamespace]:
                             multiplexed_model_ids=set(), max_ongoing_requests=8) for i in range(n)]
 
 
-def _request(request_id: str, key: str | None) -> SimpleNamespace:
-    return SimpleNamespace(metadata=SimpleNamespace(internal_request_id=request_id, multiplexed_model_id=key or ""),
+def _request(request_id: str, key: str | None, method: str = "chat") -> SimpleNamespace:
+    return SimpleNamespace(metadata=SimpleNamespace(internal_request_id=request_id, multiplexed_model_id=key or "",
+                                                    call_method=method),
                            routing_context=SimpleNamespace(should_backoff=False))
 
 
@@ -43,6 +49,17 @@ async def test_a_burst_of_new_conversations_is_spread_evenly():
     freed = router._routed["q0"][0]
     router.on_request_completed(freed, "q0")
     assert await _route(router, replicas, _request("loose", None)) == freed.unique_id
+
+
+async def test_quick_calls_in_flight_do_not_skew_the_placement_of_chats():
+    # 8 agent runs started together: each asks for the model name, then chats. Before, the name
+    # requests still in flight counted as load and the chats were measured splitting 5 / 3.
+    router, replicas = _router(), _replicas(2)
+    for i in range(3):  # three quick calls, all still in flight
+        assert await _route(router, replicas, _request(f"name{i}", None, "get_model_name"))
+    assert not router._routed  # they add no load
+    placed = [await _route(router, replicas, _request(f"q{i}", f"conv{i}", "stream")) for i in range(8)]
+    assert Counter(placed) == {"r0": 4, "r1": 4}
 
 
 async def test_a_conversation_returns_home_until_home_is_much_busier():
@@ -97,3 +114,40 @@ async def test_conversation_counts_follow_moves_and_eviction():
     assert len(router._homes) == 3 and sum(router._homes_per_replica.values()) == 3
     counted = {r: n for r, n in router._homes_per_replica.items() if n}
     assert counted == dict(Counter(router._homes.values()))
+
+
+class _CountingHandle:
+    """A stand-in DeploymentHandle: counts `get_model_name` requests; each takes a moment."""
+
+    def __init__(self, fail_first: bool = False):
+        self.requests = 0
+        self.fail_first = fail_first
+        self.get_model_name = SimpleNamespace(remote=self._remote)
+
+    def options(self, **_):
+        return self
+
+    async def _remote(self):
+        self.requests += 1
+        await asyncio.sleep(0.01)
+        if self.fail_first and self.requests == 1:
+            raise ValueError("replica busy starting")
+        return "qwen-test"
+
+
+async def test_pooled_llm_asks_a_replica_for_the_model_name_once():
+    handle = _CountingHandle()
+    llm = PooledLLM(handle, name="m")
+    # 8 agent runs starting together each ask first; one request goes out, and none later
+    assert await asyncio.gather(*(llm.get_model_name() for _ in range(8))) == ["qwen-test"] * 8
+    assert await llm.get_model_name() == "qwen-test" and handle.requests == 1
+    copy = pickle.loads(pickle.dumps(llm))  # travels to actors without its task
+    assert await copy.get_model_name() == "qwen-test"
+
+
+async def test_a_failed_model_name_request_is_asked_again():
+    handle = _CountingHandle(fail_first=True)
+    llm = PooledLLM(handle, name="m")
+    with pytest.raises(ValueError, match="busy starting"):  # the caller sees the replica's error
+        await llm.get_model_name()
+    assert await llm.get_model_name() == "qwen-test" and handle.requests == 2

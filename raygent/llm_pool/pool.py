@@ -270,6 +270,11 @@ class PooledLLM(ChatModel):
         self.retries = retries
         self.name = name or getattr(handle, "deployment_name", "pool")
         self.model_name = self.name
+        self._served_name: str | None = None  # asked of a replica once
+        self._name_request: asyncio.Task[str] | None = None  # that request, shared by concurrent callers
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_name_request": None}  # a task belongs to this process's loop
 
     @classmethod
     def connect(cls, deployment: str, app_name: str | None = None, *, retries: int = 2) -> PooledLLM:
@@ -337,7 +342,20 @@ class PooledLLM(ChatModel):
                 await asyncio.sleep(0.05 * (attempt + 1))
 
     async def get_model_name(self) -> str:
-        return await self._call("get_model_name")
+        """The served model's name, asked of a replica once: every agent run asks for it first, and
+        8 runs started together sent 8 requests through the router before their first chat."""
+        if self._served_name is not None:
+            return self._served_name
+        loop = asyncio.get_running_loop()
+        request = self._name_request
+        if request is None or request.get_loop() is not loop:
+            request = self._name_request = loop.create_task(self._call("get_model_name"))
+        try:
+            self._served_name = await asyncio.shield(request)
+        finally:
+            if request.done() and self._name_request is request:
+                self._name_request = None  # a failed request is asked again by the next caller
+        return self._served_name
 
     async def count_tokens(self, messages: Sequence[Message]) -> int:
         return await self._call("count_tokens", list(messages))

@@ -7,8 +7,11 @@ new conversations by stale queue lengths: 8 agent sessions started together on 2
 measured landing 6 / 2, and the pool then ran at 0.78 of two plain processes. This router decides
 in the caller's process, from what the caller itself sent:
 
-* load of a replica = requests this router has routed to it that have not finished (counted the
-  moment a replica is chosen, so a burst routed in one tick is spread too);
+* load of a replica = generation requests (`chat`, `stream`) this router has routed to it that have
+  not finished (counted the moment a replica is chosen, so a burst routed in one tick is spread
+  too). Quick calls (`get_model_name`, `count_tokens`, ...) go to the least loaded replica but add
+  no load: 8 sessions started together each asked for the model name first, those calls were
+  still in flight when the sessions' first chats were placed, and the chats split 5 / 3;
 * a conversation (the handle's `multiplexed_model_id`, see `PooledLLM`) goes back to its home
   replica, the one that served its previous request here or that announces the key; unless that
   replica is busier than the least loaded one by more than `imbalance_threshold` requests, where
@@ -32,6 +35,9 @@ from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, R
 
 #: `RequestRouterConfig.request_router_class` for a pool deployment
 ROUTER_PATH = "raygent.llm_pool.routing.ConversationRouter"
+
+#: the replica methods whose requests count as load (they hold the model for seconds)
+GENERATION_METHODS = frozenset({"chat", "stream"})
 
 
 class ConversationRouter(RequestRouter):
@@ -111,7 +117,8 @@ class ConversationRouter(RequestRouter):
                 chosen = home
             self._remember(key, chosen.replica_id)
         tried.add(chosen.replica_id)
-        self._routed[request_id] = (chosen.replica_id, time.monotonic())
+        if pending_request.metadata.call_method in GENERATION_METHODS:
+            self._routed[request_id] = (chosen.replica_id, time.monotonic())
         return [[chosen]]
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
