@@ -2,6 +2,8 @@
 
 Uses the larger embedded option (Qwen2.5-Coder-1.5B-Instruct, `pip install 'raygent[llama-1_5b]'`):
 measured here, the 0.5B default answers after the first result instead of chaining a second call.
+The 1.5B chains this request because it spells out both calls; on requests that leave the steps
+implicit both embedded models mostly stop after the first result (benchmarks/multi_step.py).
 Pass another embedded name or a GGUF path as the first argument to compare.
 
 Run: .venv/bin/python examples/multi_step.py [MODEL]
