@@ -145,7 +145,7 @@ async def through_pool(questions: list[str], replicas: int, threads: int, n_ctx:
 
     pool = serve_model("bench-llm", LlamaCppChatModel, n_threads=threads, n_ctx=n_ctx, session_cache=8,
                        pool={"num_replicas": replicas, "num_cpus": threads, "max_ongoing_requests": 8,
-                                                         "imbalance_threshold": imbalance_threshold})
+                             "imbalance_threshold": imbalance_threshold})
     await asyncio.sleep(2.0)  # let the start-up work of the fresh Ray/Serve settle, as (b) waits for its workers
     _WORKER_PIDS.clear()
     before = _cpu_seconds()

@@ -64,11 +64,11 @@ def _ray() -> Any:
 #: Settings of an embedded local Ray (one node, started by this process, no dashboard), chosen
 #: because its background work competes with the models for the cores of a small machine. Measured
 #: on 2 cores while 2 llama.cpp replicas decoded (benchmarks/llm_pool.py): Ray and Serve's own
-#: processes took 8.6 % of the CPU with Ray's defaults, 4.7 % with these. What each gives up:
+#: processes took 6.0-7.2 % of the CPU with Ray's defaults, 4.3 % with these. What each gives up:
 #: Ray's Prometheus metrics (nothing reads them without a dashboard or a metrics agent scrape);
 #: the GCS notices a dead raylet after 10 s instead of 3 s (there is one, in this process tree);
-#: the Serve controller reconciles every 0.25 s instead of 0.1 s (deploys and replica restarts
-#: take up to 0.15 s longer). A variable already set in the environment wins; `lean=False` keeps
+#: the Serve controller reconciles every 0.25 s instead of 0.1 s (each step of a deploy or a
+#: replica restart comes up to 0.15 s later). A variable already set in the environment wins; `lean=False` keeps
 #: Ray's defaults; a cluster reached through an address is never touched.
 LEAN_LOCAL_RAY_ENV: dict[str, str] = {
     "RAY_enable_metrics_collection": "0",
