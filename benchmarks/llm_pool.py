@@ -26,6 +26,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Collection
 
 QUESTIONS = ["What is 17*23?", "What is 1234+4321?", "What is 99*99?", "What is 2**10?", "What is 365*24?",
              "What is 81/9?", "What is 250-175?", "What is 12*12*12?", "What is 7*8*9?", "What is 1000-1?"]
@@ -50,8 +51,10 @@ def _cpu_seconds() -> dict[int, tuple[str, float]]:
     return found
 
 
-def _cpu_report(before: dict[int, tuple[str, float]], elapsed: float, model_marker: str) -> str:
-    """Where the machine's CPU went since `before`: model processes, Ray's own processes, idle."""
+def _cpu_report(before: dict[int, tuple[str, float]], elapsed: float, *, model_pids: Collection[int] = (),
+                model_marker: str | None = None) -> str:
+    """Where the machine's CPU went since `before`: the model processes (`model_pids`, or those whose
+    command line holds `model_marker`), Ray's own processes, the rest, idle."""
     after = _cpu_seconds()
     if not after:
         return "CPU accounting needs /proc"
@@ -59,17 +62,14 @@ def _cpu_report(before: dict[int, tuple[str, float]], elapsed: float, model_mark
     shares = {"model": 0.0, "ray": 0.0, "other": 0.0}
     for pid, (command, seconds) in after.items():
         used = seconds - before.get(pid, (command, 0.0))[1]
-        kind = ("model" if model_marker in command or pid in _WORKER_PIDS else
+        is_model = pid in model_pids or (model_marker is not None and model_marker in command)
+        kind = ("model" if is_model else
                 "ray" if "ray" in command else "other")
         shares[kind] += max(used, 0.0)
     idle = max(capacity - sum(shares.values()), 0.0)
     return (f"CPU: model processes {100 * shares['model'] / capacity:.1f} %, Ray/Serve processes "
             f"{100 * shares['ray'] / capacity:.1f} %, other (incl. this driver) {100 * shares['other'] / capacity:.1f} %, "
             f"idle {100 * idle / capacity:.1f} %")
-
-
-_WORKER_PIDS: set[int] = set()  # the (b) worker processes of the current round
-_LAST_CPU = [""]  # the CPU report of the last timed part
 
 
 def _model(threads: int, n_ctx: int):
@@ -117,19 +117,19 @@ def raw_one_process(questions: list[str], threads: int, n_ctx: int) -> tuple[flo
     return time.perf_counter() - start, tokens
 
 
-def raw_processes(questions: list[str], processes: int, threads: int, n_ctx: int) -> tuple[float, int]:
+def raw_processes(questions: list[str], processes: int, threads: int, n_ctx: int) -> tuple[float, tuple, str]:
+    """(seconds, token counts, CPU report) of the sessions split between `processes` workers."""
     shares = [questions[i::processes] for i in range(processes)]
     # each process loads its model before the timer starts (the pool's replicas are loaded before
     # serving too); until 2026-11-24 14:40 the timed part loaded a second copy, slowing (b) by seconds
     with mp.get_context("spawn").Pool(processes, initializer=_load_worker, initargs=(threads, n_ctx)) as pool:
-        _WORKER_PIDS.clear()
-        _WORKER_PIDS.update(pool.map(_ready, range(processes), chunksize=1))  # every initializer has finished
+        workers = pool.map(_ready, range(processes), chunksize=1)  # every initializer has finished
         before = _cpu_seconds()
         start = time.perf_counter()
         tokens = _sum(pool.map(_worker, shares, chunksize=1))
         elapsed = time.perf_counter() - start
-        _LAST_CPU[0] = _cpu_report(before, elapsed, model_marker="\0")
-    return elapsed, tokens
+        cpu = _cpu_report(before, elapsed, model_pids=workers)  # while the workers still exist
+    return elapsed, tokens, cpu
 
 
 def _ready(_: int) -> int:
@@ -139,7 +139,8 @@ def _ready(_: int) -> int:
 
 
 async def through_pool(questions: list[str], replicas: int, threads: int, n_ctx: int,
-                       imbalance_threshold: int) -> tuple[float, int]:
+                       imbalance_threshold: int) -> tuple[float, tuple, str]:
+    """(seconds, token counts, CPU report) of the sessions run concurrently through the pool."""
     from raygent.llm_pool.llama_cpp import LlamaCppChatModel
     from raygent.llm_pool.pool import delete_model, serve_model
 
@@ -147,14 +148,13 @@ async def through_pool(questions: list[str], replicas: int, threads: int, n_ctx:
                        pool={"num_replicas": replicas, "num_cpus": threads, "max_ongoing_requests": 8,
                              "imbalance_threshold": imbalance_threshold})
     await asyncio.sleep(2.0)  # let the start-up work of the fresh Ray/Serve settle, as (b) waits for its workers
-    _WORKER_PIDS.clear()
     before = _cpu_seconds()
     start = time.perf_counter()
     tokens = _sum(await asyncio.gather(*(_session(pool, q) for q in questions)))
     elapsed = time.perf_counter() - start
-    _LAST_CPU[0] = _cpu_report(before, elapsed, model_marker="ServeReplica")
+    cpu = _cpu_report(before, elapsed, model_marker="ServeReplica")
     delete_model("bench-llm")
-    return elapsed, tokens
+    return elapsed, tokens, cpu
 
 
 async def serve_added_latency(requests: int) -> tuple[float, float]:
@@ -206,19 +206,19 @@ def main() -> None:
     threshold = PoolConfig().imbalance_threshold if a.imbalance_threshold is None else a.imbalance_threshold
     bs, cs = [], []
     for r in range(1, a.rounds + 1):
-        tb, (kb, pb, cb) = raw_processes(questions, a.replicas, a.threads, a.n_ctx)
+        tb, (kb, pb, cb), cpu_b = raw_processes(questions, a.replicas, a.threads, a.n_ctx)
         print(f"(b) round {r}: raw llama.cpp, {a.replicas} processes x {a.threads} threads: {kb} tokens in "
               f"{tb:.1f} s = {kb / tb:.2f} tok/s (prompt tokens evaluated {pb - cb} of {pb})")
-        print("    " + _LAST_CPU[0])
+        print("    " + cpu_b)
         _start_serve()  # Ray runs only during (c): its background work must not slow (b) down
-        tc, (kc, pc, cc) = asyncio.run(through_pool(questions, a.replicas, a.threads, a.n_ctx, threshold))
+        tc, (kc, pc, cc), cpu_c = asyncio.run(through_pool(questions, a.replicas, a.threads, a.n_ctx, threshold))
         if r == 1:  # in this Ray session: starting Ray once more at the end was seen to fail
             latency = asyncio.run(serve_added_latency(a.latency_requests))
         _stop_serve()
         print(f"(c) round {r}: pool, {a.replicas} Serve replicas x {a.threads} threads, concurrent sessions: "
               f"{kc} tokens in {tc:.1f} s = {kc / tc:.2f} tok/s (prompt tokens evaluated {pc - cc} of {pc}); "
               f"c/b = {(kc / tc) / (kb / tb):.2f}")
-        print("    " + _LAST_CPU[0])
+        print("    " + cpu_c)
         bs.append(kb / tb)
         cs.append(kc / tc)
     rc = statistics.median(cs)

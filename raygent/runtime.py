@@ -68,8 +68,8 @@ def _ray() -> Any:
 #: Ray's Prometheus metrics (nothing reads them without a dashboard or a metrics agent scrape);
 #: the GCS notices a dead raylet after 10 s instead of 3 s (there is one, in this process tree);
 #: the Serve controller reconciles every 0.25 s instead of 0.1 s (each step of a deploy or a
-#: replica restart comes up to 0.15 s later). A variable already set in the environment wins; `lean=False` keeps
-#: Ray's defaults; a cluster reached through an address is never touched.
+#: replica restart comes up to 0.15 s later). A variable already set in the environment wins;
+#: `lean=False` keeps Ray's defaults; a cluster reached through an address is never touched.
 LEAN_LOCAL_RAY_ENV: dict[str, str] = {
     "RAY_enable_metrics_collection": "0",
     "RAY_health_check_period_ms": "10000",
