@@ -24,6 +24,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _DEFAULT_NAMESPACE = "raygent"
+_RESTART_WAIT_S = 60.0  # how long a proxy waits for a restarting actor before giving Ray's error
 
 
 class RayUnavailableError(RuntimeError):
@@ -342,7 +343,7 @@ class _SocketRoute:
     async def _open(self) -> Any:
         ray = _ray()
         try:
-            info = await self._handle.open_socket_lane.remote()
+            info = await self._ask_for_socket(ray)
         except ray.exceptions.RayActorError:
             return None  # dead for good: the normal call raises Ray's error
         except Exception as exc:  # noqa: BLE001 - e.g. an actor from an older raygent
@@ -366,6 +367,21 @@ class _SocketRoute:
             self._closer.detach()
         self._closer = weakref.finalize(self, lane.close)
         return lane
+
+    async def _ask_for_socket(self, ray: Any) -> Any:
+        """The actor's socket address. A call made just after the actor died (the lane notices
+        before Ray does) can reach the dead instance and fail as temporarily unavailable; asking is
+        harmless, so ask again until the restarted actor answers (CI once failed a user's next
+        call there instead of waiting for the restart)."""
+        deadline, pause = time.monotonic() + _RESTART_WAIT_S, 0.05
+        while True:
+            try:
+                return await self._handle.open_socket_lane.remote()
+            except ray.exceptions.ActorUnavailableError:
+                if time.monotonic() + pause > deadline:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     def _disable(self, why: str) -> None:
         log.info("socket lane to %s unavailable, using other calls: %s", self._name or "actor", why)

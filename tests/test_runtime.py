@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 
 import pytest
 import ray
@@ -186,6 +187,33 @@ async def test_fast_lane_errors_and_death(ray_cluster, lane):
     # killed for good (runtime.kill returns once the actor is gone): Ray's own error, as without the lane
     with pytest.raises(ray.exceptions.RayActorError):
         await comp.echo("gone")
+
+
+async def test_socket_route_waits_for_an_actor_ray_reports_as_restarting(ray_cluster):
+    """Just after an actor died (the lane notices before Ray does), Ray can answer the route's
+    request for the socket with ActorUnavailableError ("the actor is restarting"): CI once gave that
+    to the user's next call. The route asks again until the restarted actor answers."""
+    comp = runtime.deploy(_flaky_component(), remote=True, max_restarts=1)
+    real, refusals = comp._socket._handle, []
+
+    class RestartingHandle:  # Ray's handle, but the first two socket requests meet a restart
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @property
+        def open_socket_lane(self):
+            class Method:
+                async def remote(self):
+                    if len(refusals) < 2:
+                        refusals.append(time.monotonic())
+                        raise ray.exceptions.ActorUnavailableError("The actor is restarting.", None)
+                    return await real.open_socket_lane.remote()
+            return Method()
+
+    comp._socket._handle = RestartingHandle()
+    assert await comp.echo("after restart") == "after restart"
+    assert len(refusals) == 2 and comp._socket._lane.calls == 1  # answered over the socket
+    runtime.kill(comp)
 
 
 async def test_concurrent_calls_share_the_socket_lane(ray_cluster):
