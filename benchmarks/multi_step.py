@@ -10,8 +10,9 @@ address, calculator, date and speech tools. A two-step request counts as
 Prints each case, the counts per model, and each model's ratio of chained requests to the first
 model's (the baseline, by default the 0.5B embedded default).
 
-Run: .venv/bin/python benchmarks/multi_step.py [MODEL ...]   (embedded names or GGUF paths;
-default: qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct)
+Run: .venv/bin/python benchmarks/multi_step.py [MODEL[+ADAPTER] ...]   (embedded names or GGUF paths,
+optionally with a LoRA adapter: a shipped name or a GGUF adapter path; default:
+qwen2.5-coder-0.5b-instruct qwen2.5-coder-0.5b-instruct+multistep qwen2.5-coder-1.5b-instruct)
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ async def _evaluate(model: str) -> dict[str, int]:
     from raygent.llm_pool.llama_cpp import LlamaCppChatModel
     from raygent.toolhub.builtin import BUILTIN_TOOLS
 
-    llm = LlamaCppChatModel(model)
+    name, _, lora = model.partition("+")  # MODEL+ADAPTER: a LoRA adapter on the model
+    llm = LlamaCppChatModel(name, lora=lora or None)
     llm.load()
     tools = [BUILTIN_TOOLS[name]() for name in TOOLS]
     age = str(time.gmtime().tm_year - 1990)
@@ -88,7 +90,8 @@ async def _evaluate(model: str) -> dict[str, int]:
 
 
 def main() -> None:
-    models = sys.argv[1:] or ["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"]
+    models = sys.argv[1:] or ["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-0.5b-instruct+multistep",
+                              "qwen2.5-coder-1.5b-instruct"]
     print(f"machine: {platform.machine()}; models: {', '.join(models)}")
     results = {}
     for model in models:

@@ -21,6 +21,8 @@ def _build_components(args: argparse.Namespace) -> tuple[Any, Any]:
 
     resolve_model_path(args.model)  # fail fast, with the message that says what to install or fix
     llm_kwargs = {"model": args.model, "n_ctx": args.n_ctx, "format": args.format}
+    if getattr(args, "lora", None):
+        llm_kwargs["lora"] = args.lora
     tool_list = default_tools()
     if getattr(args, "knowledge", None):  # --knowledge KB: the knowledge_search tool over that base
         from raygent.retrieval.knowledge import KnowledgeSearchTool, kb_folder
@@ -155,6 +157,7 @@ async def _tools_command(args: argparse.Namespace, registry: Any) -> int:
 def _add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="GGUF path or embedded model name (default: the 0.5B embedded model)")
     p.add_argument("--format", default="hermes", help="tool-call format: hermes, msagent, react")
+    p.add_argument("--lora", default=None, help="LoRA adapter: a GGUF adapter path or a shipped one (multistep)")
     p.add_argument("--remote", action="store_true", help="place the LLM and tools as Ray actors (RAY_ADDRESS or local)")
     p.add_argument("--max-steps", type=int, default=6)
     p.add_argument("--max-tokens", type=int, default=384)
@@ -190,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     from raygent.retrieval.cli import add_commands as add_retrieval_commands
 
     add_retrieval_commands(sub)  # retrieval eval, knowledge add|search|list
+    from raygent.training.cli import add_commands as add_training_commands
+
+    add_training_commands(sub)  # train multistep
     return parser
 
 

@@ -134,3 +134,45 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
     raise EmbeddedModelError(
         f"model {text!r} is neither an existing GGUF file nor an embedded model ({sorted(EMBEDDED_MODELS)})"
     )
+
+
+# -- LoRA adapters shipped in the package (llama.cpp GGUF adapters, a few MB) --------------------
+ADAPTER_DIR = Path(__file__).parent / "adapters"
+
+
+@dataclass(frozen=True)
+class EmbeddedAdapter:
+    name: str
+    filename: str
+    base: str  # the embedded model it was trained on (an adapter fits one base model only)
+    how: str  # how it was made, for the error messages and docs
+
+
+EMBEDDED_ADAPTERS: dict[str, EmbeddedAdapter] = {
+    "multistep": EmbeddedAdapter(
+        name="multistep",
+        filename="qwen2.5-coder-0.5b-multistep-lora.gguf",
+        base="qwen2.5-coder-0.5b-instruct",
+        how="raygent train multistep (LoRA on synthetic chained tool-use conversations)",
+    ),
+}
+
+
+def resolve_adapter_path(adapter: str | os.PathLike, model: str) -> Path:
+    """A local GGUF adapter path, or the name of an adapter shipped with raygent for `model`."""
+    text = str(adapter)
+    if text in EMBEDDED_ADAPTERS:
+        spec = EMBEDDED_ADAPTERS[text]
+        if model != spec.base:
+            raise EmbeddedModelError(f"adapter {text!r} was trained for {spec.base!r} and does not fit {model!r}; "
+                                     f"train one for that model ({spec.how}) and pass its path")
+        path = ADAPTER_DIR / spec.filename
+        if not path.is_file():
+            raise EmbeddedModelError(f"adapter {text!r} is missing from the installed package ({path}); "
+                                     f"reinstall raygent or rebuild it: {spec.how}")
+        return path
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    raise EmbeddedModelError(f"adapter {text!r} is neither an existing GGUF adapter file nor a shipped adapter "
+                             f"({sorted(EMBEDDED_ADAPTERS)})")

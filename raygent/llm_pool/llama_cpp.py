@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from raygent.llm_pool.base import ChatModel, as_params
-from raygent.llm_pool.embedded import DEFAULT_MODEL, EMBEDDED_MODELS, resolve_model_path
+from raygent.llm_pool.embedded import (DEFAULT_MODEL, EMBEDDED_ADAPTERS, EMBEDDED_MODELS, resolve_adapter_path,
+                                       resolve_model_path)
 from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import tool_call_grammar
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
@@ -60,6 +61,9 @@ class LlamaCppChatModel(ChatModel):
         result no bias applies unless `followup_call_bias` is set.
     max_calls: calls allowed in one reply. 1 by default: the 0.5B model otherwise copies the
         exemplars' calls beside the real one; multi-step work then proceeds one call per step.
+    lora: a LoRA adapter applied on top of the model: a GGUF adapter path or the name of one shipped
+        with raygent ("multistep": the 0.5B fine-tuned to chain tool calls; see raygent.training).
+    lora_scale: how strongly the adapter applies (1.0: as trained).
     session_cache: keep the KV state of this many recent conversations in RAM (about 12 kB per
         token for the 0.5B model) and restore the one sharing the longest prefix with a new
         prompt. Off (0) by default; worth it where conversations interleave on one model (a pool
@@ -70,9 +74,14 @@ class LlamaCppChatModel(ChatModel):
     def __init__(self, model: str | os.PathLike | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
                  format: str | ToolCallFormat = "hermes", grammar: bool = True, few_shot: bool = True,
                  call_bias: float = 8.0, followup_call_bias: float = 0.0, max_calls: int = 1, n_batch: int = 256,
-                 verbose: bool = False, session_cache: int = 0, **llama_kwargs: Any):
+                 verbose: bool = False, session_cache: int = 0, lora: str | os.PathLike | None = None,
+                 lora_scale: float = 1.0, **llama_kwargs: Any):
         self.model_spec = str(model) if model is not None else DEFAULT_MODEL
         self.model_name = Path(self.model_spec).stem if self.model_spec not in EMBEDDED_MODELS else self.model_spec
+        self.lora = str(lora) if lora is not None else None
+        self.lora_scale = lora_scale
+        if self.lora is not None:  # the adapter is part of the model's identity (answers differ)
+            self.model_name += "+" + (self.lora if self.lora in EMBEDDED_ADAPTERS else Path(self.lora).stem)
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, os.cpu_count() or 1)
         self.format = get_format(format)
@@ -118,8 +127,14 @@ class LlamaCppChatModel(ChatModel):
                 # ran two per process during prompts and spun against each other (measured: a
                 # 2 x 1-thread run took 30 s or 57-61 s depending on how the prompts overlapped)
                 options = {"n_threads_batch": self.n_threads, **self.llama_kwargs}
-                self._llama = Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                    n_batch=self.n_batch, verbose=self.verbose, **options)
+                if self.lora is not None:
+                    options.update(lora_path=str(resolve_adapter_path(self.lora, self.model_spec)),
+                                   lora_scale=self.lora_scale)
+                # llama.cpp logs a line per adapter tensor outside llama-cpp-python's quiet mode
+                quiet = _quiet_native_output(self.lora is not None and not self.verbose)
+                with quiet:
+                    self._llama = Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                        n_batch=self.n_batch, verbose=self.verbose, **options)
                 template = self._llama.metadata.get("tokenizer.chat_template")
                 if not template:
                     raise RuntimeError(f"{path} has no chat template in its GGUF metadata; use a chat/instruct model")
@@ -164,6 +179,14 @@ class LlamaCppChatModel(ChatModel):
         msgs = self._system_with_examples(list(messages), offered)
         plain = self.format.render_messages(msgs, offered or None)
         return self._template.render(messages=plain, add_generation_prompt=True, bos_token="", eos_token="")
+
+    def render_conversation(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None) -> str:
+        """A whole conversation as this model's prompts show it (no generation prompt): the text a
+        fine-tune trains on, so that training sees exactly what inference will."""
+        self.load()
+        offered = list(tools or [])
+        plain = self.format.render_messages(self._system_with_examples(list(messages), offered), offered or None)
+        return self._template.render(messages=plain, add_generation_prompt=False, bos_token="", eos_token="")
 
     def _grammar(self, tools: Sequence[ToolSpec], tool_choice: str) -> str | None:
         if not self.use_grammar or not tools:
@@ -377,6 +400,16 @@ class LlamaCppChatModel(ChatModel):
         # a held-back reply (tool calls, maybe with a thought) arrives whole in the final delta
         yield Delta(text=completion.text if looks_like_call else "", tool_calls=completion.tool_calls,
                     finish_reason=completion.finish_reason, usage=usage, parse_errors=completion.parse_errors)
+
+
+def _quiet_native_output(quiet: bool) -> Any:
+    import contextlib
+
+    if not quiet:
+        return contextlib.nullcontext()
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    return suppress_stdout_stderr(disable=False)
 
 
 def _raise_template_error(message: str) -> None:

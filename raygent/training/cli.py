@@ -1,0 +1,54 @@
+"""`raygent train multistep`: rebuild the shipped multi-step adapter (or train a variant)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="fine-tune a LoRA adapter for the embedded model")
+    tsub = train.add_subparsers(dest="train_command", required=True)
+    multistep = tsub.add_parser("multistep", help="teach the 0.5B model to chain tool calls (about 40 min on 2 cores)")
+    multistep.add_argument("--out", required=True, help="where to write the GGUF adapter")
+    multistep.add_argument("--model", default="qwen2.5-coder-0.5b-instruct", help="embedded model name or GGUF path")
+    multistep.add_argument("--conversations", type=int, default=192)
+    multistep.add_argument("--epochs", type=int, default=2)
+    multistep.add_argument("--rank", type=int, default=8)
+    multistep.add_argument("--learning-rate", type=float, default=3e-4)
+    multistep.add_argument("--seed", type=int, default=7)
+    multistep.set_defaults(handler=_handler)
+
+
+async def _handler(args: argparse.Namespace) -> int:
+    import asyncio
+
+    return await asyncio.to_thread(run_train, args)  # the data writer runs the tools with its own loops
+
+
+def run_train(args: argparse.Namespace) -> int:
+    try:
+        import peft  # noqa: F401
+        import torch
+    except ImportError as exc:
+        raise SystemExit(f"training needs torch and peft: pip install 'raygent[train]' ({exc})") from exc
+    from raygent.llm_pool.embedded import resolve_model_path
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+    from raygent.training.chains import write_conversations
+    from raygent.training.gguf_lora import export_lora_gguf
+    from raygent.training.sft import LoraSettings, load_base_model, render_examples, train_lora
+
+    start = time.perf_counter()
+    conversations = write_conversations(args.conversations, seed=args.seed)
+    examples = render_examples(conversations, LlamaCppChatModel(args.model))
+    print(f"{len(examples)} conversations written and tokenized ({time.perf_counter() - start:.0f} s)", flush=True)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model = load_base_model(resolve_model_path(args.model))
+    settings = LoraSettings(rank=args.rank, alpha=2.0 * args.rank, learning_rate=args.learning_rate,
+                            epochs=args.epochs, seed=args.seed)
+    trained = train_lora(model, examples, settings, log=lambda line: print(line, flush=True))
+    out = export_lora_gguf(trained, Path(args.out))
+    print(f"adapter written to {out} ({out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - start:.0f} s); "
+          f"use it with LlamaCppChatModel(lora={str(out)!r}) or `raygent run --lora {out} ...`")
+    return 0
