@@ -30,7 +30,7 @@ async def _handler(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     try:
         import peft  # noqa: F401
-        import torch
+        import torch  # noqa: F401
     except ImportError as exc:
         raise SystemExit(f"training needs torch and peft: pip install 'raygent[train]' ({exc})") from exc
     from raygent.llm_pool.embedded import resolve_model_path
@@ -43,7 +43,6 @@ def run_train(args: argparse.Namespace) -> int:
     conversations = write_conversations(args.conversations, seed=args.seed)
     examples = render_examples(conversations, LlamaCppChatModel(args.model))
     print(f"{len(examples)} conversations written and tokenized ({time.perf_counter() - start:.0f} s)", flush=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     model = load_base_model(resolve_model_path(args.model))
     settings = LoraSettings(rank=args.rank, alpha=2.0 * args.rank, learning_rate=args.learning_rate,
                             epochs=args.epochs, seed=args.seed)

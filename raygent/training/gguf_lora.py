@@ -27,6 +27,8 @@ def export_lora_gguf(peft_model: Any, path: str | os.PathLike, *, architecture: 
     import numpy as np
     from peft import get_peft_model_state_dict
 
+    if dtype not in ("f16", "f32"):
+        raise ValueError(f"dtype must be 'f16' or 'f32', not {dtype!r}")
     config = peft_model.peft_config["default"]
     arch = architecture or peft_model.base_model.model.config.model_type
     state = get_peft_model_state_dict(peft_model)
