@@ -38,7 +38,8 @@ def _build_components(args: argparse.Namespace) -> tuple[Any, Any]:
     runtime.init()
     threads = LlamaCppChatModel(**llm_kwargs).n_threads
     llm = runtime.deploy(LlamaCppChatModel, remote=True, init_kwargs=llm_kwargs, num_cpus=0,
-                         name=f"raygent-llm-{os.path.basename(str(args.model or 'default'))}",
+                         name=f"raygent-llm-{os.path.basename(str(args.model or 'default'))}"  # one actor per
+                              + (f"+{os.path.basename(str(args.lora))}" if getattr(args, "lora", None) else ""),  # adapter
                          runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}})
     tools = runtime.deploy(ToolRegistry, tool_list, remote=True, name="raygent-tools-builtin")
     return llm, tools
