@@ -37,9 +37,10 @@ def _build_components(args: argparse.Namespace) -> tuple[Any, Any]:
 
     runtime.init()
     threads = LlamaCppChatModel(**llm_kwargs).n_threads
+    # one named actor per model and adapter (get_if_exists must not hand a --lora run the plain model)
+    adapter = f"+{os.path.basename(str(args.lora))}" if getattr(args, "lora", None) else ""
     llm = runtime.deploy(LlamaCppChatModel, remote=True, init_kwargs=llm_kwargs, num_cpus=0,
-                         name=f"raygent-llm-{os.path.basename(str(args.model or 'default'))}"  # one actor per
-                              + (f"+{os.path.basename(str(args.lora))}" if getattr(args, "lora", None) else ""),  # adapter
+                         name=f"raygent-llm-{os.path.basename(str(args.model or 'default'))}{adapter}",
                          runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}})
     tools = runtime.deploy(ToolRegistry, tool_list, remote=True, name="raygent-tools-builtin")
     return llm, tools

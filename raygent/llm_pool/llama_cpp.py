@@ -172,21 +172,22 @@ class LlamaCppChatModel(ChatModel):
 
     def render_prompt(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None,
                       tool_choice: str = "auto") -> str:
-        self.load()
         # tools stay in the prompt under tool_choice "none" (the grammar forbids calls instead), so
         # the cached prefix survives a forced final answer
-        offered = list(tools or [])
-        msgs = self._system_with_examples(list(messages), offered)
-        plain = self.format.render_messages(msgs, offered or None)
-        return self._template.render(messages=plain, add_generation_prompt=True, bos_token="", eos_token="")
+        return self._render(messages, tools, add_generation_prompt=True)
 
     def render_conversation(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None) -> str:
         """A whole conversation as this model's prompts show it (no generation prompt): the text a
         fine-tune trains on, so that training sees exactly what inference will."""
+        return self._render(messages, tools, add_generation_prompt=False)
+
+    def _render(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None,
+                add_generation_prompt: bool) -> str:
         self.load()
         offered = list(tools or [])
         plain = self.format.render_messages(self._system_with_examples(list(messages), offered), offered or None)
-        return self._template.render(messages=plain, add_generation_prompt=False, bos_token="", eos_token="")
+        return self._template.render(messages=plain, add_generation_prompt=add_generation_prompt, bos_token="",
+                                     eos_token="")
 
     def _grammar(self, tools: Sequence[ToolSpec], tool_choice: str) -> str | None:
         if not self.use_grammar or not tools:

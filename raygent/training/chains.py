@@ -81,7 +81,6 @@ class _Tools:
         from raygent.toolhub.registry import ToolRegistry
 
         self.registry = ToolRegistry([BUILTIN_TOOLS[name]() for name in BUILTIN_GROUP])
-        self.specs = {name: spec for name, (spec, _) in EXTRA_TOOLS.items()}
         self._ids = 0
 
     def builtin_specs(self) -> list[ToolSpec]:
@@ -122,7 +121,7 @@ class ChainWriter:
         self.tools = _Tools()
         self._builtin = self.tools.builtin_specs()
 
-    # each writer returns (tools offered, messages)
+    # each writer draws one conversation of its kind
     def calc_then_calc(self) -> Conversation:
         r, t = self.rng, self.tools
         a, b = r.randint(3, 99), r.randint(2, 60)
@@ -203,7 +202,7 @@ class ChainWriter:
         if not value:
             raise RuntimeError(f"address_parse found no {field} in {address}")
         arguments = {"text": value, "gender": "woman"} if "女声" in request else {"text": value}
-        call2, res2, out2 = t.call("text_to_speech", **arguments)
+        call2, res2, _ = t.call("text_to_speech", **arguments)
         answer = (f"{zh_name}是{value}，已用语音读出。" if zh_req else
                   f"The {en_name} is {value}; I read it aloud.")
         return self._conv(self._builtin, [Message.user(request), call1, res1, call2, res2, Message.assistant(answer)],
@@ -224,7 +223,7 @@ class ChainWriter:
             spoken = (f"Today is {out1['weekday']}" if "weekday" in request else
                       f"今天是{out1['weekday_zh']}" if "星期" in request else f"Today is {out1['date']}")
         arguments = {"text": spoken, "gender": "man"} if "男声" in request else {"text": spoken}
-        call2, res2, out2 = t.call("text_to_speech", **arguments)
+        call2, res2, _ = t.call("text_to_speech", **arguments)
         answer = (f"已播报：{spoken}。" if any("\u4e00" <= ch <= "\u9fff" for ch in request)
                   else f"Done: \"{spoken}\" was read aloud.")
         return self._conv(self._builtin, [Message.user(request), call1, res1, call2, res2, Message.assistant(answer)],
@@ -247,7 +246,7 @@ class ChainWriter:
             else:
                 request = f"Look up the weather in {city}, then read the temperature aloud."
                 spoken = f"{city}: {out1['temperature_c']} degrees, {out1['sky']}"
-                call2, res2, out2 = t.call("text_to_speech", text=spoken)
+                call2, res2, _ = t.call("text_to_speech", text=spoken)
                 answer = f"{city} is {out1['temperature_c']} °C and {out1['sky']}; I read it aloud."
         elif kind == "money_calc":
             (src, dst), amount, people = r.choice(list(_RATES)), r.randint(20, 900), r.randint(2, 6)
@@ -294,7 +293,7 @@ class ChainWriter:
         else:
             text = r.choice(["欢迎光临", "Good morning, everyone", "会议三点开始", "Thank you for waiting"])
             request = r.choice([f"Read this aloud: {text}", f"把这句话读出来：{text}"])
-            call, res, out = t.call("text_to_speech", text=text)
+            call, res, _ = t.call("text_to_speech", text=text)
             answer = ("已读出。" if request.startswith("把") else
                       "Done, I read it aloud.")
         return self._conv(self._builtin, [Message.user(request), call, res, Message.assistant(answer)], "single")
