@@ -5,7 +5,7 @@ prompt, tool section and exemplars unchanged between turns, as in an agent sessi
 baseline, measured in the same run, is the same turns with the KV cache cleared before each one
 (what a server without prefix reuse pays). Goal: median at most 1.5 s per tool call on 2 cores.
 
-Run: .venv/bin/python benchmarks/embedded_model.py [--model NAME_OR_GGUF]
+Run: .venv/bin/python benchmarks/embedded_model.py [--model NAME_OR_GGUF] [--lora auto|none|ADAPTER]
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ async def turns(llm: LlamaCppChatModel, cold: bool) -> tuple[list[float], int]:
     return seconds, correct
 
 
-async def main(model: str | None) -> None:
-    llm = LlamaCppChatModel(model)
+async def main(model: str | None, lora: str) -> None:
+    llm = LlamaCppChatModel(model, lora=lora)
     t0 = time.perf_counter()
     llama = llm.load()
     load_s = time.perf_counter() - t0
@@ -85,4 +85,6 @@ async def main(model: str | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
-    asyncio.run(main(parser.parse_args().model))
+    parser.add_argument("--lora", default="auto", help="LoRA adapter: auto (the model's default), none, or a name/path")
+    args = parser.parse_args()
+    asyncio.run(main(args.model, args.lora))

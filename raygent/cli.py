@@ -20,9 +20,8 @@ def _build_components(args: argparse.Namespace) -> tuple[Any, Any]:
     from raygent.toolhub.registry import ToolRegistry
 
     resolve_model_path(args.model)  # fail fast, with the message that says what to install or fix
-    llm_kwargs = {"model": args.model, "n_ctx": args.n_ctx, "format": args.format}
-    if getattr(args, "lora", None):
-        llm_kwargs["lora"] = args.lora
+    llm_kwargs = {"model": args.model, "n_ctx": args.n_ctx, "format": args.format,
+                  "lora": getattr(args, "lora", "auto")}
     tool_list = default_tools()
     if getattr(args, "knowledge", None):  # --knowledge KB: the knowledge_search tool over that base
         from raygent.retrieval.knowledge import KnowledgeSearchTool, kb_folder
@@ -36,12 +35,12 @@ def _build_components(args: argparse.Namespace) -> tuple[Any, Any]:
     from raygent import runtime
 
     runtime.init()
-    threads = LlamaCppChatModel(**llm_kwargs).n_threads
+    local = LlamaCppChatModel(**llm_kwargs)  # not loaded: it says which adapter and threads apply
     # one named actor per model and adapter (get_if_exists must not hand a --lora run the plain model)
-    adapter = f"+{os.path.basename(str(args.lora))}" if getattr(args, "lora", None) else ""
+    adapter = f"+{os.path.basename(local.lora)}" if local.lora else ""
     llm = runtime.deploy(LlamaCppChatModel, remote=True, init_kwargs=llm_kwargs, num_cpus=0,
                          name=f"raygent-llm-{os.path.basename(str(args.model or 'default'))}{adapter}",
-                         runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}})
+                         runtime_env={"env_vars": {"OMP_NUM_THREADS": str(local.n_threads)}})
     tools = runtime.deploy(ToolRegistry, tool_list, remote=True, name="raygent-tools-builtin")
     return llm, tools
 
@@ -159,7 +158,9 @@ async def _tools_command(args: argparse.Namespace, registry: Any) -> int:
 def _add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="GGUF path or embedded model name (default: the 0.5B embedded model)")
     p.add_argument("--format", default="hermes", help="tool-call format: hermes, msagent, react")
-    p.add_argument("--lora", default=None, help="LoRA adapter: a GGUF adapter path or a shipped one (multistep)")
+    p.add_argument("--lora", default="auto",
+                   help="LoRA adapter: a GGUF adapter path, a shipped one (multistep), 'auto' (default: the "
+                        "model's shipped adapter, multistep for the embedded 0.5B) or 'none'")
     p.add_argument("--remote", action="store_true", help="place the LLM and tools as Ray actors (RAY_ADDRESS or local)")
     p.add_argument("--max-steps", type=int, default=6)
     p.add_argument("--max-tokens", type=int, default=384)

@@ -52,7 +52,7 @@ def test_run_json_on_the_seed_example():
     call = payload["tool_calls"][0]
     assert call["name"] == "address_parse" and call["error"] is None
     assert call["result"]["province"] == "浙江省" and call["result"]["district"] == "江干区"
-    assert "江干区" in payload["answer"] and payload["model"] == "qwen2.5-coder-0.5b-instruct"
+    assert "江干区" in payload["answer"] and payload["model"] == "qwen2.5-coder-0.5b-instruct+multistep"
 
 
 @pytest.mark.model

@@ -146,6 +146,7 @@ class EmbeddedAdapter:
     filename: str
     base: str  # the embedded model it was trained on (an adapter fits one base model only)
     how: str  # how it was made, for the error messages and docs
+    default: bool = False  # applied to `base` unless the caller says otherwise (lora=None)
 
 
 EMBEDDED_ADAPTERS: dict[str, EmbeddedAdapter] = {
@@ -154,8 +155,29 @@ EMBEDDED_ADAPTERS: dict[str, EmbeddedAdapter] = {
         filename="qwen2.5-coder-0.5b-multistep-lora.gguf",
         base="qwen2.5-coder-0.5b-instruct",
         how="raygent train multistep (LoRA on synthetic chained tool-use conversations)",
+        default=True,
     ),
 }
+
+#: `LlamaCppChatModel(lora=AUTO_ADAPTER)`: the shipped adapter made the default for that model, if any
+AUTO_ADAPTER = "auto"
+
+
+def default_adapter(model: str) -> str | None:
+    """The shipped adapter applied to `model` by default (only embedded models have one), else None."""
+    for adapter in EMBEDDED_ADAPTERS.values():
+        if adapter.default and adapter.base == model:
+            return adapter.name
+    return None
+
+
+def choose_adapter(adapter: str | os.PathLike | None, model: str) -> str | None:
+    """The adapter to load: "auto" -> the model's default; None or "none" -> no adapter."""
+    if adapter is None or str(adapter).lower() in ("none", ""):
+        return None
+    if str(adapter) == AUTO_ADAPTER:
+        return default_adapter(model)
+    return str(adapter)
 
 
 def resolve_adapter_path(adapter: str | os.PathLike, model: str) -> Path:

@@ -41,7 +41,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     conversations = write_conversations(args.conversations, seed=args.seed)
-    examples = render_examples(conversations, LlamaCppChatModel(args.model))
+    examples = render_examples(conversations, LlamaCppChatModel(args.model, lora=None))
     print(f"{len(examples)} conversations written and tokenized ({time.perf_counter() - start:.0f} s)", flush=True)
     model = load_base_model(resolve_model_path(args.model))
     settings = LoraSettings(rank=args.rank, alpha=2.0 * args.rank, learning_rate=args.learning_rate,

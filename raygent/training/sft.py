@@ -166,7 +166,7 @@ def _train_step(model: Any, batch: Sequence[SupervisedExample]) -> tuple[float, 
         out = model(input_ids=ids, past_key_values=_copy_cache(shared), use_cache=True, logits_to_keep=predicting)
         loss = F.cross_entropy(out.logits[0].float(), ids[0, predicting + 1], reduction="sum")
         (loss / max(1, n_tokens)).backward()
-        loss_sum += float(loss)
+        loss_sum += float(loss.detach())
     return loss_sum, n_tokens
 
 
