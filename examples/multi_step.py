@@ -1,9 +1,9 @@
 """Multi-step tool use: one request that needs two tools in sequence, the second using the first's result.
 
-Uses the embedded 0.5B model with the shipped `multistep` LoRA adapter (docs/training.md): the
-plain 0.5B parses the address and stops; with the adapter it passes the district it found to the
-speech tool (benchmarks/multi_step.py: 6 of 8 held-out two-step requests chained, 0 without).
-Pass `none` as the first argument to see the model without the adapter.
+Uses the embedded 0.5B model, which runs with the shipped `multistep` LoRA adapter by default
+(docs/training.md): the plain 0.5B parses the address and stops; with the adapter it passes the
+district it found to the speech tool (benchmarks/multi_step.py: 8 of 8 held-out two-step requests
+chained, 0 without). Pass `none` as the first argument to see the model without the adapter.
 
 Run: .venv/bin/python examples/multi_step.py [ADAPTER|none]
 """
@@ -16,8 +16,7 @@ from raygent import Agent
 from raygent.llm_pool.llama_cpp import LlamaCppChatModel
 from raygent.toolhub.builtin import BUILTIN_TOOLS
 
-adapter = sys.argv[1] if len(sys.argv) > 1 else "multistep"
-llm = LlamaCppChatModel(lora=None if adapter == "none" else adapter)
+llm = LlamaCppChatModel(lora=sys.argv[1] if len(sys.argv) > 1 else "auto")  # "none": the plain model
 tools = [BUILTIN_TOOLS[name]() for name in ("address_parse", "calculator", "current_datetime", "text_to_speech")]
 
 start = time.perf_counter()

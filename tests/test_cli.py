@@ -62,7 +62,7 @@ def test_run_remote_json_uses_actors_on_the_cluster(ray_cluster):
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout.strip().splitlines()[-1])
     assert payload["tool_calls"][0]["result"]["city"] == "杭州市" and "江干区" in payload["answer"]
-    assert payload["placement"] == {"llm": "raygent-llm-default", "tools": "raygent-tools-builtin",
+    assert payload["placement"] == {"llm": "raygent-llm-default+multistep", "tools": "raygent-tools-builtin",
                                     "ray_address": ray_cluster}
 
 
