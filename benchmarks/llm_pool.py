@@ -14,7 +14,11 @@ call; goal < 10 ms). On Linux each timed part also prints where the CPU went (fr
 model processes, Ray's and Serve's own processes, and the capacity left idle (cores x seconds),
 which is what separates c from b.
 
-Run: .venv/bin/python benchmarks/llm_pool.py [--sessions 8] [--replicas 2] [--threads 1] [--rounds 5]
+Each replica decodes its concurrent requests together (`LlamaCppChatModel(parallel=N)`, continuous
+batching; N = sessions per replica unless `--parallel` says otherwise, 1 = one request at a time);
+(b)'s processes take their sessions one after another, as a raw llama.cpp process does.
+
+Run: .venv/bin/python benchmarks/llm_pool.py [--sessions 8] [--replicas 2] [--threads 1] [--rounds 5] [--parallel N]
 """
 
 from __future__ import annotations
@@ -139,12 +143,15 @@ def _ready(_: int) -> int:
 
 
 async def through_pool(questions: list[str], replicas: int, threads: int, n_ctx: int,
-                       imbalance_threshold: int) -> tuple[float, tuple, str]:
+                       imbalance_threshold: int, parallel: int) -> tuple[float, tuple, str]:
     """(seconds, token counts, CPU report) of the sessions run concurrently through the pool."""
     from raygent.llm_pool.llama_cpp import LlamaCppChatModel
     from raygent.llm_pool.pool import delete_model, serve_model
 
-    pool = serve_model("bench-llm", LlamaCppChatModel, n_threads=threads, n_ctx=n_ctx, session_cache=8,
+    # parallel > 1: each replica decodes its concurrent requests together (continuous batching);
+    # 1: one at a time, with a session cache of interleaved conversations' KV states
+    cache = {"parallel": parallel} if parallel > 1 else {"session_cache": 8}
+    pool = serve_model("bench-llm", LlamaCppChatModel, n_threads=threads, n_ctx=n_ctx, **cache,
                        pool={"num_replicas": replicas, "num_cpus": threads, "max_ongoing_requests": 8,
                              "imbalance_threshold": imbalance_threshold})
     await asyncio.sleep(2.0)  # let the start-up work of the fresh Ray/Serve settle, as (b) waits for its workers
@@ -190,13 +197,16 @@ def main() -> None:
     parser.add_argument("--imbalance-threshold", type=int, default=None,
                         help="the pool's imbalance_threshold (default: the pool's own default)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating (b)/(c) rounds; the median c/b counts")
+    parser.add_argument("--parallel", type=int, default=None,
+                        help="sequences each replica decodes together (default: sessions per replica; 1: off)")
     a = parser.parse_args()
     if a.rounds < 1:
         parser.error("--rounds must be at least 1")
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(a.sessions)]
+    parallel = a.parallel or max(1, -(-a.sessions // a.replicas))
 
     print(f"machine: {platform.machine()} cpus={os.cpu_count()}; sessions={a.sessions} replicas={a.replicas} "
-          f"threads/replica={a.threads}")
+          f"threads/replica={a.threads} parallel/replica={parallel}")
     ta, (ka, pa, ca) = raw_one_process(questions, a.threads * a.replicas, a.n_ctx)
     print(f"(a) raw llama.cpp, 1 process x {a.threads * a.replicas} threads, sequential: "
           f"{ka} tokens in {ta:.1f} s = {ka / ta:.2f} tok/s (prompt tokens evaluated {pa - ca} of {pa})")
@@ -211,7 +221,8 @@ def main() -> None:
               f"{tb:.1f} s = {kb / tb:.2f} tok/s (prompt tokens evaluated {pb - cb} of {pb})")
         print("    " + cpu_b)
         _start_serve()  # Ray runs only during (c): its background work must not slow (b) down
-        tc, (kc, pc, cc), cpu_c = asyncio.run(through_pool(questions, a.replicas, a.threads, a.n_ctx, threshold))
+        tc, (kc, pc, cc), cpu_c = asyncio.run(through_pool(questions, a.replicas, a.threads, a.n_ctx, threshold,
+                                                              parallel))
         if r == 1:  # in this Ray session: starting Ray once more at the end was seen to fail
             latency = asyncio.run(serve_added_latency(a.latency_requests))
         _stop_serve()

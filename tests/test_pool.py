@@ -294,3 +294,20 @@ async def test_conversations_spread_evenly_and_stick_to_their_replica(serve_port
     assert conversation_key([Message.user("a")]) != conversation_key([Message.user("b")])
     assert conversation_key([Message.assistant("no user yet")]) is None
     delete_model("t-affinity")
+
+
+@pytest.mark.model
+async def test_replica_decodes_concurrent_agents_together(serve_port):
+    """A llama.cpp replica with parallel=2 (continuous batching) serves two agents at once through
+    the pool: both get their calls and answers, and the replica's usage shows the shared prefix reused."""
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+
+    pool = serve_model("t-batched", LlamaCppChatModel, parallel=2, n_ctx=2048, n_threads=1,
+                       pool={"num_cpus": 0, "max_ongoing_requests": 4})
+    questions = {"What is 17*23?": 391, "What is 2**10?": 1024}
+    results = await asyncio.gather(*(Agent(llm=pool, tools=default_tools()).run(q) for q in questions))
+    for value, result in zip(questions.values(), results):
+        assert result.tool_calls[0].name == "calculator" and result.tool_calls[0].result["result"] == value
+        assert str(value) in result.answer.replace(",", "")
+    assert max(r.usage.cached_prompt_tokens for r in results) > 700
+    delete_model("t-batched")

@@ -69,7 +69,7 @@ _PARAM_ALIASES = {"temperature": "temperature", "top_p": "top_p", "max_tokens": 
                   "tool_choice": "tool_choice"}
 # LlamaCppChatModel keyword arguments a config entry may set directly
 _LLAMA_KEYS = ("n_ctx", "n_threads", "grammar", "few_shot", "n_batch", "verbose", "n_gpu_layers", "chat_format",
-               "lora", "lora_scale")
+               "lora", "lora_scale", "parallel", "session_cache")
 
 
 def generation_params(generate_cfg: dict[str, Any] | None) -> tuple[GenerationParams, dict[str, Any]]:

@@ -60,6 +60,14 @@ class LazyGrammarDecoder:
         return math.isfinite(self._one[0].logit)
 
     def _best_allowed(self, logits: np.ndarray) -> int:
+        filtered = self.filtered(logits)
+        best = int(np.argmax(filtered))
+        if not math.isfinite(float(filtered[best])):
+            raise RuntimeError("the grammar allows no token here (model output cannot continue)")
+        return best
+
+    def filtered(self, logits: np.ndarray) -> np.ndarray:
+        """The logits with every token the grammar rejects here set to -inf (a copy)."""
         if self._all is None:
             self._all = (self._lib.llama_token_data * self.n_vocab)()
             view = np.ctypeslib.as_array(self._all)
@@ -69,11 +77,7 @@ class LazyGrammarDecoder:
         view["p"] = 0.0
         arr = self._lib.llama_token_data_array(data=self._all, size=self.n_vocab, selected=-1, sorted=False)
         self._lib.llama_sampler_apply(self.sampler, ctypes.byref(arr))
-        filtered = view["logit"]
-        best = int(np.argmax(filtered))
-        if not math.isfinite(float(filtered[best])):
-            raise RuntimeError("the grammar allows no token here (model output cannot continue)")
-        return best
+        return view["logit"].astype(np.float64)
 
     def _choose(self, logits: np.ndarray) -> int:
         token = int(np.argmax(logits))

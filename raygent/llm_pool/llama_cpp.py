@@ -74,6 +74,14 @@ class LlamaCppChatModel(ChatModel):
         "auto" (default): the shipped adapter made for this embedded model, if any — the 0.5B gets
         "multistep" (measured: 6 of 8 two-step requests chained against 0 without it); None: none.
     lora_scale: how strongly the adapter applies (1.0: as trained).
+    parallel: decode up to this many requests at once on one llama.cpp context (continuous
+        batching, `llama_batch.py`): concurrent requests are admitted into sequence slots and
+        decoded together, one `llama_decode` per step for all of them; each slot keeps its KV for
+        the conversation's next step and new conversations copy the shared system prefix from a
+        neighbour. 1 (default): one request at a time under a lock, the single-sequence path.
+        Worth it where requests arrive concurrently (a pool replica serving several agents): on 2
+        cores four sequences decode ~1.5x as many tokens per second as one. The KV cache holds
+        `n_ctx` tokens per slot; `session_cache` does not apply (the slots are the cache).
     session_cache: keep the KV state of this many recent conversations in RAM (about 12 kB per
         token for the 0.5B model) and restore the one sharing the longest prefix with a new
         prompt. Off (0) by default; worth it where conversations interleave on one model (a pool
@@ -86,7 +94,7 @@ class LlamaCppChatModel(ChatModel):
                  call_bias: float = 8.0, followup_call_bias: float = 0.0, open_tag_bias: float = 6.0, max_calls: int = 1,
                  n_batch: int = 256,
                  verbose: bool = False, session_cache: int = 0, lora: str | os.PathLike | None = AUTO_ADAPTER,
-                 lora_scale: float = 1.0, **llama_kwargs: Any):
+                 lora_scale: float = 1.0, parallel: int = 1, **llama_kwargs: Any):
         self.model_spec = str(model) if model is not None else DEFAULT_MODEL
         self.model_name = Path(self.model_spec).stem if self.model_spec not in EMBEDDED_MODELS else self.model_spec
         self.lora = choose_adapter(lora, self.model_spec)
@@ -106,6 +114,10 @@ class LlamaCppChatModel(ChatModel):
         self.verbose = verbose
         self.llama_kwargs = llama_kwargs
         self.session_cache = session_cache
+        if parallel < 1:
+            raise ValueError(f"parallel must be at least 1, got {parallel}")
+        self.parallel = parallel
+        self._engine: Any = None  # the BatchedLlama when parallel > 1
         self._states: list[tuple[list[int], bytes]] = []  # (tokens, KV of sequence 0), oldest first
         self._llama: Any = None
         self._template: Any = None
@@ -116,7 +128,8 @@ class LlamaCppChatModel(ChatModel):
     # -- lifecycle -------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_llama=None, _template=None, _grammar_cache={}, _load_lock=None, _lock=None, _states=[])
+        state.update(_llama=None, _template=None, _grammar_cache={}, _load_lock=None, _lock=None, _states=[],
+                     _engine=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -150,6 +163,12 @@ class LlamaCppChatModel(ChatModel):
                 template = self._llama.metadata.get("tokenizer.chat_template")
                 if not template:
                     raise RuntimeError(f"{path} has no chat template in its GGUF metadata; use a chat/instruct model")
+                if self.parallel > 1:
+                    from raygent.llm_pool.llama_batch import BatchedLlama
+
+                    self._engine = BatchedLlama(self._llama, n_seq=self.parallel, n_ctx_per_seq=self.n_ctx,
+                                                n_threads=self.n_threads, n_batch=max(self.n_batch, 512),
+                                                lora_adapter=self._llama._lora_adapter, lora_scale=self.lora_scale)
                 env = jinja2.Environment(trim_blocks=False, lstrip_blocks=False)
                 env.globals["raise_exception"] = _raise_template_error
                 self._template = env.from_string(template)
@@ -240,8 +259,12 @@ class LlamaCppChatModel(ChatModel):
         if len(tokens) + params.max_tokens > self.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens plus max_tokens {params.max_tokens} exceeds the "
                              f"context window n_ctx={self.n_ctx}; shorten the history or raise n_ctx")
-        cached = self._restore_state(tokens) if self.session_cache else common_prefix(
-            llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        if self._engine is not None:
+            cached = 0  # known once the engine admits the request into a slot
+        elif self.session_cache:
+            cached = self._restore_state(tokens)
+        else:
+            cached = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
         stop = list(dict.fromkeys([*params.stop, *self.format.stop, "<|im_end|>", "<|endoftext|>"]))
         grammar = self._grammar(list(tools or []), params.tool_choice)
         first_token_bias = None
@@ -362,11 +385,17 @@ class LlamaCppChatModel(ChatModel):
     async def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
                    params: GenerationParams | dict | None = None) -> Completion:
         p = as_params(params)
-        async with self._lock_for_loop():
-            kwargs, cached = await asyncio.to_thread(self._prepare, messages, tools, p)
-            pieces = await asyncio.to_thread(lambda: list(self._generate(kwargs)))
-            if self.session_cache:
-                await asyncio.to_thread(self._save_state)
+        if self.parallel > 1:
+            kwargs, _ = await asyncio.to_thread(self._prepare, messages, tools, p)
+            request = self._batch_request(kwargs)
+            pieces = [item async for item in self._batched(request)]
+            cached = request.cached
+        else:
+            async with self._lock_for_loop():
+                kwargs, cached = await asyncio.to_thread(self._prepare, messages, tools, p)
+                pieces = await asyncio.to_thread(lambda: list(self._generate(kwargs)))
+                if self.session_cache:
+                    await asyncio.to_thread(self._save_state)
         raw = "".join(piece for piece, _, _ in pieces)
         finish = next((f for _, f, _ in reversed(pieces) if f), None)
         n_out = pieces[-1][2] if pieces else 0
@@ -380,11 +409,45 @@ class LlamaCppChatModel(ChatModel):
         """Streams answer text as it is generated; a reply that turns out to be a tool call is held
         back and delivered parsed in the final Delta."""
         p = as_params(params)
+        state: dict[str, Any] = {}
+        raw, finish, emitted, n_out = "", None, 0, 0
+        looks_like_call: bool | None = None
+        async for piece, piece_finish, n_out in self._generation(messages, tools, p, state):
+            raw += piece
+            finish = piece_finish or finish
+            if looks_like_call is None and raw.strip():
+                looks_like_call = raw.lstrip()[:1] in ("<", "{", "`") or raw.lstrip().startswith(
+                    ("Action:", "Thought:"))
+            if looks_like_call is False and len(raw) > emitted:
+                yield Delta(text=raw[emitted:])
+                emitted = len(raw)
+        kwargs, cached = state["kwargs"], state["cached"]
+        n_prompt = len(kwargs["prompt"])
+        usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out,
+                      cached_prompt_tokens=cached)
+        completion = self._finish(raw, finish, usage, tools, p.tool_choice)
+        # a held-back reply (tool calls, maybe with a thought) arrives whole in the final delta
+        yield Delta(text=completion.text if looks_like_call else "", tool_calls=completion.tool_calls,
+                    finish_reason=completion.finish_reason, usage=usage, parse_errors=completion.parse_errors)
+
+    async def _generation(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None, p: GenerationParams,
+                          state: dict[str, Any]) -> AsyncIterator[tuple[str, str | None, int]]:
+        """Generation items as they come; `state` gets the prepared kwargs and the cached token count."""
+        if self.parallel > 1:
+            kwargs, _ = await asyncio.to_thread(self._prepare, messages, tools, p)
+            request = self._batch_request(kwargs)
+            state["kwargs"] = kwargs
+            async for item in self._batched(request):
+                state["cached"] = request.cached
+                yield item
+            state["cached"] = request.cached
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         done = object()
         async with self._lock_for_loop():
             kwargs, cached = await asyncio.to_thread(self._prepare, messages, tools, p)
+            state.update(kwargs=kwargs, cached=cached)
 
             def produce() -> None:
                 try:
@@ -399,31 +462,37 @@ class LlamaCppChatModel(ChatModel):
 
             worker = threading.Thread(target=produce, daemon=True)
             worker.start()
-            raw, finish, emitted, n_out = "", None, 0, 0
-            looks_like_call: bool | None = None
-            while True:
-                item = await queue.get()
-                if item is done:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                piece, piece_finish, n_out = item
-                raw += piece
-                finish = piece_finish or finish
-                if looks_like_call is None and raw.strip():
-                    looks_like_call = raw.lstrip()[:1] in ("<", "{", "`") or raw.lstrip().startswith(
-                        ("Action:", "Thought:"))
-                if looks_like_call is False and len(raw) > emitted:
-                    yield Delta(text=raw[emitted:])
-                    emitted = len(raw)
-            worker.join()
-        n_prompt = len(kwargs["prompt"])
-        usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out,
-                      cached_prompt_tokens=cached)
-        completion = self._finish(raw, finish, usage, tools, p.tool_choice)
-        # a held-back reply (tool calls, maybe with a thought) arrives whole in the final delta
-        yield Delta(text=completion.text if looks_like_call else "", tool_calls=completion.tool_calls,
-                    finish_reason=completion.finish_reason, usage=usage, parse_errors=completion.parse_errors)
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is done:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+            finally:
+                await asyncio.to_thread(worker.join)
+
+    def _batch_request(self, kwargs: dict[str, Any]) -> Any:
+        from raygent.llm_pool.llama_batch import BatchRequest
+
+        return BatchRequest(prompt=kwargs["prompt"], max_tokens=kwargs["max_tokens"], stop=kwargs["stop"],
+                            grammar=kwargs["grammar"], first_token_bias=kwargs["first_token_bias"],
+                            temperature=kwargs["temperature"], top_p=kwargs["top_p"], seed=kwargs["seed"])
+
+    async def _batched(self, request: Any) -> AsyncIterator[tuple[str, str | None, int]]:
+        """Submit to the batch engine and yield its items for this request."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        request.emit = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)
+        self._engine.submit(request)
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 def _quiet_native_output(quiet: bool) -> Any:
