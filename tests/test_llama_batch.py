@@ -83,3 +83,31 @@ def test_parallel_must_be_positive():
 
     with pytest.raises(ValueError, match="parallel must be at least 1"):
         LlamaCppChatModel(parallel=0)
+
+
+async def test_a_failed_decode_fails_the_requests_in_flight_not_the_engine(batched_llm):
+    """What the user sees when llama.cpp refuses a batch (e.g. a full KV cache): a RuntimeError that
+    says so for the requests in flight; the next request is served as usual."""
+    engine = batched_llm._engine
+    real = engine._lib
+
+    class RefuseOnce:
+        refused = False
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def llama_decode(self, ctx, batch):
+            if not RefuseOnce.refused:
+                RefuseOnce.refused = True
+                return 1  # llama.cpp: no KV slot for the batch
+            return real.llama_decode(ctx, batch)
+
+    engine._lib = RefuseOnce()
+    try:
+        with pytest.raises(RuntimeError, match="llama_decode failed .*KV cache is full"):
+            await batched_llm.chat([Message.user("Say OK.")], None, GenerationParams(max_tokens=4))
+    finally:
+        engine._lib = real
+    ok = await batched_llm.chat([Message.user("Say OK.")], None, GenerationParams(max_tokens=4))
+    assert ok.text

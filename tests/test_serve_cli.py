@@ -27,6 +27,10 @@ def test_cluster_serve_config_is_valid_for_ray_serve():
     assert app.import_path == "raygent.serve.app:app_builder"
     config = ServeConfig(**app.args)
     assert config.models[config.default_model].pool.num_replicas == 2
+    from raygent.llm_pool.config import as_model_config, chat_model_spec
+
+    cls, kwargs = chat_model_spec(as_model_config(config.models[config.default_model].model, config.default_model))
+    assert cls.__name__ == "LlamaCppChatModel" and kwargs["parallel"] == 2  # replicas batch their requests
     assert type(app_builder(app.args)).__name__ == "Application"
 
 

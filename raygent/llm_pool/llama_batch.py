@@ -135,7 +135,11 @@ class BatchedLlama:
                     item = self._inbox.get_nowait()
             except queue.Empty:
                 pass
-            self._admit()
+            try:
+                self._admit()
+            except Exception as exc:  # never expected; fail every request rather than leave one hanging
+                self._fail_all(exc)
+                continue
             try:
                 self._step()
             except Exception as exc:  # a failed decode fails the requests in flight, not the engine
@@ -165,8 +169,14 @@ class BatchedLlama:
             slot.tokens = list(prompt[:reuse])
             slot.pending = list(prompt[reuse:])
             request.cached = reuse
+            try:
+                slot.chooser = LazyGrammarDecoder(self.llama, request.grammar)
+            except Exception as exc:  # a grammar llama.cpp rejects fails this request only
+                _emit(request, exc)
+                _emit(request, None)
+                slot.pending = []
+                continue
             slot.request = request
-            slot.chooser = LazyGrammarDecoder(self.llama, request.grammar)
             slot.rng = np.random.default_rng(request.seed) if request.temperature > 0 else None
             slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             slot.text, slot.emitted, slot.n_generated, slot.next_token = "", 0, 0, None

@@ -438,13 +438,11 @@ class LlamaCppChatModel(ChatModel):
             request = self._batch_request(kwargs)
             state["kwargs"] = kwargs
             async for item in self._batched(request):
-                state["cached"] = request.cached
                 yield item
-            state["cached"] = request.cached
+            state["cached"] = request.cached  # known once the engine admitted the request
             return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        done = object()
         async with self._lock_for_loop():
             kwargs, cached = await asyncio.to_thread(self._prepare, messages, tools, p)
             state.update(kwargs=kwargs, cached=cached)
@@ -458,17 +456,12 @@ class LlamaCppChatModel(ChatModel):
                 except BaseException as exc:  # surfaced in the consumer
                     loop.call_soon_threadsafe(queue.put_nowait, exc)
                 finally:
-                    loop.call_soon_threadsafe(queue.put_nowait, done)
+                    loop.call_soon_threadsafe(queue.put_nowait, None)  # the end
 
             worker = threading.Thread(target=produce, daemon=True)
             worker.start()
             try:
-                while True:
-                    item = await queue.get()
-                    if item is done:
-                        break
-                    if isinstance(item, BaseException):
-                        raise item
+                async for item in _drain(queue):
                     yield item
             finally:
                 await asyncio.to_thread(worker.join)
@@ -486,13 +479,16 @@ class LlamaCppChatModel(ChatModel):
         queue: asyncio.Queue[Any] = asyncio.Queue()
         request.emit = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)
         self._engine.submit(request)
-        while True:
-            item = await queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
+        async for item in _drain(queue):
             yield item
+
+
+async def _drain(queue: asyncio.Queue[Any]) -> AsyncIterator[Any]:
+    """The items a producer thread puts on `queue` until None; an exception put there is raised here."""
+    while (item := await queue.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def _quiet_native_output(quiet: bool) -> Any:
