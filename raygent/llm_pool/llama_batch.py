@@ -37,8 +37,14 @@ Emit = Callable[[Any], None]
 _DEFER_MIN_TOKENS = 16
 
 
+def _discard(item: Any) -> None:
+    return None
+
+
 @dataclass
 class BatchRequest:
+    """One generation: the prompt's tokens and how to decode; `emit` receives its items."""
+
     prompt: list[int]
     max_tokens: int
     stop: list[str]
@@ -47,7 +53,7 @@ class BatchRequest:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
-    emit: Emit = print
+    emit: Emit = _discard
     cached: int = 0  # prompt tokens the slot's KV already held (set on admission)
 
 
@@ -117,10 +123,6 @@ class BatchedLlama:
             self._thread.join(timeout=30)
             self._lib.llama_batch_free(self._batch)
             self._context.close()
-
-    @property
-    def active(self) -> int:
-        return sum(s.request is not None for s in self._slots)
 
     # -- worker --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -203,9 +205,10 @@ class BatchedLlama:
                 add(slot, slot.next_token, True)
                 slot.next_token = None
         for slot in active:  # prompts fill the rest of the batch, in chunks
-            while slot.pending and n < self.n_batch:
-                token = slot.pending.pop(0)
-                add(slot, token, not slot.pending)
+            chunk = slot.pending[: self.n_batch - n]
+            del slot.pending[: len(chunk)]
+            for i, token in enumerate(chunk):
+                add(slot, token, not slot.pending and i == len(chunk) - 1)  # logits after the whole prompt
         if n == 0:
             return
         batch.n_tokens = n
