@@ -29,6 +29,46 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def with_first_token_bias(logits: np.ndarray, bias: dict[int, float] | None) -> np.ndarray:
+    """`logits` with `bias` added (a copy; the engine's buffer stays untouched), or as they are."""
+    if not bias:
+        return logits
+    logits = logits.copy()
+    for tok, value in bias.items():
+        logits[tok] += value
+    return logits
+
+
+class StopText:
+    """A reply's text, decoded token by token and cut at the first stop string. `add` releases only
+    text that no stop string can still claim (the last `hold` characters wait)."""
+
+    def __init__(self, llama: Any, stop: list[str]):
+        self.llama = llama
+        self.stop = stop
+        self.hold = max((len(s) for s in stop), default=0)
+        self.text, self.emitted = "", 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, token: int) -> tuple[str, bool]:
+        """(newly released text, whether a stop string ended the reply: then `rest()` holds the end)."""
+        self.text += self._decoder.decode(self.llama.detokenize([token], special=False))
+        cut = min((self.text.find(s) for s in self.stop if s in self.text), default=-1)
+        if cut >= 0:
+            self.text = self.text[:cut]
+            return "", True
+        safe = len(self.text) - self.hold
+        if safe <= self.emitted:
+            return "", False
+        piece, self.emitted = self.text[self.emitted:safe], safe
+        return piece, False
+
+    def rest(self) -> str:
+        """Everything not released yet (at the end of the reply)."""
+        piece, self.emitted = self.text[self.emitted:], len(self.text)
+        return piece
+
+
 class LazyGrammarDecoder:
     """Runs one greedy, grammar-constrained generation on a loaded `llama_cpp.Llama`."""
 
@@ -97,34 +137,28 @@ class LazyGrammarDecoder:
         cached = min(cached, len(prompt) - 1)  # always evaluate at least one token for fresh logits
         llama.n_tokens = cached
         llama.eval(prompt[cached:])
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text, emitted = "", 0
-        hold = max((len(s) for s in stop), default=0)
+        out = StopText(llama, stop)
         for i in range(max_tokens):
-            logits = self._logits()
-            if i == 0 and first_token_bias:
-                logits = logits.copy()
-                for tok, bias in first_token_bias.items():
-                    logits[tok] += bias
-            token = self._choose(logits)
+            token = self._choose(with_first_token_bias(self._logits(), first_token_bias if i == 0 else None))
             self.n_generated += 1
             if self._lib.llama_vocab_is_eog(self.vocab, token):
-                yield text[emitted:], "stop"
+                yield out.rest(), "stop"
                 return
-            if self.sampler is not None:
-                self._lib.llama_sampler_accept(self.sampler, token)
-            text += decoder.decode(llama.detokenize([token], special=False))
-            cut = min((text.find(s) for s in stop if s in text), default=-1)
-            if cut >= 0:
-                yield text[emitted:cut], "stop"
+            self.accept(token)
+            piece, stopped = out.add(token)
+            if stopped:
+                yield out.rest(), "stop"
                 return
-            safe = len(text) - hold
-            if safe > emitted:
-                yield text[emitted:safe], None
-                emitted = safe
+            if piece:
+                yield piece, None
             if i + 1 < max_tokens:  # the last token's logits would never be read
                 llama.eval([token])
-        yield text[emitted:], "length"
+        yield out.rest(), "length"
+
+    def accept(self, token: int) -> None:
+        """Advance the grammar past the chosen token."""
+        if self.sampler is not None:
+            self._lib.llama_sampler_accept(self.sampler, token)
 
     def __enter__(self) -> LazyGrammarDecoder:
         return self

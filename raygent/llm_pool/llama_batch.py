@@ -16,7 +16,6 @@ grammar check of `lazy_decode`; sampled ones sample in numpy with the grammar ap
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import queue
 import threading
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
+from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, StopText, common_prefix, with_first_token_bias
 
 #: (text piece, finish reason or None, tokens generated so far) or an exception, then None at the end
 Emit = Callable[[Any], None]
@@ -65,9 +64,7 @@ class _Slot:
     pending: list[int] = field(default_factory=list)  # prompt tokens still to evaluate
     chooser: LazyGrammarDecoder | None = None
     rng: np.random.Generator | None = None
-    decoder: Any = None
-    text: str = ""
-    emitted: int = 0
+    out: StopText | None = None  # the reply's text so far
     n_generated: int = 0
     next_token: int | None = None  # sampled, to be evaluated in the next step
     batch_index: int = -1  # where this slot's logits are in the current batch
@@ -180,8 +177,8 @@ class BatchedLlama:
                 continue
             slot.request = request
             slot.rng = np.random.default_rng(request.seed) if request.temperature > 0 else None
-            slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            slot.text, slot.emitted, slot.n_generated, slot.next_token = "", 0, 0, None
+            slot.out = StopText(self.llama, request.stop)
+            slot.n_generated, slot.next_token = 0, None
 
     def _step(self) -> None:
         batch, n = self._batch, 0
@@ -225,30 +222,20 @@ class BatchedLlama:
         assert request is not None and slot.chooser is not None
         ptr = self._lib.llama_get_logits_ith(self.ctx, slot.batch_index)
         logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-        if slot.n_generated == 0 and request.first_token_bias:
-            logits = logits.copy()
-            for tok, bias in request.first_token_bias.items():
-                logits[tok] += bias
+        bias = request.first_token_bias if slot.n_generated == 0 else None
         try:
-            token = self._choose(slot, logits)
+            token = self._choose(slot, with_first_token_bias(logits, bias))
         except Exception as exc:
             return self._finish(slot, exc=exc)
         slot.n_generated += 1
         if self._lib.llama_vocab_is_eog(self.vocab, token):
             return self._finish(slot, "stop")
-        chooser = slot.chooser
-        if chooser.sampler is not None:
-            self._lib.llama_sampler_accept(chooser.sampler, token)
-        slot.text += slot.decoder.decode(self.llama.detokenize([token], special=False))
-        cut = min((slot.text.find(s) for s in request.stop if s in slot.text), default=-1)
-        if cut >= 0:
-            slot.text = slot.text[:cut]
+        slot.chooser.accept(token)
+        piece, stopped = slot.out.add(token)
+        if stopped:
             return self._finish(slot, "stop")
-        hold = max((len(s) for s in request.stop), default=0)
-        safe = len(slot.text) - hold
-        if safe > slot.emitted:
-            _emit(request, (slot.text[slot.emitted:safe], None, slot.n_generated))
-            slot.emitted = safe
+        if piece:
+            _emit(request, (piece, None, slot.n_generated))
         if slot.n_generated >= request.max_tokens:
             return self._finish(slot, "length")
         slot.next_token = token
@@ -273,9 +260,9 @@ class BatchedLlama:
 
     def _finish(self, slot: _Slot, reason: str | None = None, exc: BaseException | None = None) -> None:
         request = slot.request
-        assert request is not None
+        assert request is not None and slot.out is not None
         # the last chosen token was never evaluated: slot.tokens (the KV) ends before it
-        _emit(request, exc if exc is not None else (slot.text[slot.emitted:], reason, slot.n_generated))
+        _emit(request, exc if exc is not None else (slot.out.rest(), reason, slot.n_generated))
         _emit(request, None)
         if slot.chooser is not None:
             slot.chooser.close()

@@ -363,8 +363,9 @@ class LlamaCppChatModel(ChatModel):
         char, tag = self._call_start_tokens()
         step = self.call_bias if messages and messages[-1].role == "user" else self.followup_call_bias
         bias = {char: step} if step else {}
-        if tag is not None and max(step, self.open_tag_bias):
-            bias[tag] = max(step, self.open_tag_bias)
+        tag_bias = max(step, self.open_tag_bias)
+        if tag is not None and tag_bias:
+            bias[tag] = tag_bias
         return bias or None
 
     def _finish(self, raw: str, finish: str | None, usage: Usage, tools: Sequence[ToolSpec] | None,
@@ -386,11 +387,10 @@ class LlamaCppChatModel(ChatModel):
                    params: GenerationParams | dict | None = None) -> Completion:
         p = as_params(params)
         if self.parallel > 1:
-            kwargs, _ = await asyncio.to_thread(self._prepare, messages, tools, p)
-            request = self._batch_request(kwargs)
-            pieces = [item async for item in self._batched(request)]
-            cached = request.cached
-        else:
+            state: dict[str, Any] = {}
+            pieces = [item async for item in self._generation(messages, tools, p, state)]
+            kwargs, cached = state["kwargs"], state["cached"]
+        else:  # one thread hop for the whole reply, not one per token
             async with self._lock_for_loop():
                 kwargs, cached = await asyncio.to_thread(self._prepare, messages, tools, p)
                 pieces = await asyncio.to_thread(lambda: list(self._generate(kwargs)))
