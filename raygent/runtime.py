@@ -116,6 +116,11 @@ class _ComponentHost:
 
     def __init__(self, factory: Any, args: tuple, kwargs: dict):
         self.component = factory(*args, **kwargs) if callable(factory) and inspect.isclass(factory) else factory
+        # a component naming an `__autostart__` method gets it called once the actor is up, on
+        # every start: after a crash Ray restarts the actor and nobody else would call it
+        autostart = getattr(self.component, "__autostart__", None)
+        if autostart:
+            _ray().get_runtime_context().current_actor.invoke.remote(autostart, (), {})
 
     async def invoke(self, method: str, args: tuple, kwargs: dict) -> Any:
         fn = getattr(self.component, method)

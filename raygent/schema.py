@@ -232,4 +232,42 @@ class RunResult(BaseModel):
         }
 
 
+EnvelopeKind = Literal["message", "event", "control"]
+
+
+class Envelope(BaseModel):
+    """One Message travelling between agents through a MessageHub.
+
+    `id` is the dedupe key: a hub stores an id once per recipient, and a receiver handles it once,
+    so a sender that retries (or a coordinator that re-runs a step after a crash) sends the same id
+    again instead of a second message. Media travel as `artifacts` (references), never inline bytes.
+    `kind` is "message" for conversation, "event" for live room events (not persisted), "control"
+    for hub signals such as a room's cancellation.
+    """
+
+    id: str = Field(default_factory=lambda: new_id("env"))
+    sender: str
+    recipient: str | None = None
+    topic: str | None = None
+    room: str = "default"
+    content: Message
+    artifacts: list[Artifact] = Field(default_factory=list)
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    created_at: float = Field(default_factory=time.time)
+    attempt: int = 1
+    kind: EnvelopeKind = "message"
+    headers: dict[str, Any] = Field(default_factory=dict)
+
+    def reply(self, content: Message | str, *, sender: str | None = None, index: int = 0,
+              **fields: Any) -> Envelope:
+        """The answer to this envelope, addressed to `reply_to` (else the sender), with a stable id
+        derived from this one: re-handling the same envelope after a crash yields the same reply id,
+        which the hub stores once."""
+        message = Message.assistant(content) if isinstance(content, str) else content
+        return Envelope(id=f"{self.id}.r{index}", sender=sender or self.recipient or "?",
+                        recipient=self.reply_to or self.sender, room=self.room, content=message,
+                        correlation_id=self.correlation_id or self.id, **fields)
+
+
 AgentEvent.model_rebuild()

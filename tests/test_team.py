@@ -1,0 +1,128 @@
+"""Team patterns over coordinators: the same team code gives the same transcript in-process and
+with every agent a Ray actor (scripted models, so the transcript is exact)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from raygent.actors.coordinator import AgentRole
+from raygent.actors.team import HumanInput, ModelChoice, ModeratorChoice, RoundRobin, Team, TeamError
+from raygent.llm_pool.scripted import ScriptedChatModel
+
+
+def role(name: str, *replies: str, tools=None) -> AgentRole:
+    return AgentRole(name=name, system=f"You are {name}.", llm=ScriptedChatModel(list(replies)), tools=tools)
+
+
+async def run_all_patterns(remote: bool) -> list[tuple[str, str | None, str]]:
+    team = Team(room=f"patterns-{uuid.uuid4().hex[:6]}", remote=remote, timeout_s=60)
+    await team.add(role("planner", "Outline: a fox learns to count."))
+    await team.add(role("writer",
+                        '<tool_call>{"name": "calculator", "arguments": {"expression": "6*7"}}</tool_call>',
+                        "The fox counted 42 stars.",
+                        "Page two: the owl agrees."),
+                   )
+    await team.add(role("w1", "Page A text."))
+    await team.add(role("w2", "Page B text."))
+    await team.add(role("editor", "Book: A then B."))
+    await team.add(role("alice", "Hello Bob.", "Let us finish. TERMINATE", "One more from Alice."))
+    await team.add(role("bob", "Hi Alice.", "I like the fox."))
+    await team.add(role("moderator", "bob should speak next.", "The writer, please."))
+    await team.add(role("triage", "This is about a refund.\nHANDOFF: billing"))
+    await team.add(role("billing", "Refund issued."))
+    human = HumanInput()
+    await team.add("human", human, local=True)
+    # the writer's tools: a real calculator, run inside the writer's process
+    team_writer_tools = team.members["writer"]
+    assert team_writer_tools
+
+    await team.sequential(["planner", "writer"], "a story about counting")
+    await team.fan_out({"w1": "write page A", "w2": "write page B"}, combine="editor")
+    await team.group_chat(["alice", "bob"], "greet each other", speaker=RoundRobin(), max_rounds=4)
+    await team.group_chat(["writer", "bob"], "continue", speaker=ModeratorChoice("moderator"), max_rounds=2)
+    await team.handoff("triage", "I want my money back")
+    picker = ScriptedChatModel(["I pick alice."])
+    await team.group_chat(["alice", "bob"], "one more", speaker=ModelChoice(picker), max_rounds=1)
+
+    async def person():
+        await asyncio.sleep(0.2)
+        await human.answer("yes, go on")
+    asyncio.ensure_future(person())
+    reply = await team.ask("human", "Shall we print the book?", timeout_s=10, record=True)
+    assert reply.content.content == "yes, go on"
+
+    transcript = [(t.speaker, t.recipient, t.text) for t in team.transcript]
+    stats = await team.stats()
+    writer_stats = stats["members"]["writer"][0]
+    assert writer_stats["handled"] == 2 and writer_stats["failed"] == 0
+    assert stats["hub"]["log"]["unacked"] == 0
+    await team.close()
+    return transcript
+
+
+@pytest.mark.ray
+async def test_same_transcript_in_process_and_as_ray_actors(ray_cluster):
+    local = await run_all_patterns(remote=False)
+    distributed = await run_all_patterns(remote=True)
+    assert local == distributed
+    texts = [t for _, _, t in local]
+    assert "The fox counted 42 stars." in texts  # the writer called the calculator, then answered
+    assert "Book: A then B." in texts  # fan-in
+    assert texts.count("Hello Bob.") == 1 and "Hi Alice." in texts and "Let us finish. TERMINATE" in texts
+    assert ("billing", "driver", "Refund issued.") in local  # the handoff reached billing
+    speakers = [s for s, _, _ in local]
+    assert speakers.index("bob") < speakers.index("billing")
+    # the moderator chose bob, then the writer; the model's choice was alice
+    assert texts.index("I like the fox.") < texts.index("Page two: the owl agrees.") < texts.index("One more from Alice.")
+
+
+async def test_team_errors_are_clear():
+    team = Team(room=f"errors-{uuid.uuid4().hex[:6]}", timeout_s=5)
+
+    async def broken(env, ctx):
+        raise RuntimeError("model crashed")
+
+    async def sleepy(env, ctx):
+        await asyncio.sleep(30)
+
+    await team.add("broken", broken)
+    await team.add("sleepy", sleepy)
+    await team.add(role("rogue", "HANDOFF: nobody"))
+    with pytest.raises(TeamError, match="'broken' failed: RuntimeError: model crashed"):
+        await team.ask("broken", "hi")
+    with pytest.raises(TeamError, match=r"'sleepy' did not reply within 0 s|'sleepy' did not reply"):
+        await team.ask("sleepy", "hi", timeout_s=0.3)
+    with pytest.raises(TeamError, match="no member 'ghost'"):
+        await team.ask("ghost", "hi")
+    with pytest.raises(TeamError, match="handed off to 'nobody', who is not in the team"):
+        await team.handoff("rogue", "help")
+    with pytest.raises(ValueError, match="already in team"):
+        await team.add("broken", broken)
+    await team.close()
+
+
+async def test_cancel_reaches_every_member_and_pending_asks():
+    team = Team(room=f"cancel-{uuid.uuid4().hex[:6]}", timeout_s=30)
+    started = asyncio.Event()
+
+    async def slow(env, ctx):
+        started.set()
+        await asyncio.sleep(3600)
+
+    await team.add("a", slow, poll_s=0.5)
+    await team.add("b", slow, poll_s=0.5)
+    pending = asyncio.ensure_future(team.ask("a", "work"))
+    await asyncio.wait_for(started.wait(), 3)
+    await team.cancel("stop the story")
+    with pytest.raises(TeamError, match="cancelled"):
+        await asyncio.wait_for(pending, 15)
+    for _ in range(40):
+        stats = await team.stats()
+        if all(not s["running"] for ss in stats["members"].values() for s in ss):
+            break
+        await asyncio.sleep(0.1)
+    assert all(s["cancelled"] and s["in_flight"] == 0 for ss in stats["members"].values() for s in ss)
+    await team.close()
