@@ -108,7 +108,11 @@ async def test_unknown_method_on_proxy_is_a_clear_attribute_error(ray_cluster):
 
 
 @pytest.mark.model
-async def test_embedded_model_run_is_identical_in_process_and_as_actors(ray_cluster, embedded_llm):
+async def test_embedded_model_run_makes_the_same_calls_in_process_and_as_actors(ray_cluster, embedded_llm):
+    """The same tool calls (names and arguments, hence the same results) and the same facts in the
+    answer. Not the same wording: the shared in-process model reads the prompt on top of a cached
+    prefix, the fresh actor reads it whole, and llama.cpp's logits differ in the last bits between
+    the two, enough to change greedy free text (docs/architecture.md, "What is deterministic")."""
     from raygent.llm_pool.llama_cpp import LlamaCppChatModel
 
     task = "使用地址识别模型，从下面的地址中找到省市区等元素，地址：浙江杭州市江干区九堡镇三村村一区"
@@ -117,7 +121,12 @@ async def test_embedded_model_run_is_identical_in_process_and_as_actors(ray_clus
     tools = runtime.deploy(ToolRegistry, default_tools(), remote=True)
     remote = await Agent(llm=llm, tools=tools).run(task)
     assert [c.model_dump() for c in remote.tool_calls] == [c.model_dump() for c in local.tool_calls]
-    assert remote.answer == local.answer and remote.tool_calls[0].name == "address_parse"
+    call = remote.tool_calls[0]
+    assert call.name == "address_parse" and call.error is None
+    assert {"province": "浙江省", "city": "杭州市", "district": "江干区"}.items() <= call.result.items()
+    for result in (local, remote):  # the answer reports the tool's values, however it words them
+        assert result.stop_reason == "answer"
+        assert all(fact in result.answer for fact in ("浙江", "杭州", "江干")), result.answer
     runtime.kill(llm)
     runtime.kill(tools)
 

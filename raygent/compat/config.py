@@ -4,25 +4,28 @@ ModelScope-Agent scripts start with `Config.from_file('config/cfg_model_template
 model name -> {"type", "model"/"model_id"/"path", "generate_cfg", ...}) and the same for tools
 (tool name -> {"use", "url"?, "is_remote_tool"?, ...}). `Config` reads those files unchanged, so old
 configs keep working, and adds attribute access the way the seed's (modelscope) Config did.
+Reading files and `.env` is raygent.llm_pool.config's (the model config reader); this module adapts it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from raygent.llm_pool.config import (  # noqa: F401  (re-exported: ConfigError, load_env, MODEL_CONFIG_VARS)
+    MODEL_CONFIG_VARS,
+    ConfigError,
+    default_model_config_file,
+    load_env,
+    read_config_file,
+)
+
 #: environment variables the seed read its secrets from; raygent reads them but never requires them
 API_KEY_VARS = ("DASHSCOPE_API_KEY", "OPENAI_API_KEY", "MODELSCOPE_API_TOKEN")
-#: environment variables naming the config files (the seed's .env template used these)
-MODEL_CONFIG_VARS = ("MODEL_CONFIG_FILE", "LLM_CONFIG_FILE")
+#: environment variables naming the tool config file (the model's: MODEL_CONFIG_VARS)
 TOOL_CONFIG_VARS = ("TOOL_CONFIG_FILE",)
-
-
-class ConfigError(ValueError):
-    """A config file is missing, unreadable, or in a format this install cannot read."""
 
 
 class Config(dict):
@@ -45,28 +48,7 @@ class Config(dict):
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Config:
         """Read a `.json`, `.yaml` or `.yml` file (YAML needs PyYAML)."""
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        text = p.read_text(encoding="utf-8")
-        suffix = p.suffix.lower()
-        if suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ImportError as exc:
-                raise ConfigError(f"{p} is YAML, but PyYAML is not installed: pip install pyyaml "
-                                  f"(or convert the file to JSON)") from exc
-            data = yaml.safe_load(text)
-        else:
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{p} is not valid JSON: {exc}") from exc
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p} must hold a mapping at the top level, got {type(data).__name__}")
-        return cls(data)
+        return cls(read_config_file(path))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
@@ -86,27 +68,6 @@ def as_config(cfg: Config | dict[str, Any] | str | os.PathLike | None) -> Config
     if isinstance(cfg, dict):
         return Config(cfg)
     return Config.from_file(cfg)
-
-
-def load_env(path: str | os.PathLike | None = None, *, override: bool = False) -> Path | None:
-    """Load a `.env` file into os.environ (python-dotenv); returns the file used, or None.
-
-    Without `path`, the nearest `.env` from the working directory upwards is used, as the seed did.
-    Existing environment variables win unless `override`.
-    """
-    from dotenv import find_dotenv, load_dotenv
-
-    if path is None:
-        found = find_dotenv(usecwd=True)
-        if not found:
-            return None
-        env_path = Path(found)
-    else:
-        env_path = Path(path).expanduser()
-        if not env_path.is_file():
-            raise ConfigError(f".env file not found: {env_path}")
-    load_dotenv(env_path, override=override)
-    return env_path
 
 
 def api_keys() -> dict[str, str]:
@@ -135,7 +96,7 @@ def _from_env_or_template(kind: str, env_vars: tuple[str, ...]) -> Config:
 
 def default_model_config() -> Config:
     """MODEL_CONFIG_FILE / LLM_CONFIG_FILE if set (the seed's .env names), else raygent's template."""
-    return _from_env_or_template("model", MODEL_CONFIG_VARS)
+    return Config.from_file(default_model_config_file())
 
 
 def default_tool_config() -> Config:

@@ -1,8 +1,10 @@
 """`LLMFactory.build_llm(name, cfg)`: the seed's model-config entry -> a raygent ChatModel.
 
-One table, `BACKENDS`, maps each config `type` to a builder. The LLM-pool backends (openai,
-dashscope, modelscope, transformers, vllm) are built from the entry by raygent.llm_pool.config;
-a type with no builder (custom_llm) fails with `UnsupportedBackendError`, which says what to do.
+A thin adapter: models are built by `raygent.llm_pool` (`llm_pool.factory` for generation
+parameters, format names and the llama.cpp / scripted backends, `llm_pool.config` for the pool
+backends); this module keeps the seed's names and call shape. One table, `BACKENDS`, maps each
+config `type` to a builder; a type with no builder (custom_llm) fails with
+`UnsupportedBackendError`, which says what to do.
 
 The returned model carries `default_params` (GenerationParams from the entry's `generate_cfg`) and
 `compat_spec` (its class and constructor arguments), so AgentExecutor can rebuild it with another
@@ -11,17 +13,15 @@ tool-call format or construct it inside a Ray actor instead of pickling a loaded
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from raygent.compat.config import Config
-from raygent.compat.prompt import format_for_prompt_generator
+from raygent.llm_pool.config import as_model_config, chat_model_spec
+from raygent.llm_pool.factory import format_name, generation_params, llama_cpp_spec, scripted_spec
 from raygent.schema import GenerationParams
-
-logger = logging.getLogger(__name__)
 
 
 class UnsupportedBackendError(NotImplementedError):
@@ -63,70 +63,18 @@ class Backend:
     needs: str = ""
 
 
-# generate_cfg keys -> GenerationParams fields (the seed's HF-style names included)
-_PARAM_ALIASES = {"temperature": "temperature", "top_p": "top_p", "max_tokens": "max_tokens",
-                  "max_new_tokens": "max_tokens", "max_length": "max_tokens", "stop": "stop", "seed": "seed",
-                  "tool_choice": "tool_choice"}
-# LlamaCppChatModel keyword arguments a config entry may set directly
-_LLAMA_KEYS = ("n_ctx", "n_threads", "grammar", "few_shot", "n_batch", "verbose", "n_gpu_layers", "chat_format",
-               "lora", "lora_scale", "parallel", "session_cache")
-
-
-def generation_params(generate_cfg: dict[str, Any] | None) -> tuple[GenerationParams, dict[str, Any]]:
-    """Seed generate_cfg -> (GenerationParams, the keys raygent does not use, e.g. top_k, use_raw_prompt).
-
-    `max_length` (prompt + output in the seed's HF backends) is read as an output budget, an
-    approximation: the backends here budget only generated tokens.
-    """
-    values: dict[str, Any] = {}
-    ignored: dict[str, Any] = {}
-    for key, value in (generate_cfg or {}).items():
-        target = _PARAM_ALIASES.get(key)
-        if target is None:
-            ignored[key] = value
-        elif target == "stop" and isinstance(value, str):
-            values[target] = [value]
-        elif target not in values or key == target:  # the explicit name wins over an alias
-            values[target] = value
-    if ignored:
-        logger.debug("generate_cfg keys not used by raygent: %s", sorted(ignored))
-    return GenerationParams(**values), ignored
-
-
-def _format_of(entry: dict[str, Any]) -> str | None:
-    """A config entry may choose the tool-call format by raygent name or by seed prompt generator."""
-    fmt = entry.get("format") or entry.get("prompt_generator")
-    return format_for_prompt_generator(fmt) if fmt else None
-
-
 def _build_llama_cpp(name: str, entry: dict[str, Any]) -> LLMSpec:
-    from raygent.llm_pool.embedded import DEFAULT_MODEL
-    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
-
-    model = entry.get("path") or entry.get("model") or entry.get("model_id") or DEFAULT_MODEL
-    kwargs: dict[str, Any] = {"model": os.path.expanduser(str(model)) if entry.get("path") else str(model)}
-    kwargs.update({k: entry[k] for k in _LLAMA_KEYS if k in entry})
-    kwargs.update(entry.get("llama_kwargs") or {})
-    fmt = _format_of(entry)
-    if fmt:
-        kwargs["format"] = fmt
-    return LLMSpec(name=name, type=str(entry.get("type")), cls=LlamaCppChatModel, kwargs=kwargs)
+    cls, kwargs = llama_cpp_spec(entry)
+    return LLMSpec(name=name, type=str(entry.get("type")), cls=cls, kwargs=kwargs)
 
 
 def _build_scripted(name: str, entry: dict[str, Any]) -> LLMSpec:
-    from raygent.llm_pool.scripted import ScriptedChatModel
-
-    kwargs: dict[str, Any] = {"replies": list(entry.get("replies") or []), "model_name": entry.get("model") or name}
-    fmt = _format_of(entry)
-    if fmt:
-        kwargs["format"] = fmt
-    return LLMSpec(name=name, type="scripted", cls=ScriptedChatModel, kwargs=kwargs)
+    cls, kwargs = scripted_spec(name, entry)
+    return LLMSpec(name=name, type="scripted", cls=cls, kwargs=kwargs)
 
 
 def _build_from_model_config(name: str, entry: dict[str, Any]) -> LLMSpec:
     """The LLM-pool backends: the entry is read by raygent.llm_pool.config (one format for all)."""
-    from raygent.llm_pool.config import as_model_config, chat_model_spec
-
     cls, kwargs = chat_model_spec(as_model_config(entry, name))
     return LLMSpec(name=name, type=str(entry.get("type")), cls=cls, kwargs=kwargs)
 
@@ -180,11 +128,6 @@ class LLMFactory:
         spec = backend.builder(model_name, entry)
         spec.params, spec.ignored_generate_cfg = generation_params(entry.get("generate_cfg"))
         return spec.build(**overrides)
-
-
-def format_name(fmt: Any) -> Any:
-    """Seed generator names become raygent format names; formats pass through."""
-    return format_for_prompt_generator(fmt) if isinstance(fmt, str) else fmt
 
 
 def _entry(model_name: str, cfg: Config | dict[str, Any] | None) -> dict[str, Any]:

@@ -9,6 +9,12 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
+# the seed-name -> format table lives with the config reader, which accepts those names too
+from raygent.llm_pool.factory import PROMPT_GENERATOR_FORMATS, RAYGENT_FORMATS, format_for_prompt_generator
+
+__all__ = ["AGENT_TYPE_FORMATS", "PROMPT_GENERATOR_FORMATS", "RAYGENT_FORMATS", "AgentType", "format_for_agent_type",
+           "format_for_prompt_generator", "format_label"]
+
 
 class AgentType(str, Enum):
     """The seed's agent types (values as in the seed), each implying a format."""
@@ -20,23 +26,6 @@ class AgentType(str, Enum):
     Messages = "messages"
 
 
-RAYGENT_FORMATS = ("native", "hermes", "msagent", "react")
-
-#: seed prompt generator / action parser class names -> raygent format names
-PROMPT_GENERATOR_FORMATS: dict[str, str] = {
-    "MSPromptGenerator": "msagent",
-    "MsActionParser": "msagent",
-    "ChatGLMPromptGenerator": "hermes",
-    "ChatGLMActionParser": "hermes",
-    "QwenPromptGenerator": "hermes",
-    "QwenActionParser": "hermes",
-    "MrklPromptGenerator": "react",
-    "MRKLPromptGenerator": "react",
-    "MRKLActionParser": "react",
-    "MessagesGenerator": "native",
-    "OpenAiFunctionsActionParser": "native",
-}
-
 #: seed agent types -> format; DEFAULT keeps the model's own format (hermes for the embedded Qwen
 #: models, which the seed's MS format would serve worse)
 AGENT_TYPE_FORMATS: dict[str, str | None] = {
@@ -46,31 +35,6 @@ AGENT_TYPE_FORMATS: dict[str, str | None] = {
     AgentType.REACT.value: "react",
     AgentType.Messages.value: "native",
 }
-
-
-def format_for_prompt_generator(value: Any) -> Any:
-    """A seed generator/parser name (or instance), a raygent format name, or a ToolCallFormat -> a format.
-
-    Strings come back as raygent format names; ToolCallFormat instances are returned unchanged.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value in PROMPT_GENERATOR_FORMATS:
-            return PROMPT_GENERATOR_FORMATS[value]
-        if value.lower() in RAYGENT_FORMATS:
-            return value.lower()
-        raise ValueError(f"unknown prompt generator / format {value!r}; use a raygent format "
-                         f"{list(RAYGENT_FORMATS)} or a seed name {sorted(PROMPT_GENERATOR_FORMATS)}")
-    from raygent.llm_pool.formats import ToolCallFormat
-
-    if isinstance(value, ToolCallFormat):
-        return value
-    cls_name = value.__name__ if isinstance(value, type) else type(value).__name__
-    if cls_name in PROMPT_GENERATOR_FORMATS:
-        return PROMPT_GENERATOR_FORMATS[cls_name]
-    raise TypeError(f"cannot use {value!r} as a prompt generator: pass a raygent format name "
-                    f"{list(RAYGENT_FORMATS)}, a ToolCallFormat, or a seed generator name")
 
 
 def format_for_agent_type(agent_type: AgentType | str | None) -> str | None:

@@ -14,13 +14,19 @@ environment after the nearest `.env` is loaded (API keys are read from there too
 the config: `api_key_env` names the variable). Seed keys are accepted as aliases (`model_revision`,
 `api_base`, `prompt_generator`, HF-style `max_new_tokens`); unknown keys are kept and passed to
 the backend where it takes them (e.g. llama.cpp's `n_ctx`).
+
+The seed-compatible layer (the compat package: `Config`, `LLMFactory`) adapts this module; nothing
+in the LLM pool imports it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -28,6 +34,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from raygent.llm_pool.base import ChatModel
 from raygent.llm_pool.errors import BackendConfigError
+from raygent.llm_pool.factory import format_for_prompt_generator, generation_params, llama_cpp_spec
 from raygent.schema import GenerationParams
 
 BackendType = Literal["llama_cpp", "transformers", "openai", "dashscope", "modelscope", "vllm", "scripted",
@@ -95,8 +102,6 @@ class ModelConfig(BaseModel):
             t = out["type"].strip().lower()
             out["type"] = TYPE_ALIASES.get(t, t)
         if "format" in out and out["format"] is not None:
-            from raygent.compat.prompt import format_for_prompt_generator
-
             out["format"] = format_for_prompt_generator(out["format"])
         return out
 
@@ -116,8 +121,6 @@ class ModelConfig(BaseModel):
 
     def params(self) -> GenerationParams:
         """Default GenerationParams of this model (from generate_cfg; unused keys are ignored)."""
-        from raygent.compat.llm_factory import generation_params
-
         return generation_params(self.generate_cfg)[0]
 
     def served_name(self) -> str:
@@ -128,7 +131,71 @@ class ModelConfigError(BackendConfigError):
     """A model config entry is missing something its backend needs."""
 
 
+class ConfigError(ValueError):
+    """A config file is missing, unreadable, or in a format this install cannot read."""
+
+
 # -- loading ------------------------------------------------------------------------------------
+#: environment variables naming the model config file (the seed's .env template used these)
+MODEL_CONFIG_VARS = ("MODEL_CONFIG_FILE", "LLM_CONFIG_FILE")
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping in a `.json`, `.yaml` or `.yml` file (YAML needs PyYAML)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    suffix = p.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as exc:
+            raise ConfigError(f"{p} is YAML, but PyYAML is not installed: pip install pyyaml "
+                              f"(or convert the file to JSON)") from exc
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p} is not valid JSON: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p} must hold a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_env(path: str | os.PathLike | None = None, *, override: bool = False) -> Path | None:
+    """Load a `.env` file into os.environ (python-dotenv); returns the file used, or None.
+
+    Without `path`, the nearest `.env` from the working directory upwards is used, as the seed did.
+    Existing environment variables win unless `override`.
+    """
+    from dotenv import find_dotenv, load_dotenv
+
+    if path is None:
+        found = find_dotenv(usecwd=True)
+        if not found:
+            return None
+        env_path = Path(found)
+    else:
+        env_path = Path(path).expanduser()
+        if not env_path.is_file():
+            raise ConfigError(f".env file not found: {env_path}")
+    load_dotenv(env_path, override=override)
+    return env_path
+
+
+def default_model_config_file() -> Path:
+    """MODEL_CONFIG_FILE / LLM_CONFIG_FILE if set (the seed's .env names), else the bundled template
+    (`cfg_model_template.json`, a data file shipped in the compat package's templates folder)."""
+    for var in MODEL_CONFIG_VARS:
+        if os.environ.get(var):
+            return Path(os.environ[var])
+    return Path(str(resources.files("raygent") / "compat" / "templates" / "cfg_model_template.json"))
+
+
 def expand_env(value: Any) -> Any:
     """Fill ${VAR} and ${VAR:-default} in strings (recursively); an unset VAR without default is an error."""
     if isinstance(value, str):
@@ -169,15 +236,13 @@ def load_model_configs(source: str | os.PathLike | Mapping[str, Any] | None = No
     """Read a model config (JSON/YAML file, mapping, or None for $MODEL_CONFIG_FILE / the bundled
     template), after loading `.env` (`env_file`, else the nearest one) into the environment.
     A model described by RAYGENT_LLM_* variables is added under its RAYGENT_LLM_NAME ("env")."""
-    from raygent.compat.config import Config, default_model_config, load_env
-
     used = load_env(env_file)
     if source is None:
-        data: Mapping[str, Any] = default_model_config().to_dict()
+        data: Mapping[str, Any] = read_config_file(default_model_config_file())
     elif isinstance(source, Mapping):
-        data = source.to_dict() if isinstance(source, Config) else source
+        data = source  # a seed Config too: parse_model_configs copies entries into plain dicts
     else:
-        data = Config.from_file(source).to_dict()
+        data = read_config_file(source)
     configs = parse_model_configs(data)
     from_env = model_config_from_env(used)
     if from_env is not None:
@@ -261,11 +326,8 @@ def _require(c: ModelConfig, value: Any, what: str) -> Any:
 
 
 def _llama_cpp(c: ModelConfig) -> tuple[type[ChatModel], dict[str, Any]]:
-    from raygent.compat.llm_factory import _build_llama_cpp
-
     entry = {**c.extras, "type": c.type, "path": c.path, "model": c.model or c.model_id, "format": c.format}
-    spec = _build_llama_cpp(c.name, {k: v for k, v in entry.items() if v is not None})
-    return spec.cls, spec.kwargs
+    return llama_cpp_spec({k: v for k, v in entry.items() if v is not None})
 
 
 def _transformers(c: ModelConfig) -> tuple[type[ChatModel], dict[str, Any]]:

@@ -136,11 +136,14 @@ class PoolConfig(BaseModel):
 def _build_model(model: Any, args: tuple, kwargs: dict) -> ChatModel:
     """A model instance, a class (+ args), a factory callable, or a config mapping -> a ChatModel."""
     if isinstance(model, dict):
-        from raygent.compat.llm_factory import LLMFactory
+        from raygent.llm_pool.config import build_chat_model
+        from raygent.llm_pool.factory import format_name
 
         entry = dict(model)
         name = str(entry.pop("name", None) or kwargs.pop("name", None) or "model")
-        return LLMFactory.build_llm(name, {name: entry}, **kwargs)
+        if "format" in kwargs:  # an override may name the format the seed's way, as an entry may
+            kwargs["format"] = format_name(kwargs["format"])
+        return build_chat_model(entry, name, **kwargs)
     if inspect.isclass(model) or (callable(model) and not hasattr(model, "chat")):
         return model(*args, **kwargs)
     return model
