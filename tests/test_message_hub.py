@@ -120,7 +120,7 @@ async def test_a_restarted_hub_replays_exactly_what_was_not_acknowledged(tmp_pat
     await hub.ack("b", [got[0].id])  # m0 handled, m1 leased but never acked
     await hub.close()  # the hub process "dies"
 
-    hub2 = MessageHub(SQLiteLog(path))
+    hub2 = MessageHub(SQLiteLog(path), replay_grace_s=0)
     # the registration survived: senders may address b before b comes back
     await hub2.send(env("a", "b", "m5", room="r1"))
     replay = await drain(hub2, "b")
@@ -129,6 +129,26 @@ async def test_a_restarted_hub_replays_exactly_what_was_not_acknowledged(tmp_pat
     assert replay[0] == sent[1].model_copy(update={"attempt": 2})
     counts = (await hub2.stats())["log"]
     assert counts == {"appended": 6, "acked": 6, "unacked": 0}
+    await hub2.close()
+
+
+async def test_after_a_hub_restart_a_live_consumer_claims_back_what_it_holds(tmp_path):
+    """Two replicas share a mailbox; the hub restarts while replica 0 holds m0. Replayed envelopes
+    wait `replay_grace_s` for their holders: replica 0 claims m0 back, replica 1 never gets it."""
+    path = tmp_path / "hub.db"
+    hub = MessageHub(SQLiteLog(path))
+    await hub.register("w")
+    for i in range(3):
+        await hub.send(env("a", "w", f"m{i}"))
+    (held,) = await hub.receive("w", consumer="w#0", timeout_s=1)
+    await hub.close()
+
+    hub2 = MessageHub(SQLiteLog(path), replay_grace_s=0.5)
+    info = await hub2.register("w", consumer="w#0", holding=[held.id])
+    assert info["claimed"] == 1
+    other = await hub2.receive("w", consumer="w#1", max_items=10, timeout_s=3)
+    assert [e.content.content for e in other] == ["m1", "m2"]  # after the grace, not m0
+    assert await hub2.ack("w", [held.id] + [e.id for e in other]) == 3
     await hub2.close()
 
 

@@ -187,7 +187,9 @@ class Coordinator:
                 except Exception as exc:  # the hub is restarting (Ray restarts it): wait, register again
                     self._stats.last_error = f"receive: {type(exc).__name__}: {exc}"
                     await asyncio.sleep(0.2)
-                    await _retry_hub(lambda: self.hub.register(self.name, room=self.room, consumer=self.consumer))
+                    # claim back what is held here, so the restarted hub does not hand it to a replica
+                    await _retry_hub(lambda: self.hub.register(self.name, room=self.room, consumer=self.consumer,
+                                                               holding=list(self._held)))
                     continue
                 for env in batch:
                     if self._settle_reply(env) or env.id in self._handled:

@@ -33,6 +33,7 @@ from raygent.actors.log import MessageLog, SQLiteLog
 from raygent.schema import Envelope, Message
 
 _MAILBOX_TOPIC = "__mailbox__:"  # a registration is remembered as a subscription to this topic + room
+_REPLAY = ""  # the consumer of envelopes replayed at start-up, until claimed or their grace ends
 
 
 class HubError(RuntimeError):
@@ -103,7 +104,7 @@ class MessageHub:
 
     def __init__(self, log: MessageLog | str | Path | None = None, *, name: str = "hub", mailbox_size: int = 1000,
                  lease_s: float = 60.0, send_timeout_s: float = 30.0, max_envelope_bytes: int = 256 * 1024,
-                 event_buffer: int = 10_000):
+                 event_buffer: int = 10_000, replay_grace_s: float = 3.0):
         if mailbox_size < 1:
             raise ValueError("mailbox_size must be at least 1")
         self.name = name
@@ -113,6 +114,7 @@ class MessageHub:
         self.send_timeout_s = send_timeout_s
         self.max_envelope_bytes = max_envelope_bytes
         self.event_buffer = event_buffer
+        self.replay_grace_s = replay_grace_s
         self._mailboxes: dict[str, _Mailbox] = {}
         self._topics: dict[str, list[str]] = {}
         self._cancelled: dict[str, str] = {}
@@ -125,7 +127,7 @@ class MessageHub:
     def __getstate__(self) -> dict[str, Any]:
         return {"log": self.log, "name": self.name, "mailbox_size": self.mailbox_size, "lease_s": self.lease_s,
                 "send_timeout_s": self.send_timeout_s, "max_envelope_bytes": self.max_envelope_bytes,
-                "event_buffer": self.event_buffer}
+                "event_buffer": self.event_buffer, "replay_grace_s": self.replay_grace_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         log = state.pop("log")
@@ -147,11 +149,18 @@ class MessageHub:
                     self._mailboxes.setdefault(name, _Mailbox(name, room, self.mailbox_size))
             else:
                 self._topics[topic] = list(names)
+        # what was not acknowledged is delivered again; first it is held for `replay_grace_s`, so a
+        # consumer that still holds an envelope from before the restart claims it back (see
+        # `register`) before another replica of the same agent could be handed it
+        grace_until = time.monotonic() + self.replay_grace_s
         for recipient, env in await self.log.unacked():
             box = self._mailboxes.get(recipient) or self._mailboxes.setdefault(
                 recipient, _Mailbox(recipient, env.room, self.mailbox_size))
             env.attempt += 1  # it may have reached its recipient before the restart
-            box.ready[env.id] = env
+            if self.replay_grace_s > 0:
+                box.leased[env.id] = (env, _REPLAY, grace_until)
+            else:
+                box.ready[env.id] = env
             self._counters["redelivered"] += 1
         for box in self._mailboxes.values():
             box.refresh()
@@ -160,7 +169,7 @@ class MessageHub:
     async def _reap_leases(self) -> None:
         """Give expired leases back: the consumer died or hung; the head of its mailbox gets them."""
         while True:
-            await asyncio.sleep(max(0.05, min(self.lease_s / 4, 5.0)))
+            await asyncio.sleep(max(0.05, min(self.lease_s / 4, self.replay_grace_s / 2 or 5.0, 5.0)))
             now = time.monotonic()
             for box in self._mailboxes.values():
                 expired = [i for i, (_, _, deadline) in box.leased.items() if deadline <= now]
@@ -183,19 +192,32 @@ class MessageHub:
         return released
 
     # -- registration and topics ----------------------------------------------------------------
-    async def register(self, name: str, *, room: str = "default", consumer: str | None = None) -> dict[str, Any]:
+    async def register(self, name: str, *, room: str = "default", consumer: str | None = None,
+                       holding: Sequence[str] = ()) -> dict[str, Any]:
         """Open (or find) `name`'s mailbox in `room`; remembered in the log, so senders may address
-        it after a hub restart. With `consumer`, envelopes still leased to that consumer are given
-        back first: a restarted coordinator gets what its previous life did not acknowledge."""
+        it after a hub restart.
+
+        With `consumer`: the envelopes this consumer says it is `holding` (it received them and has
+        not acknowledged them yet) are leased to it again, and everything else leased to it is given
+        back to the queue. A restarted coordinator holds nothing, so it gets back what its previous
+        life left unacknowledged; a live coordinator meeting a restarted hub keeps its work."""
         await self._ready()
         box = self._mailboxes.get(name)
         if box is None:
             await self.log.subscribe(_MAILBOX_TOPIC + room, name)
             box = self._mailboxes.setdefault(name, _Mailbox(name, room, self.mailbox_size))
-        released = 0
+        released = claimed = 0
         if consumer is not None:
-            released = self._release(box, [i for i, (_, c, _) in box.leased.items() if c == consumer])
-        return {"mailbox": name, "room": box.room, "queued": box.size(), "released": released}
+            keep = set(holding)
+            until = time.monotonic() + self.lease_s
+            for i in keep:
+                item = box.leased.get(i)
+                env = item[0] if item is not None and item[1] in (consumer, _REPLAY) else box.ready.pop(i, None)
+                if env is not None:
+                    box.leased[i] = (env, consumer, until)
+                    claimed += 1
+            released = self._release(box, [i for i, (_, c, _) in box.leased.items() if c == consumer and i not in keep])
+        return {"mailbox": name, "room": box.room, "queued": box.size(), "released": released, "claimed": claimed}
 
     async def subscribe(self, topic: str, name: str) -> None:
         await self._ready()

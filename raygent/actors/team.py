@@ -212,7 +212,7 @@ class Team:
                 if isinstance(exc, RoomCancelledError):
                     for f in self._replies.values():
                         if not f.done():
-                            f.set_exception(TeamError(f"room {self.room!r} was cancelled"))
+                            f.set_exception(TeamError(str(exc)))  # "room 'r' was cancelled (reason)"
                     return
                 await asyncio.sleep(0.2)
                 continue
