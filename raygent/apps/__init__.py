@@ -1,0 +1,1 @@
+"""Multi-agent apps built on raygent.actors."""
