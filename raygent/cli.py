@@ -1,4 +1,4 @@
-"""`raygent run | chat | tools` command line."""
+"""`raygent run | chat | tools | serve | story | portrait ...` command line."""
 
 from __future__ import annotations
 
@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     from raygent.training.cli import add_commands as add_training_commands
 
     add_training_commands(sub)  # train multistep
+    from raygent.apps.cli import add_commands as add_app_commands
+
+    add_app_commands(sub)  # story, portrait
     return parser
 
 

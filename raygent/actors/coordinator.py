@@ -398,6 +398,41 @@ class AgentHandler:
                                  "steps": result.steps})
 
 
+class StructuredHandler:
+    """An LLM member whose reply is JSON matching `schema`: the model is asked for one call of a
+    function whose parameters are the schema, with tool_choice "required", so backends that
+    constrain calls (llama.cpp's grammar, OpenAI's tools) return valid JSON of that shape. The
+    reply's content is that JSON; a model that answers in text instead is reported as an error."""
+
+    def __init__(self, llm: Any, schema: dict[str, Any], *, name: str = "submit", description: str = "",
+                 system: str | None = None, params: dict[str, Any] | None = None):
+        self.llm = llm
+        self.schema = schema
+        self.name = name
+        self.description = description
+        self.system = system
+        self.params = params or {}
+
+    async def __call__(self, env: Envelope, ctx: Context) -> Message:
+        import json
+
+        from raygent.schema import ToolSpec
+
+        llm = self.llm
+        if llm is None or isinstance(llm, (str, dict)):
+            llm = self.llm = AgentRole(name=ctx.name, llm=llm).build_agent().llm
+        spec = ToolSpec(name=self.name, description=self.description, parameters=self.schema)
+        messages = ([Message.system(self.system)] if self.system else []) + [Message.user(env.content.content or "")]
+        completion = await llm.chat(messages, [spec], {**self.params, "tool_choice": "required"})
+        await ctx.emit({"type": "tool_call", "text": f"{self.name} ({completion.usage.completion_tokens} tokens)"})
+        calls = [c for c in completion.tool_calls if c.name == self.name]
+        if not calls:
+            problems = "; ".join(completion.parse_errors) or f"it answered in text: {completion.text[:200]!r}"
+            raise ValueError(f"the model gave no {self.name} call ({problems})")
+        return Message(role="assistant", content=json.dumps(calls[0].arguments, ensure_ascii=False), name=ctx.name,
+                       metadata={"model": completion.model, "usage": completion.usage.model_dump()})
+
+
 class ToolHandler:
     """A member that runs one tool per message: the message's content is the arguments (JSON); the
     reply carries the tool's output and artifacts. The tool goes through a ToolRegistry (arguments
@@ -472,4 +507,5 @@ def as_handler(spec: Any) -> Handler:
     raise TypeError(f"not a handler: {spec!r} (pass an AgentRole, an Agent, or an async function (envelope, ctx))")
 
 
-__all__ = ["AgentHandler", "AgentRole", "Context", "Coordinator", "CoordinatorStats", "ToolHandler", "as_handler"]
+__all__ = ["AgentHandler", "AgentRole", "Context", "Coordinator", "CoordinatorStats", "StructuredHandler", "ToolHandler",
+           "as_handler"]

