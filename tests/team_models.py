@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 
 from raygent.llm_pool.base import ChatModel, as_params
-from raygent.schema import Completion, GenerationParams, Message, ToolSpec, Usage
+from raygent.schema import Completion, GenerationParams, Message, ToolCall, ToolSpec, Usage
 
 
 class StoryRulesModel(ChatModel):
@@ -48,5 +48,8 @@ class StoryRulesModel(ChatModel):
         else:
             await asyncio.sleep(self.delay_s)
             text = f"echo: {prompt[-200:]}"
+        if tools and (plan or zh_plan):  # a structured request: the plan comes as the required call
+            call = ToolCall(name=tools[0].name, arguments=json.loads(text))
+            return Completion(tool_calls=[call], model="story-rules", finish_reason="tool_calls")
         return Completion(text=text, model="story-rules", usage=Usage(prompt_tokens=len(prompt) // 4,
                                                                       completion_tokens=len(text) // 4))
