@@ -289,11 +289,11 @@ _TINT_WORDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def style_params_from_text(text: str) -> StyleParams:
-    """Map a request such as "a light watercolor portrait with a blue background" or "浓烈的油画，暖色调"
-    to StyleParams, deterministically (the first style word named wins; no style word: watercolor)."""
+def named_style(text: str) -> str | None:
+    """The style the words name ("watercolor", "素描", "oil painting", ...; the first named wins), or
+    None when they name none."""
     lowered = text.lower()
-    style = "watercolor"
+    style = None
     best: tuple[int, int] | None = None
     for words in (_STYLE_WORDS, _GENERIC_STYLE_WORDS):
         for i, (pattern, zh, name) in enumerate(words):
@@ -303,6 +303,14 @@ def style_params_from_text(text: str) -> StyleParams:
                 best, style = (min(positions), i), name
         if best is not None:
             break
+    return style
+
+
+def style_params_from_text(text: str) -> StyleParams:
+    """Map a request such as "a light watercolor portrait with a blue background" or "浓烈的油画，暖色调"
+    to StyleParams, deterministically (the first style word named wins; no style word: watercolor)."""
+    lowered = text.lower()
+    style = named_style(text) or "watercolor"
     strength = 0.65
     if re.search(_LIGHT[0], lowered) or any(w in lowered for w in _LIGHT[1]):
         strength = 0.4
