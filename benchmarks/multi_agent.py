@@ -7,7 +7,9 @@ Parts (each prints its figures; `--parts` picks some):
   round trip (send, receive, ack one message at a time).
 - autogen: the same request/reply workload (20,000 concurrent requests over 100 echo agents) on
   AutoGen Core's SingleThreadedAgentRuntime (one process, nothing persisted) and on raygent
-  Coordinators over one hub (persisted); ratio raygent/autogen. Needs `pip install 'raygent[bench]'`.
+  Coordinators over one hub (persisted); ratio raygent/autogen. AutoGen runs in its own process from
+  `pip install --target .bench/autogen autogen-core==0.7.5` (it pins protobuf 5, which Ray's
+  environment cannot share).
 - scale: 1,000 echo agents in 100 rooms (10 per room, one hub per room-shard), every agent messages
   every other in its room for R rounds; lost and duplicated messages counted from the log, peak RSS.
 - story: a 4-page story with the writers concurrent (2 replicas on one 2-slot embedded model) vs
@@ -138,36 +140,55 @@ async def part_hub(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- autogen comparison --------------------------------------------------------------------------------
-async def autogen_request_reply(agents: int, requests: int) -> dict[str, float]:
-    from dataclasses import dataclass
+AUTOGEN_WORKLOAD = """
+import asyncio, json, sys, time
+from dataclasses import dataclass
+from autogen_core import AgentId, MessageContext, RoutedAgent, SingleThreadedAgentRuntime, message_handler
 
-    from autogen_core import AgentId, MessageContext, RoutedAgent, SingleThreadedAgentRuntime, message_handler
+@dataclass
+class Ping:
+    text: str
 
-    @dataclass
-    class Ping:
-        text: str
+class Echo(RoutedAgent):
+    @message_handler
+    async def on_ping(self, message: Ping, ctx: MessageContext) -> Ping:
+        return Ping(message.text.upper())
 
-    class Echo(RoutedAgent):
-        @message_handler
-        async def on_ping(self, message: Ping, ctx: MessageContext) -> Ping:
-            return Ping(message.text.upper())
-
+async def main(agents, requests):
     rt = SingleThreadedAgentRuntime()
     await Echo.register(rt, "echo", lambda: Echo("echo"))
     rt.start()
-    times: list[float] = []
-
-    async def one(i: int) -> None:
+    times = []
+    async def one(i):
         t = time.perf_counter()
         reply = await rt.send_message(Ping(f"m{i}"), AgentId("echo", str(i % agents)))
         assert reply.text == f"M{i}"
         times.append(time.perf_counter() - t)
-
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(requests)))
     elapsed = time.perf_counter() - start
     await rt.stop_when_idle()
-    return {"requests_per_s": requests / elapsed, "p50_ms": pct(times, 0.5) * 1000}
+    times.sort()
+    print(json.dumps({"requests_per_s": requests / elapsed, "p50_ms": times[len(times) // 2] * 1000}))
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+
+
+def autogen_request_reply(agents: int, requests: int, site: str) -> dict[str, float]:
+    """AutoGen Core's SingleThreadedAgentRuntime on the same workload, in a process of its own:
+    autogen-core pins protobuf 5.x, which raygent's environment (Ray, google-api-core) cannot share,
+    so it lives in its own folder (`pip install --target SITE autogen-core==0.7.5`)."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": site}
+    proc = subprocess.run([sys.executable, "-c", AUTOGEN_WORKLOAD, str(agents), str(requests)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the AutoGen workload failed: {proc.stderr[-1500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 async def raygent_request_reply(where: str, agents: int, requests: int, batch: int) -> dict[str, float]:
@@ -212,10 +233,11 @@ async def raygent_request_reply(where: str, agents: int, requests: int, batch: i
 
 async def part_autogen(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    try:
-        out["autogen"] = await autogen_request_reply(100, args.requests)
-    except ImportError:
-        print("autogen: skipped (pip install 'raygent[bench]' for autogen-core)")
+    if args.autogen_site and Path(args.autogen_site, "autogen_core").exists():
+        out["autogen"] = autogen_request_reply(100, args.requests, args.autogen_site)
+    else:
+        print(f"autogen: not measured: no autogen_core in {args.autogen_site!r} "
+              f"(pip install --target {args.autogen_site} autogen-core==0.7.5)")
     out["raygent_process"] = await raygent_request_reply("process", 100, args.requests, args.batch)
     for key, figures in out.items():
         print(f"request/reply {key:16s} " + "  ".join(f"{k}={v:,.3f}" for k, v in figures.items()), flush=True)
@@ -311,4 +333,7 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--scale-rounds", type=int, default=2)
+    parser.add_argument("--autogen-site", default=".bench/autogen",
+                        help="a folder with autogen-core installed by pip install --target (kept apart from raygent's "
+                             "environment: it pins protobuf 5)")
     asyncio.run(main(parser.parse_args()))

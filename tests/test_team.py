@@ -126,3 +126,27 @@ async def test_cancel_reaches_every_member_and_pending_asks():
         await asyncio.sleep(0.1)
     assert all(s["cancelled"] and s["in_flight"] == 0 for ss in stats["members"].values() for s in ss)
     await team.close()
+
+
+async def test_replicas_share_a_burst_and_replies_name_the_replica():
+    team = Team(room=f"replicas-{uuid.uuid4().hex[:6]}", log=":memory:", timeout_s=30)
+    writer = AgentRole(name="writer", llm=ScriptedChatModel(["draft"] * 8, delay_s=0.4), replicas=2)
+    await team.add(writer)
+    turns = await team.fan_out([("writer", f"task {i}") for i in range(4)])
+    assert [t.text for t in turns] == ["draft"] * 4
+    assert sorted(t.metadata["consumer"] for t in turns) == ["writer#0", "writer#0", "writer#1", "writer#1"]
+    stats = (await team.stats())["members"]["writer"]
+    assert [(s["consumer"], s["handled"]) for s in stats] == [("writer#0", 2), ("writer#1", 2)]
+    await team.close()
+
+
+async def test_a_speaker_choice_naming_no_member_falls_back_with_a_note():
+    team = Team(room=f"fallback-{uuid.uuid4().hex[:6]}", log=":memory:", timeout_s=30)
+    await team.add(role("alice", "A."))
+    await team.add(role("bob", "B."))
+    chat = await team.group_chat(["alice", "bob"], "talk", speaker=ModelChoice(ScriptedChatModel(["Inspector Vale"])),
+                                 max_rounds=1)
+    assert [t.speaker for t in chat] == ["alice"]
+    notes = [t for t in team.transcript if t.speaker == "speaker-policy"]
+    assert len(notes) == 1 and "'Inspector Vale'" in notes[0].text and "round robin chose alice" in notes[0].text
+    await team.close()

@@ -63,7 +63,7 @@ class Context:
     async def request(self, recipient: str, content: Message | str, *, timeout_s: float = 300.0,
                       **fields: Any) -> Envelope:
         """Send and wait for the reply (request/reply between agents); TimeoutError names the agent."""
-        env = self.envelope_to(recipient, content, reply_to=self.name, **fields)
+        env = self.envelope_to(recipient, content, reply_to=self.coordinator.reply_box, **fields)
         env = env.model_copy(update={"correlation_id": env.id})  # the reply comes back under this id
         return await self.coordinator._request(env, timeout_s)
 
@@ -74,6 +74,7 @@ class Context:
 
 class CoordinatorStats(BaseModel):
     name: str
+    consumer: str = ""  # which replica of the member
     running: bool
     handled: int = 0
     failed: int = 0
@@ -87,7 +88,7 @@ class Coordinator:
     """A mailbox plus a handler. See the module docstring."""
 
     def __init__(self, name: str, handler: Any, hub: Any, *, room: str = "default", concurrency: int = 1,
-                 batch_size: int = 8, consumer: str | None = None, poll_s: float = 10.0, dedupe_window: int = 100_000,
+                 batch_size: int | None = None, consumer: str | None = None, poll_s: float = 10.0, dedupe_window: int = 100_000,
                  topics: Sequence[str] = ()):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -96,7 +97,10 @@ class Coordinator:
         self.hub = hub
         self.room = room
         self.concurrency = concurrency
-        self.batch_size = max(batch_size, concurrency)
+        # how many envelopes it takes from the hub at once: by default only as many as it can handle
+        # now, so replicas sharing a mailbox share a burst; more (prefetch) only pays for a lone
+        # consumer of many small messages
+        self.batch_size = max(batch_size or concurrency, concurrency)
         self.consumer = consumer or name
         self.poll_s = poll_s
         self.dedupe_window = dedupe_window
@@ -110,7 +114,10 @@ class Coordinator:
         self.lease_renew_s = 5.0
         self._handled: OrderedDict[str, None] = OrderedDict()
         self._waiting: dict[str, asyncio.Future] = {}
-        self._stats = CoordinatorStats(name=name, running=False)
+        self._early_replies: dict[str, Envelope] = {}
+        self._reply_task: asyncio.Future | None = None
+        self._reply_loop_task: asyncio.Future | None = None
+        self._stats = CoordinatorStats(name=name, consumer=self.consumer, running=False)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"name": self.name, "handler": self.handler_spec, "hub": self.hub, "room": self.room,
@@ -144,9 +151,10 @@ class Coordinator:
 
     async def stop(self) -> None:
         """Stop receiving; what is being handled is cancelled and given back to the hub."""
-        for task in (self._task, self._watch):
+        for task in (self._task, self._watch, self._reply_task, self._reply_loop_task):
             if task is not None:
                 task.cancel()
+        self._reply_task = self._reply_loop_task = None
         running = list(self._running)
         for task in running:
             task.cancel()
@@ -163,8 +171,7 @@ class Coordinator:
 
     # -- the receive loop ------------------------------------------------------------------------
     # One loop receives; `concurrency` workers handle from a local queue of at most `batch_size`
-    # envelopes. Replies to this coordinator's own requests are settled by the loop at once, so a
-    # handler waiting in `ctx.request` never blocks the reply it waits for.
+    # envelopes (replies to a handler's own requests come through `reply_box` instead).
     async def _loop(self) -> None:
         queue: asyncio.Queue[Envelope] = asyncio.Queue()
         room = asyncio.Event()
@@ -192,9 +199,8 @@ class Coordinator:
                                                                holding=list(self._held)))
                     continue
                 for env in batch:
-                    if self._settle_reply(env) or env.id in self._handled:
-                        if env.id in self._handled:
-                            self._stats.duplicates_dropped += 1
+                    if env.id in self._handled:
+                        self._stats.duplicates_dropped += 1
                         await _retry_hub(lambda e=env: self.hub.ack(self.name, [e.id]))
                     elif env.id not in self._held:  # (a redelivery of one still queued here is ignored)
                         self._held[env.id] = env
@@ -211,6 +217,8 @@ class Coordinator:
             env = await queue.get()
             task = asyncio.ensure_future(self._handle(env))
             self._running.add(task)
+            if self._stats.cancelled:  # the room was cancelled while this envelope waited here
+                task.cancel()
             try:
                 await asyncio.gather(task, return_exceptions=True)
             finally:
@@ -260,7 +268,7 @@ class Coordinator:
             if env.reply_to is None:
                 return []  # nobody waits: the failure is in stats and the log
             return [env.reply(Message.assistant(f"ERROR from {self.name}: {error}"), sender=self.name,
-                              headers={"error": error})]
+                              headers={"error": error, "consumer": self.consumer})]
         if reply is None:
             return []
         if isinstance(reply, Envelope):
@@ -270,7 +278,8 @@ class Coordinator:
         if env.reply_to is None:
             return []  # a notification: the handler's return value has no one to go to
         message = Message.assistant(reply) if isinstance(reply, str) else reply
-        return [env.reply(message, sender=self.name, artifacts=list(message.artifacts))]
+        return [env.reply(message, sender=self.name, artifacts=list(message.artifacts),
+                          headers={"consumer": self.consumer})]
 
     def _remember(self, env_id: str) -> None:
         self._handled[env_id] = None
@@ -294,24 +303,59 @@ class Coordinator:
                 return
 
     # -- request/reply from inside a handler -----------------------------------------------------
+    # Replies to a handler's requests come to a mailbox of this replica's own ("name@consumer"),
+    # read by a loop of its own: the main mailbox may be shared with other replicas, and its loop
+    # is busy while the handler waits.
+    @property
+    def reply_box(self) -> str:
+        return f"{self.name}@{self.consumer}"
+
+    async def _ensure_reply_loop(self) -> None:
+        if self._reply_task is None:
+            self._reply_task = asyncio.ensure_future(self._start_reply_loop())
+        await asyncio.shield(self._reply_task)
+
+    async def _start_reply_loop(self) -> None:
+        await _retry_hub(lambda: self.hub.register(self.reply_box, room=self.room, consumer=self.consumer))
+        self._reply_loop_task = asyncio.ensure_future(self._reply_loop())
+
+    async def _reply_loop(self) -> None:
+        while True:
+            try:
+                batch = await self.hub.receive(self.reply_box, max_items=64, timeout_s=self.poll_s,
+                                               consumer=self.consumer)
+            except RoomCancelledError:
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(0.2)
+                continue
+            for env in batch:
+                key = env.correlation_id or ""
+                future = self._waiting.get(key)
+                if future is not None and not future.done():
+                    future.set_result(env)
+                else:  # a reply for a request this replica makes again after a restart
+                    self._early_replies[key] = env
+            if batch:
+                await _retry_hub(lambda b=batch: self.hub.ack(self.reply_box, [e.id for e in b]))
+
     async def _request(self, env: Envelope, timeout_s: float) -> Envelope:
+        await self._ensure_reply_loop()
+        early = self._early_replies.pop(env.id, None)
+        if early is not None:
+            return early
         future = asyncio.get_running_loop().create_future()
         self._waiting[env.id] = future
         try:
-            await self.hub.send(env)
+            await _retry_hub(lambda: self.hub.send(env))
             return await asyncio.wait_for(future, timeout_s)
         except asyncio.TimeoutError:
             raise TimeoutError(f"{self.name}: no reply from {env.recipient!r} within {timeout_s:.0f} s "
                                f"(request {env.id})") from None
         finally:
             self._waiting.pop(env.id, None)
-
-    def _settle_reply(self, env: Envelope) -> bool:
-        future = self._waiting.get(env.correlation_id or "")
-        if future is None or future.done():
-            return False
-        future.set_result(env)
-        return True
 
 
 async def _retry_hub(call: Callable[[], Awaitable[Any]], *, wait_s: float = 60.0) -> Any:

@@ -63,6 +63,8 @@ class Turn(BaseModel):
 
 # -- speaker policies for group chat ----------------------------------------------------------------
 class SpeakerPolicy:
+    """Picks who speaks next in a group chat."""
+
     async def next_speaker(self, team: Team, members: Sequence[str], transcript: Sequence[Turn], round_no: int) -> str:
         raise NotImplementedError
 
@@ -82,6 +84,17 @@ def _pick_name(text: str, members: Sequence[str]) -> str | None:
     return best[1] if best else None
 
 
+def _pick_or_fallback(team: Team, chooser: str, answer: str, members: Sequence[str], round_no: int) -> str:
+    """The member the chooser named; otherwise round robin, with a note in the team's transcript."""
+    name = _pick_name(answer, members)
+    if name is not None:
+        return name
+    name = members[round_no % len(members)]
+    team.transcript.append(Turn(speaker="speaker-policy", text=f"{chooser} named no member ({answer.strip()[:80]!r}); "
+                                f"round robin chose {name}", metadata={"fallback": True, "chooser": chooser}))
+    return name
+
+
 def _transcript_text(transcript: Sequence[Turn], limit: int = 12) -> str:
     return "\n".join(f"{t.speaker}: {t.text}" for t in transcript[-limit:])
 
@@ -97,7 +110,7 @@ class ModeratorChoice(SpeakerPolicy):
         question = (f"Conversation so far:\n{_transcript_text(transcript)}\n\nWho should speak next? "
                     f"Answer with exactly one name from: {', '.join(members)}.")
         reply = await team.ask(self.moderator, question)
-        return _pick_name(reply.content.content or "", members) or members[round_no % len(members)]
+        return _pick_or_fallback(team, self.moderator, reply.content.content or "", members, round_no)
 
 
 class ModelChoice(SpeakerPolicy):
@@ -112,7 +125,7 @@ class ModelChoice(SpeakerPolicy):
         prompt = (f"Participants:\n{roster}\n\nConversation so far:\n{_transcript_text(transcript)}\n\n"
                   f"Name the participant who should speak next. Answer with the name only.")
         completion = await self.llm.chat([Message.user(prompt)], None, {"max_tokens": 16})
-        return _pick_name(completion.text, members) or members[round_no % len(members)]
+        return _pick_or_fallback(team, "speaker model", completion.text, members, round_no)
 
 
 # -- the human participant ----------------------------------------------------------------------------

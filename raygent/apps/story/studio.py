@@ -317,7 +317,11 @@ class StoryStudio:
         deadline = time.monotonic() + wait_s
         while True:
             stats = await team.stats()
-            if stats["hub"]["log"]["unacked"] == 0 or time.monotonic() > deadline or stats["hub"]["cancelled_rooms"]:
+            if stats["hub"]["cancelled_rooms"]:  # a cancelled room: done once every member has stopped
+                done = not any(s["running"] or s["in_flight"] for ss in stats["members"].values() for s in ss)
+            else:
+                done = stats["hub"]["log"]["unacked"] == 0
+            if done or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
         self.last_hub_stats, self.last_member_stats = stats["hub"], stats["members"]
