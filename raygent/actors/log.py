@@ -14,7 +14,7 @@ XACK, pending-entry lists and claiming, so a hub on another node finds the log).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -62,6 +62,44 @@ class MessageLog(Protocol):
     async def close(self) -> None: ...
 
 
+class GroupCommit:
+    """Coalesces concurrent writes: each `submit(op, payload)` waits for the next flush, and one flush
+    hands everything queued since the last one to `apply` (one transaction, one pipeline), which
+    returns one result per item, or an exception instance for an item that failed."""
+
+    def __init__(self, apply: Callable[[list[tuple[str, Any]]], Awaitable[list[Any]]]):
+        self._apply = apply
+        self._pending: list[tuple[str, Any, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+
+    async def submit(self, op: str, payload: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((op, payload, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_loop())
+        return await future
+
+    async def _flush_loop(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._apply([(op, payload) for op, payload, _ in batch])
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for (_, _, future), result in zip(batch, results):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def drain(self) -> None:
+        """Wait for what was submitted to be written."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hub_envelopes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -97,8 +135,7 @@ class SQLiteLog:
         self.path = str(path)
         self.synchronous = synchronous
         self._db: SQLiteDB | None = None
-        self._pending: list[tuple[str, Any, asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
+        self._commits = GroupCommit(self._apply_batch)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "synchronous": self.synchronous}
@@ -120,27 +157,11 @@ class SQLiteLog:
             self._db = SQLiteDB(self.path, schema=_SCHEMA, synchronous=self.synchronous)
             await self._db.call(lambda conn: None)
 
-    # -- group commit ------------------------------------------------------------------------
     async def _submit(self, op: str, payload: Any) -> Any:
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((op, payload, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush_loop())
-        return await future
+        return await self._commits.submit(op, payload)
 
-    async def _flush_loop(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                results = await self.db.call(lambda conn: _apply(conn, batch))
-            except Exception as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, _, future), result in zip(batch, results):
-                if not future.done():
-                    future.set_result(result)
+    async def _apply_batch(self, batch: list[tuple[str, Any]]) -> list[Any]:
+        return await self.db.call(lambda conn: _apply(conn, batch))
 
     async def append(self, entries: Sequence[tuple[str, Envelope]]) -> list[bool]:
         if not entries:
@@ -189,8 +210,7 @@ class SQLiteLog:
         return {"appended": appended, "acked": acked, "unacked": appended - acked}
 
     async def close(self) -> None:
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+        await self._commits.drain()
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -211,11 +231,11 @@ def _which_stored(conn: Any, rows: list[tuple[str, str, str]], floor: int) -> li
     return out
 
 
-def _apply(conn: Any, batch: list[tuple[str, Any, asyncio.Future]]) -> list[Any]:
+def _apply(conn: Any, batch: list[tuple[str, Any]]) -> list[Any]:
     """One transaction for a batch of appends and acks, in the order they were made."""
     results: list[Any] = []
     with transaction(conn):
-        for op, payload, _ in batch:
+        for op, payload in batch:
             if op == "append":
                 floor = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM hub_envelopes").fetchone()[0]
                 before = conn.total_changes

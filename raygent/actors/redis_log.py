@@ -27,7 +27,6 @@ server's: run it with `appendonly yes` (a warning is logged when the server pers
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from raygent.actors.log import GroupCommit
 from raygent.schema import Envelope
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,7 @@ class RedisStreamsLog:
         self._client: Any = None
         self._exceptions: Any = None
         self._shas: dict[str, str] = {}
-        self._pending: list[tuple[str, Any, asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
+        self._commits = GroupCommit(self._apply_batch)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "prefix": self.prefix, "shard": self.shard, "consumer": self._consumer_arg,
@@ -231,47 +230,34 @@ class RedisStreamsLog:
                     "Redis restarts; run it with --appendonly yes", _safe_url(self.url), lost)
 
     async def close(self) -> None:
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+        await self._commits.drain()
         if self._client is not None:
             client, self._client = self._client, None
             await _close_client(client)
 
-    # -- coalesced writes ----------------------------------------------------------------------
+    # -- coalesced writes (one pipeline of script calls per flush) ----------------------------------
     async def _submit(self, op: str, payload: Any) -> Any:
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((op, payload, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush_loop())
-        return await future
+        return await self._commits.submit(op, payload)
 
-    async def _flush_loop(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                calls: list[tuple[str, list[str], list[Any]]] = []
-                spans: list[tuple[int, int]] = []
-                for op, payload, _ in batch:
-                    start = len(calls)
-                    calls.extend(self._append_calls(payload) if op == "append" else self._ack_calls(*payload))
-                    spans.append((start, len(calls)))
-                replies = await self._run_scripts(calls)
-            except Exception as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (op, _, future), (start, end) in zip(batch, spans):
-                if future.done():
-                    continue
-                mine = replies[start:end]
-                error = next((r for r in mine if isinstance(r, Exception)), None)
-                if error is not None:
-                    future.set_exception(error)
-                elif op == "append":
-                    future.set_result([bool(flag) for reply in mine for flag in reply])
-                else:
-                    future.set_result(sum(int(n) for n in mine))
+    async def _apply_batch(self, batch: list[tuple[str, Any]]) -> list[Any]:
+        calls: list[tuple[str, list[str], list[Any]]] = []
+        spans: list[tuple[int, int]] = []
+        for op, payload in batch:
+            start = len(calls)
+            calls.extend(self._append_calls(payload) if op == "append" else self._ack_calls(*payload))
+            spans.append((start, len(calls)))
+        replies = await self._run_scripts(calls)
+        results: list[Any] = []
+        for (op, _), (start, end) in zip(batch, spans):
+            mine = replies[start:end]
+            error = next((r for r in mine if isinstance(r, Exception)), None)
+            if error is not None:
+                results.append(error)
+            elif op == "append":
+                results.append([bool(flag) for reply in mine for flag in reply])
+            else:
+                results.append(sum(int(n) for n in mine))
+        return results
 
     async def _run_scripts(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
         """EVALSHA each (script, keys, args) in one pipeline; reload scripts once if Redis lost them."""

@@ -225,6 +225,7 @@ class StoryStudio:
             if text is None:
                 return
             pages[index].text = (text.content.content or "").strip()
+            timings["texts_s"] = round(time.perf_counter() - t1, 2)  # when the last page text came
             self.progress(f"writer: page {index} written ({text.sender}, {len(pages[index].text)} chars)")
             await page_audio(index)
 
