@@ -251,10 +251,10 @@ class Coordinator:
                 log.warning("%s failed on %s: %s", self.name, env.id, exc)
                 reply, error = None, f"{type(exc).__name__}: {exc}"
             outgoing = self._outgoing(env, ctx, reply, error)
-            if outgoing:
-                await _retry_hub(lambda: self.hub.send_many(outgoing))
             self._remember(env.id)
-            await _retry_hub(lambda: self.hub.ack(self.name, [env.id]))
+            # the reply and the ack in one call and one commit (retried across a hub restart: the
+            # reply's id is derived from the envelope's, so a retry stores nothing twice)
+            await _retry_hub(lambda: self.hub.complete(self.name, [env.id], outgoing))
             if error is None:
                 self._stats.handled += 1
             else:

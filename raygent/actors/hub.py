@@ -248,6 +248,26 @@ class MessageHub:
         """Send a batch in order (one log commit for all of it). One bool per envelope: True when
         at least one recipient stored it as new."""
         await self._ready()
+        pairs, owners = await self._prepare(envelopes, timeout_s)
+        return self._deliver(envelopes, pairs, owners, await self.log.append(pairs))
+
+    async def complete(self, name: str, ids: Sequence[str], outgoing: Sequence[Envelope] = (), *,
+                       timeout_s: float | None = None) -> list[bool]:
+        """Send what handling `ids` produced and acknowledge them: one call and one log commit (the
+        outgoing envelopes are written first in it, so a handled mark never goes without its reply).
+        Returns `send_many`'s answer for `outgoing`."""
+        await self._ready()
+        pairs, owners = await self._prepare(outgoing, timeout_s)
+        # submitted back to back: the log's group commit writes both in one transaction, in this order
+        appended = asyncio.ensure_future(self.log.append(pairs))
+        acked = asyncio.ensure_future(self._ack(name, ids))
+        stored = await appended
+        await acked
+        return self._deliver(outgoing, pairs, owners, stored)
+
+    async def _prepare(self, envelopes: Sequence[Envelope], timeout_s: float | None
+                       ) -> tuple[list[tuple[str, Envelope]], list[int]]:
+        """Check the envelopes, expand topics into addressed copies, wait for room in the mailboxes."""
         pairs: list[tuple[str, Envelope]] = []
         owners: list[int] = []
         for n, env in enumerate(envelopes):
@@ -260,7 +280,11 @@ class MessageHub:
         timeout = self.send_timeout_s if timeout_s is None else timeout_s
         for recipient in dict.fromkeys(r for r, _ in pairs):
             await self._wait_for_room(self._mailboxes[recipient], timeout)
-        stored = await self.log.append(pairs)
+        return pairs, owners
+
+    def _deliver(self, envelopes: Sequence[Envelope], pairs: list[tuple[str, Envelope]], owners: list[int],
+                 stored: list[bool]) -> list[bool]:
+        """Queue what the log stored as new (a duplicate id is not delivered again)."""
         out = [False] * len(envelopes)
         touched: set[str] = set()
         for (recipient, env), new, n in zip(pairs, stored, owners):
@@ -365,6 +389,9 @@ class MessageHub:
         """Mark envelopes handled (durably); they are never delivered again. Returns how many were
         still open in the log (0 for a repeated ack)."""
         await self._ready()
+        return await self._ack(name, ids)
+
+    async def _ack(self, name: str, ids: Sequence[str]) -> int:
         box = self._mailboxes.get(name)
         if box is not None:
             for i in ids:
