@@ -362,3 +362,28 @@ async def test_cancel_stops_a_running_handler():
             break
         await asyncio.sleep(0.05)
     assert stats.cancelled and stats.in_flight == 0 and not stats.running
+
+
+async def test_a_long_handler_keeps_its_lease_short_leases_do_not_double_handle():
+    hub = MessageHub(lease_s=0.3)
+    calls: list[str] = []
+
+    async def slow(e: Envelope, ctx) -> str:
+        calls.append(e.id)
+        await asyncio.sleep(1.2)  # four leases long
+        return "done"
+
+    c1 = Coordinator("w", slow, hub, consumer="w#0")
+    c2 = Coordinator("w", slow, hub, consumer="w#1")  # a replica that would take an expired lease
+    await c1.start()
+    await c2.start()
+    await hub.register("me")
+    job = env("me", "w", "job", reply_to="me")
+    await hub.send(job)
+    (reply,) = await hub.receive("me", timeout_s=5)
+    await hub.ack("me", [reply.id])
+    await asyncio.sleep(0.5)
+    assert calls == [job.id] and reply.content.content == "done"
+    assert (await hub.stats())["redelivered"] == 0
+    await c1.stop()
+    await c2.stop()

@@ -142,6 +142,8 @@ class Coordinator:
     async def _start(self) -> dict[str, Any]:
         self._handler = as_handler(self.handler_spec)
         info = await _retry_hub(lambda: self.hub.register(self.name, room=self.room, consumer=self.consumer))
+        # renew leases well before the hub's lease ends (three times per lease)
+        self.lease_renew_s = max(0.05, min(5.0, float(info.get("lease_s", 15.0)) / 3))
         for topic in self.topics:
             await _retry_hub(lambda t=topic: self.hub.subscribe(t, self.name))
         self._stats.running = True

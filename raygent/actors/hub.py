@@ -217,7 +217,8 @@ class MessageHub:
                     box.leased[i] = (env, consumer, until)
                     claimed += 1
             released = self._release(box, [i for i, (_, c, _) in box.leased.items() if c == consumer and i not in keep])
-        return {"mailbox": name, "room": box.room, "queued": box.size(), "released": released, "claimed": claimed}
+        return {"mailbox": name, "room": box.room, "queued": box.size(), "released": released, "claimed": claimed,
+                "lease_s": self.lease_s}
 
     async def subscribe(self, topic: str, name: str) -> None:
         await self._ready()
