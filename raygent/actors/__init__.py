@@ -19,6 +19,7 @@ from raygent.actors.team import (
     RoundRobin,
     SpeakerPolicy,
     Team,
+    TeamCancelledError,
     TeamError,
     Turn,
     console_input,
@@ -26,5 +27,5 @@ from raygent.actors.team import (
 
 __all__ = ["Agent", "AgentRole", "Context", "Coordinator", "EnvelopeTooLargeError", "HubError", "HubShards",
            "HumanInput", "MailboxFullError", "MessageHub", "MessageLog", "ModelChoice", "ModeratorChoice",
-           "RoomCancelledError", "RoundRobin", "SQLiteLog", "SpeakerPolicy", "StructuredHandler", "Team", "TeamError",
+           "RoomCancelledError", "RoundRobin", "SQLiteLog", "SpeakerPolicy", "StructuredHandler", "Team", "TeamCancelledError", "TeamError",
            "ToolHandler", "Turn", "UnknownRecipientError", "console_input"]

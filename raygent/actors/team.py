@@ -51,6 +51,10 @@ class TeamError(RuntimeError):
     """A pattern could not go on (an agent failed, or a reply did not come in time)."""
 
 
+class TeamCancelledError(TeamError):
+    """The team's room was cancelled (the message says why)."""
+
+
 class Turn(BaseModel):
     """One entry of a team's transcript: who said what to whom."""
 
@@ -225,7 +229,7 @@ class Team:
                 if isinstance(exc, RoomCancelledError):
                     for f in self._replies.values():
                         if not f.done():
-                            f.set_exception(TeamError(str(exc)))  # "room 'r' was cancelled (reason)"
+                            f.set_exception(TeamCancelledError(str(exc)))  # "room 'r' was cancelled (reason)"
                     return
                 await asyncio.sleep(0.2)
                 continue
@@ -254,6 +258,8 @@ class Team:
         try:
             await _retry_hub(lambda: self.hub.send(env))  # a retry after a hub restart is stored once
             reply = await asyncio.wait_for(future, limit)
+        except RoomCancelledError as exc:
+            raise TeamCancelledError(str(exc)) from None
         except asyncio.TimeoutError:
             raise TeamError(f"{agent!r} did not reply within {limit:.0f} s (request {env.id})") from None
         finally:
@@ -373,4 +379,4 @@ def runtime_id() -> str:
 
 
 __all__ = ["HubShards", "HumanInput", "ModelChoice", "ModeratorChoice", "RoundRobin", "SpeakerPolicy", "Team",
-           "TeamError", "Turn", "console_input"]
+           "TeamCancelledError", "TeamError", "Turn", "console_input"]

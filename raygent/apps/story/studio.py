@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from raygent.actors.coordinator import AgentRole, StructuredHandler, ToolHandler
-from raygent.actors.team import Team, TeamError
+from raygent.actors.team import Team, TeamCancelledError, TeamError
 from raygent.apps.story.binder import BoundBook, bind
 from raygent.apps.story.book import AssetProblem, StoryBook, StoryPlan, StoryPlanError
 from raygent.schema import Envelope, Message
@@ -198,9 +198,7 @@ class StoryStudio:
         self.progress(f"planner: planning {request.pages} pages about {request.topic!r}")
         try:
             plan = await self._plan(team, request, lang)
-        except TeamError as exc:
-            if "cancelled" not in str(exc):
-                raise
+        except TeamCancelledError as exc:
             book = StoryBook.from_plan(_empty_plan(request, lang))
             book.cancelled, book.cancel_reason = True, str(exc)
             return book
@@ -281,24 +279,21 @@ class StoryStudio:
 
     async def _asset(self, team: Team, agent: str, content: str, index: int, asset: str,
                      book: StoryBook) -> Envelope | None:
-        """Ask `agent` for one page's asset; retried up to `attempts` (a handler's own retries
-        included), then recorded as an AssetProblem. Raises _Cancelled when the room was cancelled."""
-        attempts = 1 if agent != "writer" else self.attempts  # tool handlers retry inside
+        """Ask `agent` for one page's asset, `attempts` times in all (tool members retry inside their
+        handler, the writer is asked again), then record an AssetProblem. Raises _Cancelled when the
+        room was cancelled."""
+        asks = self.attempts if agent == "writer" else 1
         error = ""
-        for attempt in range(1, attempts + 1):
+        for attempt in range(1, asks + 1):
             try:
                 return await team.ask(agent, content, headers={"page": index, "asset": asset})
+            except TeamCancelledError as exc:
+                raise _Cancelled(str(exc)) from None
             except TeamError as exc:
-                if "cancelled" in str(exc):
-                    raise _Cancelled(str(exc)) from None
                 error = str(exc)
                 self.progress(f"{agent}: page {index} {asset} failed (attempt {attempt}): {error}")
-            except Exception as exc:  # e.g. RoomCancelledError from the hub on send
-                if "cancelled" in str(exc):
-                    raise _Cancelled(str(exc)) from None
-                raise
-        tried = attempts * (self.attempts if agent != "writer" else 1)
-        book.problems.append(AssetProblem(page=index, asset=asset, attempts=tried, error=error))  # type: ignore[arg-type]
+        book.problems.append(AssetProblem(page=index, asset=asset, attempts=self.attempts,  # type: ignore[arg-type]
+                                          error=error))
         return None
 
     async def _bind(self, team: Team, book: StoryBook, out_dir: str | Path, timings: dict[str, float],
