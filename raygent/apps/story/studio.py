@@ -40,17 +40,37 @@ PLANNER_SYSTEM = {
 _PLAN_LIMITS = {"en": (40, 80, 90, 110), "zh": (16, 30, 30, 50)}  # title, look/description, scene, summary
 
 
+# the arc of a picture book: the first beat opens every book, the last ends it, the middle ones are
+# spread over the pages between
+STORY_BEATS = {"en": ["meet the hero", "a problem appears", "the hero tries", "a friend helps", "the problem is solved",
+                      "a happy ending"],
+               "zh": ["认识主角", "出现问题", "主角尝试", "朋友帮忙", "解决问题", "快乐结局"]}
+
+
+def story_beats(pages: int, lang: str) -> list[str]:
+    """One beat of the arc per page (`pages` of them, first and last fixed)."""
+    beats = STORY_BEATS[lang]
+    if pages == 1:
+        return [beats[0]]
+    middle = beats[1:-1]
+    return [beats[0]] + [middle[i * len(middle) // (pages - 2)] for i in range(pages - 2)] + [beats[-1]]
+
+
 def plan_schema(pages: int, lang: str) -> dict[str, Any]:
     """The planner's output shape: the model fills it under a grammar, so the plan always parses
-    and always has exactly `pages` pages."""
+    and always has exactly `pages` pages. Each page opens with its beat of the story's arc (a
+    constant the grammar writes for the model), which keeps a small model from writing the same
+    page again and again."""
     title, look, scene, summary = _PLAN_LIMITS[lang]
     text = lambda n: {"type": "string", "minLength": 1, "maxLength": n}  # noqa: E731
+    page = lambda beat: {"type": "object", "properties": {  # noqa: E731
+        "beat": {"const": beat}, "scene": text(scene), "summary": text(summary)}, "required": ["beat", "scene", "summary"]}
     return {"type": "object", "properties": {
         "title": text(title),
         "cast": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "object", "properties": {
             "name": text(20), "description": text(look), "look": text(look)}, "required": ["name", "description", "look"]}},
-        "pages": {"type": "array", "minItems": pages, "maxItems": pages, "items": {"type": "object", "properties": {
-            "scene": text(scene), "summary": text(summary)}, "required": ["scene", "summary"]}}},
+        "pages": {"type": "array", "prefixItems": [page(b) for b in story_beats(pages, lang)], "items": False,
+                  "minItems": pages, "maxItems": pages}},
         "required": ["title", "cast", "pages"]}
 
 
