@@ -387,3 +387,13 @@ async def test_a_long_handler_keeps_its_lease_short_leases_do_not_double_handle(
     assert (await hub.stats())["redelivered"] == 0
     await c1.stop()
     await c2.stop()
+
+
+async def test_a_cancelled_room_delivers_nothing_more_even_what_was_queued():
+    hub = MessageHub()
+    await hub.register("b", room="r")
+    await hub.send(env("a", "b", "queued before the cancel", room="r"))
+    await hub.cancel_room("r", "stop")
+    with pytest.raises(RoomCancelledError, match="stop"):
+        await hub.receive("b", timeout_s=1)
+    assert (await hub.stats())["log"]["unacked"] == 1  # kept, not dropped: the log still has it

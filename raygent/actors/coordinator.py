@@ -152,7 +152,9 @@ class Coordinator:
         return info
 
     async def stop(self) -> None:
-        """Stop receiving; what is being handled is cancelled and given back to the hub."""
+        """Stop receiving; what is being handled is cancelled and given back to the hub (at once;
+        had this process died instead, its leases would run out)."""
+        held = list(self._held)
         for task in (self._task, self._watch, self._reply_task, self._reply_loop_task):
             if task is not None:
                 task.cancel()
@@ -161,6 +163,11 @@ class Coordinator:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        if held and not self._stats.cancelled:
+            try:
+                await self.hub.nack(self.name, held)
+            except Exception:  # the hub is gone too: the leases run out there
+                pass
         self._stats.running = False
         self._starting = None
 
@@ -181,7 +188,7 @@ class Coordinator:
         workers = [asyncio.ensure_future(self._worker(queue, room)) for _ in range(self.concurrency)]
         keeper = asyncio.ensure_future(self._keep_leases())
         try:
-            while True:
+            while not self._stats.cancelled:
                 while len(self._held) >= self.batch_size:
                     room.clear()
                     await room.wait()
@@ -215,16 +222,18 @@ class Coordinator:
             await asyncio.gather(*workers, return_exceptions=True)
 
     async def _worker(self, queue: asyncio.Queue[Envelope], room: asyncio.Event) -> None:
+        """Handles envelopes one after another. While it handles one it is in `_running`: a room's
+        cancellation cancels it there (the coordinator stops as a whole then, so no worker has to
+        survive that)."""
+        me = asyncio.current_task()
         while True:
             env = await queue.get()
-            task = asyncio.ensure_future(self._handle(env))
-            self._running.add(task)
-            if self._stats.cancelled:  # the room was cancelled while this envelope waited here
-                task.cancel()
             try:
-                await asyncio.gather(task, return_exceptions=True)
+                if not self._stats.cancelled:  # (not one taken just before the room was cancelled)
+                    self._running.add(me)  # type: ignore[arg-type]
+                    await self._handle(env)
             finally:
-                self._running.discard(task)
+                self._running.discard(me)  # type: ignore[arg-type]
                 self._held.pop(env.id, None)
                 room.set()
 

@@ -365,9 +365,11 @@ class MessageHub:
         if box is None:
             raise UnknownRecipientError(f"no mailbox {name!r} in hub {self.name!r}: register it first")
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while not box.ready:
-            if box.room in self._cancelled:
+        while True:
+            if box.room in self._cancelled:  # a cancelled room delivers nothing more, queued or not
                 raise RoomCancelledError(f"room {box.room!r} was cancelled ({self._cancelled[box.room]})")
+            if box.ready:
+                break
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return []
