@@ -397,3 +397,18 @@ async def test_a_cancelled_room_delivers_nothing_more_even_what_was_queued():
     with pytest.raises(RoomCancelledError, match="stop"):
         await hub.receive("b", timeout_s=1)
     assert (await hub.stats())["log"]["unacked"] == 1  # kept, not dropped: the log still has it
+
+
+async def test_broadcast_reaches_the_room_members_but_not_the_sender_or_private_reply_boxes():
+    hub = MessageHub()
+    for name in ("a", "b", "c"):
+        await hub.register(name, room="r")
+    await hub.register("x", room="elsewhere")
+    await hub.register("a@a#0", room="r", consumer="a#0", private=True)  # a coordinator's reply box
+    assert await hub.members("r") == ["a", "b", "c"]
+    assert await hub.broadcast("r", "hello room", sender="a") == ["b", "c"]
+    for name in ("b", "c"):
+        (got,) = await drain(hub, name)
+        assert got.content.content == "hello room" and got.sender == "a"
+    for name in ("a", "x", "a@a#0"):
+        assert await drain(hub, name) == []

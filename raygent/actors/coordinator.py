@@ -327,7 +327,8 @@ class Coordinator:
         await asyncio.shield(self._reply_task)
 
     async def _start_reply_loop(self) -> None:
-        await _retry_hub(lambda: self.hub.register(self.reply_box, room=self.room, consumer=self.consumer))
+        await _retry_hub(lambda: self.hub.register(self.reply_box, room=self.room, consumer=self.consumer,
+                                                   private=True))
         self._reply_loop_task = asyncio.ensure_future(self._reply_loop())
 
     async def _reply_loop(self) -> None:

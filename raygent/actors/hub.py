@@ -33,6 +33,7 @@ from raygent.actors.log import MessageLog, SQLiteLog
 from raygent.schema import Envelope, Message
 
 _MAILBOX_TOPIC = "__mailbox__:"  # a registration is remembered as a subscription to this topic + room
+_PRIVATE_TOPIC = "__private__:"  # ... and a private mailbox's (a reply box: not a member of its room)
 _REPLAY = ""  # the consumer of envelopes replayed at start-up, until claimed or their grace ends
 
 
@@ -57,11 +58,12 @@ class EnvelopeTooLargeError(HubError):
 
 
 class _Mailbox:
-    __slots__ = ("name", "room", "ready", "leased", "has_items", "has_room", "capacity")
+    __slots__ = ("name", "room", "private", "ready", "leased", "has_items", "has_room", "capacity")
 
-    def __init__(self, name: str, room: str, capacity: int):
+    def __init__(self, name: str, room: str, capacity: int, private: bool = False):
         self.name = name
         self.room = room
+        self.private = private
         self.capacity = capacity
         self.ready: OrderedDict[str, Envelope] = OrderedDict()
         # id -> (envelope, consumer, lease deadline)
@@ -143,10 +145,11 @@ class MessageHub:
         await self.log.open()
         self._cancelled = await self.log.cancelled_rooms()
         for topic, names in (await self.log.subscriptions()).items():
-            if topic.startswith(_MAILBOX_TOPIC):
-                room = topic[len(_MAILBOX_TOPIC):]
+            if topic.startswith((_MAILBOX_TOPIC, _PRIVATE_TOPIC)):
+                private = topic.startswith(_PRIVATE_TOPIC)
+                room = topic.split(":", 1)[1]
                 for name in names:
-                    self._mailboxes.setdefault(name, _Mailbox(name, room, self.mailbox_size))
+                    self._mailboxes.setdefault(name, _Mailbox(name, room, self.mailbox_size, private))
             else:
                 self._topics[topic] = list(names)
         # what was not acknowledged is delivered again; first it is held for `replay_grace_s`, so a
@@ -193,9 +196,10 @@ class MessageHub:
 
     # -- registration and topics ----------------------------------------------------------------
     async def register(self, name: str, *, room: str = "default", consumer: str | None = None,
-                       holding: Sequence[str] = ()) -> dict[str, Any]:
+                       holding: Sequence[str] = (), private: bool = False) -> dict[str, Any]:
         """Open (or find) `name`'s mailbox in `room`; remembered in the log, so senders may address
-        it after a hub restart.
+        it after a hub restart. A `private` mailbox (a coordinator's reply box) is addressed by name
+        only: it is no member of the room (`members`, `broadcast`).
 
         With `consumer`: the envelopes this consumer says it is `holding` (it received them and has
         not acknowledged them yet) are leased to it again, and everything else leased to it is given
@@ -204,8 +208,8 @@ class MessageHub:
         await self._ready()
         box = self._mailboxes.get(name)
         if box is None:
-            await self.log.subscribe(_MAILBOX_TOPIC + room, name)
-            box = self._mailboxes.setdefault(name, _Mailbox(name, room, self.mailbox_size))
+            await self.log.subscribe((_PRIVATE_TOPIC if private else _MAILBOX_TOPIC) + room, name)
+            box = self._mailboxes.setdefault(name, _Mailbox(name, room, self.mailbox_size, private))
         released = claimed = 0
         if consumer is not None:
             keep = set(holding)
@@ -236,8 +240,9 @@ class MessageHub:
             self._topics[topic].remove(name)
 
     async def members(self, room: str = "default") -> list[str]:
+        """The room's mailboxes (its agents and its driver), private ones aside."""
         await self._ready()
-        return [b.name for b in self._mailboxes.values() if b.room == room]
+        return [b.name for b in self._mailboxes.values() if b.room == room and not b.private]
 
     # -- sending ---------------------------------------------------------------------------------
     async def send(self, envelope: Envelope, *, timeout_s: float | None = None) -> bool:
@@ -347,9 +352,8 @@ class MessageHub:
     async def broadcast(self, room: str, content: Message | str, *, sender: str,
                         **fields: Any) -> list[str]:
         """Send one message to every member of `room` but the sender; returns the recipients."""
-        await self._ready()
         message = Message.assistant(content) if isinstance(content, str) else content
-        names = [b.name for b in self._mailboxes.values() if b.room == room and b.name != sender]
+        names = [n for n in await self.members(room) if n != sender]
         base = Envelope(sender=sender, room=room, content=message, **fields)  # pass id= for a retry-safe broadcast
         await self.send_many([base.model_copy(update={"id": f"{base.id}.{n}", "recipient": n}) for n in names])
         return names

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from raygent import runtime
 from raygent.actors.coordinator import AgentRole, Coordinator, _retry_hub
 from raygent.actors.hub import MessageHub, RoomCancelledError
-from raygent.schema import Envelope, Message
+from raygent.schema import Envelope, Message, new_id
 
 
 class HubShards:
@@ -249,7 +249,7 @@ class Team:
             raise TeamError(f"no member {agent!r} in team {self.room!r} (members: {', '.join(self.members)})")
         self._counter += 1
         message = Message.user(text) if isinstance(text, str) else text
-        env = Envelope(id=f"{self.room}.{self.driver}.{self._counter}.{runtime_id()}", sender=self.driver,
+        env = Envelope(id=new_id(f"{self.room}.{self.driver}.{self._counter}"), sender=self.driver,
                        recipient=agent, room=self.room, content=message, reply_to=self.driver, **fields)
         env.correlation_id = env.id
         future = asyncio.get_running_loop().create_future()
@@ -370,12 +370,6 @@ _HANDOFF = re.compile(r"^\s*HANDOFF\s*[:：]\s*([\w.-]+)", re.IGNORECASE | re.MU
 def _handoff_target(text: str) -> str | None:
     m = _HANDOFF.search(text)
     return m.group(1) if m else None
-
-
-def runtime_id() -> str:
-    import os
-
-    return os.urandom(4).hex()
 
 
 __all__ = ["HubShards", "HumanInput", "ModelChoice", "ModeratorChoice", "RoundRobin", "SpeakerPolicy", "Team",
