@@ -219,7 +219,7 @@ class StoryStudio:
         try:
             plan = await self._plan(team, request, lang)
         except TeamCancelledError as exc:
-            book = StoryBook.from_plan(_empty_plan(request, lang))
+            book = StoryBook.from_plan(_topic_plan(request, lang, "the story was cancelled before its plan"))
             book.cancelled, book.cancel_reason = True, str(exc)
             return book
         timings["plan_s"] = round(time.perf_counter() - t0, 2)
@@ -231,15 +231,10 @@ class StoryStudio:
                                            "illustrator": self.image_backend, "narrator": "espeak-ng",
                                            "binder": "html+epub"})
         pages = {p.index: p for p in book.pages}
-        cancelled: list[str] = []
 
         async def page_text(index: int) -> None:
             page_plan = plan.pages[index - 1]
-            try:
-                text = await self._asset(team, "writer", _write_prompt(plan, page_plan, lang), index, "text", book)
-            except _Cancelled as exc:
-                cancelled.append(str(exc))
-                return
+            text = await self._asset(team, "writer", _write_prompt(plan, page_plan, lang), index, "text", book)
             if text is None:
                 return
             pages[index].text = (text.content.content or "").strip()
@@ -249,11 +244,7 @@ class StoryStudio:
 
         async def page_audio(index: int) -> None:
             args = {"text": pages[index].text, "language": lang}
-            try:
-                reply = await self._asset(team, "narrator", json.dumps(args, ensure_ascii=False), index, "audio", book)
-            except _Cancelled as exc:
-                cancelled.append(str(exc))
-                return
+            reply = await self._asset(team, "narrator", json.dumps(args, ensure_ascii=False), index, "audio", book)
             if reply is not None and reply.content.artifacts:
                 pages[index].audio = reply.content.artifacts[0]
                 self.progress(f"narrator: page {index} recorded "
@@ -263,12 +254,7 @@ class StoryStudio:
             args = {"prompt": plan.picture_prompt(index), "seed": request.seed + index}
             if request.style:
                 args["style"] = request.style
-            try:
-                reply = await self._asset(team, "illustrator", json.dumps(args, ensure_ascii=False), index, "image",
-                                          book)
-            except _Cancelled as exc:
-                cancelled.append(str(exc))
-                return
+            reply = await self._asset(team, "illustrator", json.dumps(args, ensure_ascii=False), index, "image", book)
             if reply is not None and reply.content.artifacts:
                 pages[index].image = reply.content.artifacts[0]
                 self.progress(f"illustrator: page {index} drawn")
@@ -276,8 +262,6 @@ class StoryStudio:
         t1 = time.perf_counter()
         await asyncio.gather(*(page_text(i) for i in pages), *(page_image(i) for i in pages))
         timings["pages_s"] = round(time.perf_counter() - t1, 2)
-        if cancelled:
-            book.cancelled, book.cancel_reason = True, cancelled[0]
         return book
 
     async def _plan(self, team: Team, request: StoryRequest, lang: str) -> StoryPlan:
@@ -292,23 +276,22 @@ class StoryStudio:
             except StoryPlanError as exc:
                 error = str(exc)
                 self.progress(f"planner: attempt {attempt}: {error}")
-        plan = StoryPlan.parse(f"Title: {request.topic}", request.topic, request.pages, lang)
-        plan.notes.insert(0, f"the planner gave no usable plan in {self.attempts} attempts ({error}); "
-                             f"pages derived from the topic")
-        return plan
+        return _topic_plan(request, lang, f"the planner gave no usable plan in {self.attempts} attempts ({error})")
 
     async def _asset(self, team: Team, agent: str, content: str, index: int, asset: str,
                      book: StoryBook) -> Envelope | None:
         """Ask `agent` for one page's asset, `attempts` times in all (tool members retry inside their
-        handler, the writer is asked again), then record an AssetProblem. Raises _Cancelled when the
-        room was cancelled."""
+        handler, the writer is asked again), then record an AssetProblem. None when there is no
+        asset; a cancelled room marks the book cancelled (the first reason is kept)."""
         asks = self.attempts if agent == "writer" else 1
         error = ""
         for attempt in range(1, asks + 1):
             try:
                 return await team.ask(agent, content, headers={"page": index, "asset": asset})
             except TeamCancelledError as exc:
-                raise _Cancelled(str(exc)) from None
+                if not book.cancelled:
+                    book.cancelled, book.cancel_reason = True, str(exc)
+                return None
             except TeamError as exc:
                 error = str(exc)
                 self.progress(f"{agent}: page {index} {asset} failed (attempt {attempt}): {error}")
@@ -358,21 +341,18 @@ class StoryStudio:
         await team.cancel(f"cancelled after {seconds:.0f} s")
 
 
-class _Cancelled(Exception):
-    pass
-
-
 def _language(request: StoryRequest) -> str:
     from raygent.apps.story.book import detect_language, normalize_language
 
     return normalize_language(request.language) if request.language else detect_language(request.topic)
 
 
-def _empty_plan(request: StoryRequest, lang: str) -> StoryPlan:
-    from raygent.apps.story.book import PagePlan
-
-    return StoryPlan(title=request.topic, topic=request.topic, language=lang,
-                     pages=[PagePlan(index=i, scene=request.topic, summary="") for i in range(1, request.pages + 1)])
+def _topic_plan(request: StoryRequest, lang: str, why: str) -> StoryPlan:
+    """A plan derived from the topic alone (StoryPlan.parse fills the cast and pages), with `why` as
+    its first note."""
+    plan = StoryPlan.parse(f"Title: {request.topic}", request.topic, request.pages, lang)
+    plan.notes.insert(0, f"{why}; pages derived from the topic")
+    return plan
 
 
 def _plan_prompt(request: StoryRequest, lang: str) -> str:
