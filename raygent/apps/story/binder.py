@@ -309,6 +309,24 @@ def _image_html(asset: _Asset, alt: str, src: str) -> str:
     return f'<img src="{_e(src)}" alt="{_e(alt)}"{size}/>'
 
 
+def _page_parts(p: Any, words: dict[str, str], cancelled: bool, tag: str, *, image_src: str,
+                audio: str) -> list[str]:
+    """One page's markup, in pieces: heading, picture (or its notice), recording (or its notice),
+    text (or its notice). The HTML book and the EPUB chapters differ only in how they reference the
+    media (`image_src`, the `audio` element) and in the page's element (`tag`)."""
+    n = p.page.index
+    parts = [f'<{tag} class="page" id="page-{n}"><h2>{_e(words["page"].format(n=n))}</h2>']
+    if p.image is not None:
+        caption = f"<figcaption>{_e(p.page.scene)}</figcaption>" if p.page.scene else ""
+        parts.append(f"<figure>{_image_html(p.image, p.page.scene, image_src)}{caption}</figure>")
+    else:
+        parts.append(_notice(p, "image", words, cancelled))
+    parts.append(audio if p.audio is not None else _notice(p, "audio", words, cancelled))
+    parts.append(f'<div class="text">{_paragraphs(p.text)}</div>' if p.text else _notice(p, "text", words, cancelled))
+    parts.append(f"</{tag}>")
+    return parts
+
+
 def render_html(book: StoryBook, pages: list[_Page], missing: list[str]) -> str:
     words = _WORDS[book.language]
     lang = "zh-Hans" if book.language == "zh" else "en"
@@ -319,23 +337,11 @@ def render_html(book: StoryBook, pages: list[_Page], missing: list[str]) -> str:
         _banner(book, missing, words),
         _cast_list(book, words),
     ]
-    for p in pages:
-        n = p.page.index
-        body.append(f'<article class="page" id="page-{n}"><h2>{_e(words["page"].format(n=n))}</h2>')
-        if p.image is not None:
-            caption = f"<figcaption>{_e(p.page.scene)}</figcaption>" if p.page.scene else ""
-            body.append(f"<figure>{_image_html(p.image, p.page.scene, p.image.data_uri())}{caption}</figure>")
-        else:
-            body.append(_notice(p, "image", words, book.cancelled))
-        if p.audio is not None:
-            body.append(f'<audio controls="controls" preload="metadata" src="{p.audio.data_uri()}"></audio>')
-        else:
-            body.append(_notice(p, "audio", words, book.cancelled))
-        if p.text:
-            body.append(f'<div class="text">{_paragraphs(p.text)}</div>')
-        else:
-            body.append(_notice(p, "text", words, book.cancelled))
-        body.append("</article>")
+    for p in pages:  # the pictures and recordings inline, as data: URIs
+        body.extend(_page_parts(p, words, book.cancelled, "article",
+                                image_src=p.image.data_uri() if p.image is not None else "",
+                                audio=f'<audio controls="controls" preload="metadata" src="{p.audio.data_uri()}"></audio>'
+                                if p.audio is not None else ""))
     body.append(_colophon(book, words))
     return (f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8"/>\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"/>\n'
@@ -399,24 +405,16 @@ def _write_epub(book: StoryBook, pages: list[_Page], missing: list[str], path: P
     title_page = chapter("title", "title.xhtml", words["title_page"], "".join(title_html))
     cast_page = chapter("cast", "cast.xhtml", words["cast"], _cast_list(book, words) or f"<h2>{_e(words['cast'])}</h2>")
     chapters = []
-    for p in pages:
+    for p in pages:  # the pictures and recordings as files of the EPUB
         n = p.page.index
-        heading = words["page"].format(n=n)
-        parts = [f'<section class="page" id="page-{n}"><h2>{_e(heading)}</h2>']
-        if p.image is not None:
-            caption = f"<figcaption>{_e(p.page.scene)}</figcaption>" if p.page.scene else ""
-            parts.append(f"<figure>{_image_html(p.image, p.page.scene, p.image.file)}{caption}</figure>")
-        else:
-            parts.append(_notice(p, "image", words, book.cancelled))
+        audio = ""
         if p.audio is not None:
             fallback = _e(words["audio_fallback"].format(file=p.audio.file))
-            parts.append(f'<audio controls="controls" src="{_e(p.audio.file)}">{fallback}</audio>')
-        else:
-            parts.append(_notice(p, "audio", words, book.cancelled))
-        parts.append(f'<div class="text">{_paragraphs(p.text)}</div>' if p.text
-                     else _notice(p, "text", words, book.cancelled))
-        parts.append("</section>")
-        chapters.append(chapter(f"page-{n}", f"page-{str(n).zfill(2)}.xhtml", heading, "".join(parts)))
+            audio = f'<audio controls="controls" src="{_e(p.audio.file)}">{fallback}</audio>'
+        parts = _page_parts(p, words, book.cancelled, "section",
+                            image_src=p.image.file if p.image is not None else "", audio=audio)
+        chapters.append(chapter(f"page-{n}", f"page-{str(n).zfill(2)}.xhtml", words["page"].format(n=n),
+                                "".join(parts)))
 
     ebook.toc = [epub.Link(title_page.file_name, book.title, "title"),
                  epub.Link(cast_page.file_name, words["cast"], "cast")] + \
