@@ -150,3 +150,10 @@ async def test_a_speaker_choice_naming_no_member_falls_back_with_a_note():
     notes = [t for t in team.transcript if t.speaker == "speaker-policy"]
     assert len(notes) == 1 and "'Inspector Vale'" in notes[0].text and "round robin chose alice" in notes[0].text
     await team.close()
+
+
+def test_a_role_names_its_model_from_the_model_config():
+    llm = AgentRole(name="w", llm="qwen2.5-coder-0.5b").build_llm()
+    assert type(llm).__name__ == "LlamaCppChatModel"  # built, not loaded
+    with pytest.raises(ValueError, match=r"role 'w': no model named 'nope' in the model config \(configured: .*qwen"):
+        AgentRole(name="w", llm="nope").build_llm()

@@ -405,14 +405,30 @@ class AgentRole(BaseModel):
     concurrency: int = 1
     keep_history: bool = False  # multi-turn memory across messages (False: each message is a fresh task)
 
+    def build_llm(self) -> Any:
+        """The role's chat model: the one given, one built from a config mapping or from the name of
+        a configured model (`load_model_configs()`), or the embedded default."""
+        llm = self.llm
+        if llm is None:
+            from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+
+            return LlamaCppChatModel()
+        if isinstance(llm, (str, dict)):
+            from raygent.llm_pool.config import build_chat_model, load_model_configs
+
+            if isinstance(llm, str):
+                configs = load_model_configs()
+                if llm not in configs:
+                    raise ValueError(f"role {self.name!r}: no model named {llm!r} in the model config "
+                                     f"(configured: {', '.join(sorted(configs))})")
+                llm = configs[llm]
+            return build_chat_model(llm)
+        return llm
+
     def build_agent(self) -> Any:
         from raygent.actors.agent import Agent
 
-        llm = self.llm
-        if isinstance(llm, (str, dict)):
-            from raygent.llm_pool.config import build_chat_model
-
-            llm = build_chat_model(llm)
+        llm = self.build_llm()
         tools = self.tools
         if tools is not None and isinstance(tools, (list, tuple)) and all(isinstance(t, str) for t in tools):
             from raygent.toolhub.builtin import BUILTIN_TOOLS
@@ -476,7 +492,7 @@ class StructuredHandler:
 
         llm = self.llm
         if llm is None or isinstance(llm, (str, dict)):
-            llm = self.llm = AgentRole(name=ctx.name, llm=llm).build_agent().llm
+            llm = self.llm = AgentRole(name=ctx.name, llm=llm).build_llm()
         spec = ToolSpec(name=self.name, description=self.description, parameters=self.schema)
         messages = ([Message.system(self.system)] if self.system else []) + [Message.user(env.content.content or "")]
         completion = await llm.chat(messages, [spec], {**self.params, "tool_choice": "required"})
