@@ -230,12 +230,12 @@ async def test_a_tool_returning_a_bad_artifact_gets_an_error_result_and_the_hub_
 class _CountingProxy:
     """Stands in for an actor proxy (same methods), counting round trips."""
 
-    def __init__(self, hub: ToolHub):
-        self.hub, self.round_trips = hub, 0
+    def __init__(self, hub: ToolHub, delay_s: float = 0.01):
+        self.hub, self.round_trips, self.delay_s = hub, 0, delay_s
 
     async def call_wire(self, calls, context=None):
         self.round_trips += 1
-        await asyncio.sleep(0.01)  # a round trip takes time: calls pile up behind it
+        await asyncio.sleep(self.delay_s)  # a round trip takes time: calls pile up behind it
         return await self.hub.call_wire(calls, context)
 
     async def info(self):
@@ -252,7 +252,9 @@ async def test_hub_client_coalesces_concurrent_calls_into_few_round_trips():
 
 
 async def test_coalesced_calls_survive_a_cancelled_leader_and_mixed_contexts():
-    proxy = _CountingProxy(ToolHub("math", [add]))
+    # round trips of 0.3 s: the cancel below surely lands while a batch is at the "actor", however
+    # slowly a loaded machine runs this loop
+    proxy = _CountingProxy(ToolHub("math", [add]), delay_s=0.3)
     client = HubClient(proxy)
     # the first call leads the batch; cancelling it must not strand the calls that joined it
     leader = asyncio.ensure_future(client.call("add", {"a": 0, "b": 1}))
@@ -265,7 +267,10 @@ async def test_coalesced_calls_survive_a_cancelled_leader_and_mixed_contexts():
     # cancelled later, while its batch is at the actor: the others still get their results
     leader = asyncio.ensure_future(client.call("add", {"a": 0, "b": 1}))
     followers = [asyncio.ensure_future(client.call("add", {"a": i, "b": 1})) for i in range(1, 4)]
-    await asyncio.sleep(0.005)  # the batch is in its 10 ms round trip
+    for _ in range(200):  # until the batch is in its round trip
+        if proxy.round_trips == 2:
+            break
+        await asyncio.sleep(0.001)
     assert proxy.round_trips == 2  # one per batch so far
     leader.cancel()
     assert [r.output for r in await asyncio.gather(*followers)] == [2, 3, 4]
