@@ -156,7 +156,8 @@ async def part_hub(args: argparse.Namespace) -> dict[str, Any]:
 AUTOGEN_WORKLOAD = """
 import asyncio, json, sys, time
 from dataclasses import dataclass
-from autogen_core import AgentId, MessageContext, RoutedAgent, SingleThreadedAgentRuntime, message_handler
+from autogen_core import (AgentId, DefaultTopicId, MessageContext, RoutedAgent, SingleThreadedAgentRuntime,
+                          default_subscription, message_handler)
 
 @dataclass
 class Ping:
@@ -184,11 +185,36 @@ async def main(agents, requests):
     times.sort()
     print(json.dumps({"requests_per_s": requests / elapsed, "p50_ms": times[len(times) // 2] * 1000}))
 
-asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+received = 0
+
+@default_subscription
+class Sink(RoutedAgent):
+    @message_handler
+    async def on_ping(self, message: Ping, ctx: MessageContext) -> None:
+        global received
+        received += 1
+
+async def one_way(messages):
+    # one publisher, one subscriber: AutoGen's one-way rate (nothing persisted, one process)
+    rt = SingleThreadedAgentRuntime()
+    await Sink.register(rt, "sink", lambda: Sink("sink"))
+    rt.start()
+    start = time.perf_counter()
+    for i in range(messages):
+        await rt.publish_message(Ping(f"m{i}"), DefaultTopicId())
+    await rt.stop_when_idle()
+    elapsed = time.perf_counter() - start
+    assert received == messages, received
+    print(json.dumps({"msgs_per_s": messages / elapsed}))
+
+if sys.argv[1] == "one_way":
+    asyncio.run(one_way(int(sys.argv[2])))
+else:
+    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 """
 
 
-def autogen_request_reply(agents: int, requests: int, site: str) -> dict[str, float]:
+def autogen_workload(site: str, *argv: str) -> dict[str, float]:
     """AutoGen Core's SingleThreadedAgentRuntime on the same workload, in a process of its own:
     autogen-core pins protobuf 5.x, which raygent's environment (Ray, google-api-core) cannot share,
     so it lives in its own folder (`pip install --target SITE autogen-core==0.7.5`)."""
@@ -197,7 +223,7 @@ def autogen_request_reply(agents: int, requests: int, site: str) -> dict[str, fl
     import sys
 
     env = {**os.environ, "PYTHONPATH": site}
-    proc = subprocess.run([sys.executable, "-c", AUTOGEN_WORKLOAD, str(agents), str(requests)], env=env,
+    proc = subprocess.run([sys.executable, "-c", AUTOGEN_WORKLOAD, *argv], env=env,
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"the AutoGen workload failed: {proc.stderr[-1500:]}")
@@ -247,7 +273,8 @@ async def raygent_request_reply(where: str, agents: int, requests: int, batch: i
 async def part_autogen(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.autogen_site and Path(args.autogen_site, "autogen_core").exists():
-        out["autogen"] = autogen_request_reply(100, args.requests, args.autogen_site)
+        out["autogen"] = autogen_workload(args.autogen_site, "100", str(args.requests))
+        out["autogen_one_way"] = autogen_workload(args.autogen_site, "one_way", str(args.messages))
     else:
         print(f"autogen: not measured: no autogen_core in {args.autogen_site!r} "
               f"(pip install --target {args.autogen_site} autogen-core==0.7.5)")
@@ -258,6 +285,10 @@ async def part_autogen(args: argparse.Namespace) -> dict[str, Any]:
         ratio = out["raygent_process"]["requests_per_s"] / out["autogen"]["requests_per_s"]
         out["ratio_raygent_over_autogen"] = ratio
         print(f"request/reply ratio raygent (persisted) / autogen (in memory) = {ratio:.2f}")
+    if "autogen_one_way" in out and "1to1_actor" in args.results.get("hub", {}):
+        ratio = args.results["hub"]["1to1_actor"]["msgs_per_s"] / out["autogen_one_way"]["msgs_per_s"]
+        out["ratio_hub_actor_over_autogen_one_way"] = ratio
+        print(f"one-way ratio raygent hub actor (persisted, across processes) / autogen (in memory) = {ratio:.2f}")
     return out
 
 
@@ -366,8 +397,10 @@ async def main(args: argparse.Namespace) -> None:
     parts = args.parts.split(",")
     if {"hub", "autogen"} & set(parts):
         runtime.init(log_to_driver=False)
+    args.results = {}
     for part in parts:
-        await {"hub": part_hub, "autogen": part_autogen, "scale": part_scale, "story": part_story}[part](args)
+        args.results[part] = await {"hub": part_hub, "autogen": part_autogen, "scale": part_scale,
+                                    "story": part_story}[part](args)
 
 
 if __name__ == "__main__":

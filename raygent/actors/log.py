@@ -154,7 +154,7 @@ class SQLiteLog:
 
     async def open(self) -> None:
         if self._db is None:
-            self._db = SQLiteDB(self.path, schema=_SCHEMA, synchronous=self.synchronous)
+            self._db = SQLiteDB(self.path, schema=_SCHEMA, synchronous=self.synchronous, checkpoint_interval_s=0.05)
             await self._db.call(lambda conn: None)
 
     async def _submit(self, op: str, payload: Any) -> Any:
