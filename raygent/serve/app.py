@@ -20,9 +20,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from typing import Literal
 
-from raygent.llm_pool.pool import PoolConfig, model_app
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from raygent.llm_pool.pool import AutoscalingSpec, PoolConfig, model_app
+from raygent.toolhub.builtin import DEFAULT_TOOL_NAMES
 
 APP_NAME = "raygent"
 
@@ -34,10 +37,70 @@ class ModelEntry(BaseModel):
     pool: PoolConfig = Field(default_factory=PoolConfig)
 
 
+class AgentDeploymentSpec(BaseModel):
+    """How one agent is deployed: its replicas (or autoscaling) and their resources. An agent's
+    replicas hold no model: they call the model pool through handles, so they are light."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_replicas: int = Field(default=1, ge=1)
+    autoscaling: AutoscalingSpec | None = None
+    num_cpus: float = Field(default=0.25, ge=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+    resources: dict[str, float] = Field(default_factory=dict)
+    max_ongoing_requests: int = Field(default=16, ge=1)
+
+
+class AgentEntry(BaseModel):
+    """One served agent: a model from `models`, a system prompt, tools, memory, its deployment.
+
+    `tools` names built-in tools (`raygent tools list`); "*" means every built-in that can run on
+    the replica's machine. Sessions (multi-turn through `session_id`) live in the shared state
+    store (`state`), so any replica of the agent continues any session.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    model: str | None = None
+    system: str | None = None
+    tools: list[str] = Field(default_factory=lambda: list(DEFAULT_TOOL_NAMES))
+    max_steps: int = Field(default=6, ge=1, le=50)
+    memory: bool = True
+    deployment: AgentDeploymentSpec = Field(default_factory=AgentDeploymentSpec)
+
+
+class StateConfig(BaseModel):
+    """Where sessions, API keys and run records live. None: SQLite files under RAYGENT_HOME (one
+    machine). `redis://host:port/db`: the Redis server the message hub uses on a cluster, so
+    replicas on different nodes see the same state and a restarted store loses nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = None
+
+
+class SecurityConfig(BaseModel):
+    """API keys and limits. `require_keys`: "auto" asks for a key whenever any key exists, and
+    always when the server binds a non-loopback address; "always"; "never" (local experiments)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    require_keys: Literal["auto", "always", "never"] = "auto"
+    requests_per_minute: int = Field(default=600, ge=1)
+    concurrent_runs: int = Field(default=8, ge=1)
+    cors_origins: list[str] = Field(default_factory=list)
+
+
 class ServeConfig(BaseModel):
     models: dict[str, ModelEntry]
+    agents: dict[str, AgentEntry] = Field(default_factory=dict)
     default_model: str | None = None
+    default_agent: str | None = None
+    #: static keys from the config or RAYGENT_API_KEYS, besides those made with `raygent keys create`
     api_keys: list[str] = Field(default_factory=list)
+    state: StateConfig = Field(default_factory=StateConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
     max_body_bytes: int = 4 * 1024 * 1024
     host: str = "127.0.0.1"
     port: int = 8000
@@ -49,12 +112,39 @@ class ServeConfig(BaseModel):
             raise ValueError("a serve config needs at least one model under `models`")
         return models
 
+    @model_validator(mode="after")
+    def _names_resolve(self) -> ServeConfig:
+        if self.default_model and self.default_model not in self.models:
+            raise ValueError(f"default_model {self.default_model!r} is not one of the models {sorted(self.models)}")
+        clash = sorted(set(self.agents) & set(self.models))
+        if clash:
+            raise ValueError(f"{clash} name both a model and an agent; `model` in a request must name one thing")
+        for name, agent in self.agents.items():
+            if agent.model is not None and agent.model not in self.models:
+                raise ValueError(f"agent {name!r} uses model {agent.model!r}, which is not one of the models "
+                                 f"{sorted(self.models)}")
+        if self.default_agent and self.default_agent not in self.agents:
+            raise ValueError(f"default_agent {self.default_agent!r} is not one of the agents {sorted(self.agents)}")
+        return self
+
+    def agent_model(self, agent: str) -> str:
+        """The model an agent runs on: its own, else the default model, else the first one."""
+        return self.agents[agent].model or self.default_model or next(iter(self.models))
+
+
+DEFAULT_AGENT = "assistant"
+
 
 def default_config() -> ServeConfig:
-    """The embedded Qwen2.5-Coder-0.5B on llama.cpp, one replica using one CPU."""
+    """The embedded Qwen2.5-Coder-0.5B on llama.cpp (one replica using one CPU) and a default agent
+    on it with the offline built-in tools, so the two-command experience includes an agent."""
     from raygent.llm_pool.embedded import DEFAULT_MODEL
 
-    return ServeConfig(models={DEFAULT_MODEL: ModelEntry(model={"type": "llama_cpp", "model": DEFAULT_MODEL})})
+    return ServeConfig(models={DEFAULT_MODEL: ModelEntry(model={"type": "llama_cpp", "model": DEFAULT_MODEL})},
+                       agents={DEFAULT_AGENT: AgentEntry(description="A helpful assistant with raygent's offline "
+                                                                     "built-in tools (address parsing, a calculator, "
+                                                                     "the current date and time).")},
+                       default_agent=DEFAULT_AGENT)
 
 
 def load_config(path: str | os.PathLike[str]) -> ServeConfig:
