@@ -1,15 +1,21 @@
-"""MemoryStore on SQLite: sessions, ordered atomic appends, isolation under concurrent writers,
-persistence across store objects and processes, and the same interface as a Ray actor."""
+"""The MemoryStore behaviour every backend must have, on SQLiteMemoryStore (a file) and
+RedisMemoryStore (a real redis-server): sessions, ordered atomic appends, isolation under concurrent
+writers, persistence across store objects and processes; plus SQLite's own (WAL, locks, the actor).
+Redis-only behaviour is in test_memory_redis.py."""
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import pickle
 import sqlite3
+import uuid
+from collections.abc import Callable
 
 import pytest
+from _redis_server import redis_server  # noqa: F401  (the session fixture)
 
-from raygent.memory import SQLiteMemoryStore, check_session_id, deploy_store
+from raygent.memory import MemoryStore, RedisMemoryStore, SQLiteMemoryStore, check_session_id, deploy_store
 from raygent.schema import Artifact, Message, ToolCall
 
 
@@ -17,8 +23,26 @@ def _msg(session: str, writer: int, i: int) -> Message:
     return Message.user(f"{session}|{writer}|{i}")
 
 
-async def test_sessions_create_list_get_delete(tmp_path):
-    store = SQLiteMemoryStore(tmp_path / "m.sqlite")
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(request, tmp_path) -> Callable[[], MemoryStore]:
+    """A factory of store objects on one backing store: each call is a new object (a restarted
+    process); it pickles, so spawned processes make their own from it."""
+    if request.param == "sqlite":
+        path = tmp_path / "m.sqlite"
+        return _Factory(SQLiteMemoryStore, str(path))
+    return _Factory(RedisMemoryStore, request.getfixturevalue("redis_server"), prefix=f"t-{uuid.uuid4().hex[:8]}")
+
+
+class _Factory:
+    def __init__(self, cls: type, *args, **kwargs):
+        self.cls, self.args, self.kwargs = cls, args, kwargs
+
+    def __call__(self) -> MemoryStore:
+        return self.cls(*self.args, **self.kwargs)
+
+
+async def test_sessions_create_list_get_delete(make_store):
+    store = make_store()
     a = await store.create_session("alpha", {"user": "ann"})
     assert a.id == "alpha" and a.message_count == 0 and a.metadata == {"user": "ann"}
     with pytest.raises(ValueError, match="already exists"):
@@ -41,9 +65,8 @@ async def test_sessions_create_list_get_delete(tmp_path):
     await store.close()
 
 
-async def test_messages_round_trip_in_order_with_wal(tmp_path):
-    path = tmp_path / "m.sqlite"
-    store = SQLiteMemoryStore(path)
+async def test_messages_round_trip_in_order(make_store):
+    store = make_store()
     call = ToolCall(name="calculator", arguments={"expression": "2+2"})
     msgs = [Message.system("be brief"), Message.user("2+2? 中文"), Message.assistant(tool_calls=[call]),
             Message(role="tool", content='{"result": 4}', tool_call_id=call.id, name="calculator",
@@ -54,25 +77,38 @@ async def test_messages_round_trip_in_order_with_wal(tmp_path):
     assert await store.append("s1", msgs[3]) == 3
     assert await store.append("s1", msgs[4]) == 4
     await store.close()
-    reopened = SQLiteMemoryStore(path)  # a new object (as after a restart) sees every committed row
+    reopened = make_store()  # a new object (as after a restart) sees every committed row
     assert await reopened.load("s1") == msgs
     recs = await reopened.records("s1", after=2)
     assert [r.seq for r in recs] == [3, 4] and recs[0].message.artifacts[0].uri == "file:///tmp/x.png"
     assert (await reopened.get_message("s1", 2)).message.tool_calls[0].id == call.id
     assert await reopened.get_message("s1", 99) is None
+    assert [r.seq for r in await reopened.records("s1", after=0, limit=2)] == [1, 2]
+    assert await reopened.records("s1", after=4) == [] and await reopened.records("s1", limit=0) == []
+    assert await reopened.records("nobody") == [] and await reopened.get_message("nobody", 0) is None
     with pytest.raises(ValueError, match="at least one message"):
         await reopened.append_many("s1", [])
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 5  # one row per message
-    conn.close()
+    with pytest.raises(TypeError, match="use append for one"):
+        await reopened.append_many("s1", Message.user("x"))
+    info = await reopened.get_session("s1")
+    assert info.message_count == 5 and info.created_at <= recs[0].created_at <= info.updated_at
     await reopened.close()
 
 
-async def test_concurrent_sessions_never_see_each_others_messages(tmp_path):
-    """40 sessions written at once by 4 store objects (4 connections, 4 threads) on one file."""
+async def test_sqlite_file_is_wal_with_one_row_per_message(tmp_path):
     path = tmp_path / "m.sqlite"
-    stores = [SQLiteMemoryStore(path) for _ in range(4)]
+    store = SQLiteMemoryStore(path)
+    await store.append_many("s1", [Message.user("a"), Message.assistant("b")])
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 2  # one row per message
+    conn.close()
+    await store.close()
+
+
+async def test_concurrent_sessions_never_see_each_others_messages(make_store):
+    """40 sessions written at once by 4 store objects (4 connections) on one store."""
+    stores = [make_store() for _ in range(4)]
     n_sessions, n_msgs = 40, 25
 
     async def writer(k: int) -> None:
@@ -101,8 +137,8 @@ async def test_concurrent_sessions_never_see_each_others_messages(tmp_path):
         await s.close()
 
 
-def _process_writer(path: str, writer: int, n: int) -> None:
-    store = SQLiteMemoryStore(path)
+def _process_writer(factory: bytes, writer: int, n: int) -> None:
+    store = pickle.loads(factory)()
 
     async def go() -> None:
         for i in range(n):
@@ -113,17 +149,16 @@ def _process_writer(path: str, writer: int, n: int) -> None:
     asyncio.run(go())
 
 
-async def test_writers_in_separate_processes_share_one_session_without_loss(tmp_path):
-    path = str(tmp_path / "m.sqlite")
+async def test_writers_in_separate_processes_share_one_session_without_loss(make_store):
     n_proc, n = 4, 60
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_process_writer, args=(path, w, n)) for w in range(n_proc)]
+    procs = [ctx.Process(target=_process_writer, args=(pickle.dumps(make_store), w, n)) for w in range(n_proc)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    store = SQLiteMemoryStore(path)
+    store = make_store()
     shared = await store.records("shared")
     assert [r.seq for r in shared] == list(range(n_proc * n))  # every append got its own number
     for w in range(n_proc):
