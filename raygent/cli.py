@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     from raygent.serve import cli as serve_cli
 
     serve_cli.add_parser(sub)
+    from raygent.serve import keys_cli
+
+    keys_cli.add_parser(sub)  # keys create|list|revoke
     from raygent.retrieval.cli import add_commands as add_retrieval_commands
 
     add_retrieval_commands(sub)  # retrieval eval, knowledge add|search|list
