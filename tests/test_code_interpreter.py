@@ -1,18 +1,23 @@
 """Code interpreter: a stateful Jupyter kernel per session, and the escapes its sandbox must stop.
 
-Escape results (root on Linux, as in CI): writing outside the workspace, a network connection to
-127.0.0.1, a memory bomb, a fork bomb, an infinite loop, a CPU burner, regaining root, seeing host
-processes: all blocked.
+Escape results (root on Linux, as in CI): writing outside the workspace, reading or listing host
+files (planted beside the checkout, in /var/tmp, /opt; /etc), a network connection to 127.0.0.1, a
+memory bomb, a fork bomb, an infinite loop, a CPU burner, regaining root, seeing host processes: all
+blocked.
 Without root only the resource limits hold (documented in docs/toolhub.md); those tests are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -73,9 +78,10 @@ async def test_escapes_are_blocked(interpreter, tmp_path):
             "    except OSError as e:\n        print('blocked', errno.errorcode[e.errno])\n"
             "open('/tmp/private.txt', 'w').write('x'); print('tmp ok')") % [str(t) for t in targets]
     out = (await run(hub, code))["stdout"].splitlines()
-    # a checkout under /tmp is not visible at all behind the private /tmp (ENOENT): blocked too
-    checkout = "blocked ENOENT" if str(targets[0]).startswith("/tmp/") else "blocked EROFS"
-    assert out[:4] == [checkout] + ["blocked EROFS"] * 3 and out[4] == "tmp ok"
+    # the checkout and /var/tmp are not in the sandbox's root at all; its /etc is read-only, and so is
+    # /root where it leads to the Python install (pyenv), else it is absent too
+    assert out[0] == "blocked ENOENT" and out[1] == "blocked EROFS" and out[3] == "blocked ENOENT"
+    assert out[2] in ("blocked EROFS", "blocked ENOENT") and out[4] == "tmp ok"
     assert not targets[0].exists()
     assert not any(t.exists() for t in targets) and not Path("/tmp/private.txt").exists()  # /tmp is private
 
@@ -122,6 +128,96 @@ async def test_escapes_are_blocked(interpreter, tmp_path):
     assert tool._sessions["t"].strays() == []
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def planted():
+    """A world-readable secret in host folders a cell must not see: beside the checkout (another
+    project on the machine), in /var/tmp and in /opt."""
+    secret = f"raygent-secret-{uuid.uuid4().hex}"
+    name = f"raygent-plant-{uuid.uuid4().hex[:8]}"
+    folders = [REPO.parent / name, Path("/var/tmp") / name] + ([Path("/opt") / name] if Path("/opt").is_dir() else [])
+    for folder in folders:
+        folder.mkdir(mode=0o755)
+        os.chmod(folder, 0o755)
+        (folder / "secret.txt").write_text(secret)
+        os.chmod(folder / "secret.txt", 0o644)
+    yield secret, [str(f) for f in folders]
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# one line per attempt: what a cell got when it read or listed a host path
+_PROBE = """import errno, os
+def probe(what, fn):
+    try:
+        print(what, 'GOT', repr(fn())[:80])
+    except OSError as e:
+        print(what, errno.errorcode[e.errno])
+for folder in {folders!r}:
+    probe('read', lambda: open(folder + '/secret.txt').read())
+    probe('list', lambda: os.listdir(folder))
+for folder in {hidden!r}:
+    probe('list', lambda: os.listdir(folder))
+for path in ['/etc/shadow', '/proc/1/environ', {this!r}]:
+    probe('read', lambda: open(path).read())
+"""
+
+
+def _probe_code(folders: list[str]) -> str:
+    hidden = ["/work", "/home", "/root", "/var/tmp", "/opt", str(REPO), str(REPO.parent), str(REPO / "raygent")]
+    return _PROBE.format(folders=folders, hidden=hidden, this=__file__)
+
+
+def _all_blocked(text: str) -> None:
+    lines = text.splitlines()
+    assert len(lines) > 10 and "GOT" not in text, text
+    assert all(line.split()[-1] in ("ENOENT", "EACCES") for line in lines), text
+
+
+@as_root
+async def test_cell_sees_only_the_python_runtime_and_its_workspace(interpreter, planted):
+    hub, tool = interpreter
+    secret, folders = planted
+    out = await run(hub, _probe_code(folders), session="seer")
+    _all_blocked(out["stdout"])
+    assert secret not in str(out)
+    # what is there: the Python install, system libraries, a few /etc files of its own, the workspace
+    out = await run(hub, "import os, socket, json\nprint(json.dumps({'/': os.listdir('/'), 'etc': os.listdir('/etc'), "
+                         "'passwd': open('/etc/passwd').read(), "
+                         "'hostname': [socket.gethostname(), open('/etc/hostname').read()]}))", session="seer")
+    seen = json.loads(out["stdout"])
+    runtime = {Path(p).parts[1] for p in (sys.prefix, sys.base_prefix, tool.workspace_for("seer"))}
+    system = {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "dev", "proc", "tmp", "var"}
+    assert set(seen["/"]) <= system | runtime and not {"home", "opt", "srv", "mnt", "media"} & set(seen["/"])
+    assert set(seen["etc"]) <= {"passwd", "group", "hosts", "hostname", "nsswitch.conf", "ld.so.cache", "localtime",
+                                "fonts", "alternatives"}
+    assert [line.split(":")[0] for line in seen["passwd"].splitlines()] == ["root", "sandbox", "nobody"]
+    assert seen["hostname"] == ["sandbox", "sandbox\n"]
+    # and it is enough: stdlib, numpy, a plot, the workspace
+    out = await run(hub, "import numpy as np, sqlite3, matplotlib.pyplot as plt\nplt.plot(np.arange(3))\nplt.show()\n"
+                         "open('w.txt', 'w').write('ok')\nprint(np.arange(5).sum(), open('w.txt').read())",
+                    session="seer")
+    assert out["stdout"] == "10 ok\n" and out["images"] and not out["error"]
+    report = await tool.sandbox_report("seer")
+    assert report["isolation"]["filesystem"].startswith("own root")
+    assert str(tool.workspace_for("seer")) in report["visible"]["writable"]
+
+
+@as_root
+def test_cli_cell_cannot_read_another_project(planted, tmp_path):
+    """As a user would: `raygent tools call code_interpreter --args '{"code": ...}'`."""
+    secret, folders = planted
+    env = {**os.environ, "RAYGENT_WORKSPACES": str(tmp_path / "ws"), "RAYGENT_ARTIFACTS": str(tmp_path / "a")}
+    args = json.dumps({"code": _probe_code(folders)})
+    done = subprocess.run([sys.executable, "-m", "raygent.cli", "tools", "call", "code_interpreter", "--args", args],
+                          capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert secret not in done.stdout + done.stderr
+    _all_blocked(json.loads(done.stdout)["stdout"])
+
+
 async def test_infinite_loop_is_interrupted_and_state_survives(interpreter):
     hub, _ = interpreter
     await run(hub, "y = 'still here'")
@@ -150,9 +246,7 @@ async def test_sessions_are_separate_kernels_users_and_workspaces(interpreter):
     out = await run(hub, "import os\nprint('secret' in dir(), os.getuid())\ntry:\n"
                          f"    open({str(tool.workspace_for('alice') / 'a.txt')!r}).read()\n"
                          "except OSError as e:\n    print('blocked', e.errno)", session="bob")
-    words = out["stdout"].split()
-    assert words[:3] == ["False", str(session_uid("bob")), "blocked"]
-    assert words[3] in ("2", "13")  # not even visible (ENOENT: private /tmp), or EACCES where it is
+    assert out["stdout"].split() == ["False", str(session_uid("bob")), "blocked", "2"]  # not even there: ENOENT
 
 
 async def test_reset_forgets_variables(interpreter):

@@ -4,8 +4,9 @@ Variables and imports persist across calls of the same session (ToolContext.sess
 persist in the session's workspace. Every execution has a wall-clock limit (the kernel is
 interrupted, then restarted if it does not stop) and a CPU-seconds limit (the kernel is killed by
 SIGXCPU and restarted); the kernel has memory, process, file-size limits, and where the process runs
-as root, no network, a read-only view of the filesystem except its workspace, and an unprivileged
-uid of its own (see `sandbox.py`, which writes what actually holds to `<workspace>/.k/sandbox.json`).
+as root, no network, a root of its own that holds only its Python runtime and system libraries
+(read-only) and its workspace, nothing else of the host, and an unprivileged uid of its own (see
+`sandbox.py`, which writes what actually holds to `<workspace>/.k/sandbox.json`).
 Matplotlib figures come back as PNG artifacts. A crashed kernel is restarted on the next call.
 """
 

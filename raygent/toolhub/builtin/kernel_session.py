@@ -137,6 +137,8 @@ class KernelSession:
         self.state_dir.mkdir(exist_ok=True)
         for sub in ("mpl", "ipython", "tmp"):
             (self.state_dir / sub).mkdir(exist_ok=True)
+        for stale in ("sandbox.json", "init-error.txt"):  # what a previous kernel recorded
+            (self.state_dir / stale).unlink(missing_ok=True)
         if self.uid is not None:
             for root, dirs, files in os.walk(self.workspace):
                 for name in [*dirs, *files]:
@@ -207,6 +209,10 @@ class KernelSession:
             await self.kc.wait_for_ready(timeout=60)
         except RuntimeError as exc:
             status = self.sandbox_status()
+            try:  # the sandbox's init failed before it could record its status (e.g. pivot_root refused)
+                status = status or {"init_error": (self.state_dir / "init-error.txt").read_text()}
+            except OSError:
+                pass
             await self.shutdown()
             raise RuntimeError(f"the code interpreter kernel did not start: {exc}; sandbox: {status}") from exc
 
