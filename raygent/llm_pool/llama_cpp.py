@@ -157,7 +157,7 @@ class LlamaCppChatModel(ChatModel):
                                    lora_scale=self.lora_scale)
                 # llama.cpp logs a line per adapter tensor outside llama-cpp-python's quiet mode
                 quiet = _quiet_native_output(self.lora is not None and not self.verbose)
-                with quiet:
+                with quiet, _model_loading(extra_buffers=_extra_buffers_safe()):
                     self._llama = Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
                                         n_batch=self.n_batch, verbose=self.verbose, **options)
                 template = self._llama.metadata.get("tokenizer.chat_template")
@@ -499,6 +499,71 @@ def _quiet_native_output(quiet: bool) -> Any:
     from llama_cpp._utils import suppress_stdout_stderr
 
     return suppress_stdout_stderr(disable=False)
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return " amx_tile" in line or " amx_int8" in line
+    except OSError:
+        pass
+    return False
+
+
+def _extra_buffers_safe() -> bool:
+    """Whether llama.cpp may put the weights in its extra CPU buffer types (repacked layouts, AMX).
+
+    On CPUs with AMX (Intel Sapphire Rapids and later) a native build of llama-cpp-python 0.3.36
+    moves Q4_K weights into its AMX buffer and segfaults in `ggml_backend_amx_mul_mat` on the first
+    decode, batched or not (measured on a 2-core Xeon with amx_tile/amx_int8). There the weights stay
+    in plain CPU buffers, as llama-server's `--no-repack` does. RAYGENT_LLAMA_EXTRA_BUFFERS=1/0 forces
+    either way."""
+    forced = os.environ.get("RAYGENT_LLAMA_EXTRA_BUFFERS", "").strip().lower()
+    if forced in ("1", "true", "yes", "on"):
+        return True
+    if forced in ("0", "false", "no", "off"):
+        return False
+    return not _cpu_has_amx()
+
+
+class _model_loading:
+    """While a `Llama` loads: llama.cpp's default model params with `use_extra_bufts` as given.
+
+    llama-cpp-python's `Llama` takes no such argument and reads the defaults once while loading,
+    so the defaults function is swapped for the load (under a lock: loads are serialized)."""
+
+    def __init__(self, *, extra_buffers: bool):
+        self.extra_buffers = extra_buffers
+        self._original: Any = None
+
+    def __enter__(self) -> None:
+        if self.extra_buffers:
+            return
+        import llama_cpp.llama_cpp as lib
+
+        _PARAMS_LOCK.acquire()
+        self._original = original = lib.llama_model_default_params
+
+        def defaults() -> Any:
+            params = original()
+            params.use_extra_bufts = False
+            return params
+
+        lib.llama_model_default_params = defaults
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._original is None:
+            return
+        import llama_cpp.llama_cpp as lib
+
+        lib.llama_model_default_params = self._original
+        self._original = None
+        _PARAMS_LOCK.release()
 
 
 def _raise_template_error(message: str) -> None:
