@@ -151,7 +151,7 @@ def test_open_key_store_picks_the_backend(tmp_path, monkeypatch):
     default = open_key_store(None)
     assert isinstance(default, SQLiteKeyStore) and Path(default.path) == tmp_path / "home" / "keys.sqlite"
     assert default_keys_path() == tmp_path / "home" / "keys.sqlite"
-    beside = open_key_store(f"sqlite:///{tmp_path}/state/memory.sqlite")
+    beside = open_key_store(f"sqlite://{tmp_path}/state/memory.sqlite")
     assert isinstance(beside, SQLiteKeyStore) and Path(beside.path) == tmp_path / "state" / "keys.sqlite"
     remote = open_key_store("redis://127.0.0.1:6390/2")
     assert isinstance(remote, RedisKeyStore) and remote.url == "redis://127.0.0.1:6390/2"

@@ -179,7 +179,7 @@ def test_openai_errors_have_openai_shape(openai_url):
     r = httpx.post(f"{openai_url}/chat/completions", headers={"Authorization": "Bearer sk-test"},
                    json={"model": "tiny", "messages": [{"role": "user", "content": "x" * 30_000}]})
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
-    assert httpx.get(f"{base}/healthz").json() == {"status": "ok", "models": ["slow", "tiny"]}
+    assert httpx.get(f"{base}/healthz").json() == {"status": "ok", "models": ["slow", "tiny"], "agents": []}
 
 
 def test_pool_config_maps_onto_serve_options():

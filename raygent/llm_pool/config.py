@@ -406,8 +406,13 @@ def _vllm(c: ModelConfig) -> tuple[type[ChatModel], dict[str, Any]]:
 
 
 def _scripted(c: ModelConfig) -> tuple[type[ChatModel], dict[str, Any]]:
-    from raygent.llm_pool.scripted import ScriptedChatModel
+    from raygent.llm_pool.scripted import ScriptedChatModel, ToolThenAnswerModel
 
+    rule = c.extras.get("tool_then_answer")
+    if rule:
+        if not isinstance(rule, dict) or not rule.get("tool") or not rule.get("argument"):
+            raise ModelConfigError(f"model config {c.name!r}: tool_then_answer needs {{tool: NAME, argument: NAME}}")
+        return ToolThenAnswerModel, {"model_name": c.model or c.name, **rule}
     kwargs: dict[str, Any] = {"replies": list(c.extras.get("replies") or []), "model_name": c.model or c.name}
     if c.format:
         kwargs["format"] = c.format

@@ -16,11 +16,13 @@ A full pool raises PoolBusyError at once. Nothing hangs: death is detected by Ra
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -234,6 +236,30 @@ def serve_model(name: str, model: Any, *args: Any, pool: PoolConfig | dict | Non
     return PooledLLM(handle, retries=pool.retries, name=name)
 
 
+@contextlib.contextmanager
+def own_request_id() -> Iterator[None]:
+    """Give a pool call made inside a Serve replica an internal request id of its own.
+
+    Serve stamps a call made while handling a request with that request's internal id, so an
+    agent replica's concurrent model calls (a turn's token counts, parallel runs) all carried one
+    id; Serve's router matches pending requests by that id, and with more calls than the pool's
+    free slots the extra ones were never routed (measured: the second turn of a served session
+    hung until cancelled). The public request id and cancellation with the parent stay."""
+    from ray.serve import context as serve_context
+    from ray.serve._private.utils import generate_request_id
+
+    current = serve_context._serve_request_context.get()
+    if current is None or not current._internal_request_id:
+        yield
+        return
+    token = serve_context._serve_request_context.set(
+        dataclasses.replace(current, _internal_request_id=generate_request_id()))
+    try:
+        yield
+    finally:
+        serve_context._serve_request_context.reset(token)
+
+
 def _is_replica_death(exc: BaseException) -> bool:
     import ray
 
@@ -302,7 +328,9 @@ class PooledLLM(ChatModel):
         handle = self._routed(messages)
         for attempt in range(self.retries + 1):
             try:
-                return await getattr(handle, method).remote(*args)
+                with own_request_id():
+                    response = getattr(handle, method).remote(*args)
+                return await response
             except Exception as exc:
                 if _is_back_pressure(exc):
                     raise PoolBusyError(f"model pool {self.name!r} is full (every replica at max_ongoing_requests "
@@ -326,7 +354,9 @@ class PooledLLM(ChatModel):
         for attempt in range(self.retries + 1):
             sent = 0
             try:
-                async for delta in self._routed(messages, stream=True).stream.remote(*args):
+                with own_request_id():
+                    deltas = self._routed(messages, stream=True).stream.remote(*args)
+                async for delta in deltas:
                     sent += 1
                     yield delta
                 return

@@ -50,18 +50,23 @@ class ConversationRouter(RequestRouter):
         self.stale_after_s = stale_after_s
         self._homes: OrderedDict[str, ReplicaID] = OrderedDict()  # conversation key -> replica (LRU)
         self._homes_per_replica: Counter[ReplicaID] = Counter()  # kept with _homes: no scan per request
-        self._routed: dict[str, tuple[ReplicaID, float]] = {}  # request id -> (replica, when)
-        self._tried: dict[str, set[ReplicaID]] = {}  # request id -> replicas already offered
+        # internal request id -> [(replica, when)] of generation requests in flight. A list: calls
+        # made from inside a Serve replica all carry their parent request's internal id, so one id
+        # can stand for many concurrent requests (an agent replica's concurrent model calls)
+        self._routed: dict[str, list[tuple[ReplicaID, float]]] = {}
 
     # -- state (Serve calls initialize_state right after constructing the router) ---------------
     def _loads(self) -> Counter[ReplicaID]:
         loads: Counter[ReplicaID] = Counter()
         oldest = time.monotonic() - self.stale_after_s
-        for rid, (replica, when) in list(self._routed.items()):
-            if when < oldest:  # a request whose completion never came back (cancelled before sending)
+        for rid, entries in list(self._routed.items()):
+            # drop requests whose completion never came back (cancelled before sending)
+            fresh = [(replica, when) for replica, when in entries if when >= oldest]
+            if not fresh:
                 del self._routed[rid]
-                self._tried.pop(rid, None)
-            else:
+                continue
+            self._routed[rid] = fresh
+            for replica, _ in fresh:
                 loads[replica] += 1
         return loads
 
@@ -102,7 +107,9 @@ class ConversationRouter(RequestRouter):
         if pending_request is None:
             return [sorted(candidate_replicas, key=rank)]
         request_id = pending_request.metadata.internal_request_id
-        tried = self._tried.setdefault(request_id, set())
+        # replicas already offered for this very request: kept on the request's own routing context,
+        # not by request id (shared by concurrent calls from one replica, see _routed)
+        tried: set[ReplicaID] = pending_request.routing_context.__dict__.setdefault("raygent_tried", set())
         fresh = [r for r in candidate_replicas if r.replica_id not in tried]
         if not fresh:  # every replica was full: start over, with Serve's backoff between rounds
             tried.clear()
@@ -118,17 +125,26 @@ class ConversationRouter(RequestRouter):
             self._remember(key, chosen.replica_id)
         tried.add(chosen.replica_id)
         if pending_request.metadata.call_method in GENERATION_METHODS:
-            self._routed[request_id] = (chosen.replica_id, time.monotonic())
+            self._routed.setdefault(request_id, []).append((chosen.replica_id, time.monotonic()))
         return [[chosen]]
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
-        self._routed.pop(internal_request_id, None)
-        self._tried.pop(internal_request_id, None)
+        entries = self._routed.get(internal_request_id)
+        if not entries:
+            return
+        for i, (replica, _) in enumerate(entries):
+            if replica == replica_id:
+                del entries[i]
+                break
+        if not entries:
+            del self._routed[internal_request_id]
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
         for key in [k for k, r in self._homes.items() if r == replica_id]:
             del self._homes[key]
         self._homes_per_replica.pop(replica_id, None)
-        for rid in [rid for rid, (r, _) in self._routed.items() if r == replica_id]:
-            del self._routed[rid]
+        for rid in list(self._routed):
+            self._routed[rid] = [(r, when) for r, when in self._routed[rid] if r != replica_id]
+            if not self._routed[rid]:
+                del self._routed[rid]

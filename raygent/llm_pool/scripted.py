@@ -48,3 +48,33 @@ class ScriptedChatModel(ChatModel):
 
     async def get_requests(self) -> list[dict]:
         return self.requests
+
+
+class ToolThenAnswerModel(ChatModel):
+    """A rule instead of a script, so concurrent runs on one replica never take each other's reply:
+    after a user message it calls `tool` with `{argument: the user's text}`; after a tool result it
+    answers `answer` formatted with the result (`{result}`). For servers and benchmarks that measure
+    everything but the model (config: `{type: scripted, tool_then_answer: {tool, argument}}`)."""
+
+    def __init__(self, tool: str, argument: str, *, answer: str = "The result is {result}.",
+                 model_name: str = "tool-then-answer", delay_s: float = 0.0):
+        self.tool = tool
+        self.argument = argument
+        self.answer = answer
+        self.model_name = model_name
+        self.delay_s = delay_s
+
+    async def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
+                   params: GenerationParams | dict | None = None) -> Completion:
+        from raygent.schema import ToolCall
+
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        last = messages[-1] if messages else Message.user("")
+        usage = Usage(prompt_tokens=sum(len(m.content or "") for m in messages) // 4, completion_tokens=8,
+                      total_tokens=sum(len(m.content or "") for m in messages) // 4 + 8)
+        if last.role == "tool":
+            return Completion(text=self.answer.format(result=last.content), model=self.model_name,
+                              finish_reason="stop", usage=usage)
+        call = ToolCall(name=self.tool, arguments={self.argument: last.content or ""})
+        return Completion(text="", tool_calls=[call], model=self.model_name, finish_reason="tool_calls", usage=usage)

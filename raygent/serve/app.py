@@ -168,15 +168,49 @@ def load_config(path: str | os.PathLike[str]) -> ServeConfig:
         raise ValueError(f"invalid serve config {path}: {exc}") from exc
 
 
+def agent_app(name: str, entry: AgentEntry, model_handle: Any, model_name: str, state_url: str | None) -> Any:
+    """The Serve Application node for one agent: its own deployment, bound to its model's handle."""
+    from ray import serve
+
+    from raygent.serve.agent_server import AgentServer
+
+    spec = entry.deployment
+    actor: dict[str, Any] = {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus}
+    if spec.resources:
+        actor["resources"] = dict(spec.resources)
+    options: dict[str, Any] = {"name": f"agent-{name}", "ray_actor_options": actor,
+                               "max_ongoing_requests": spec.max_ongoing_requests}
+    if spec.autoscaling is not None:
+        options["autoscaling_config"] = spec.autoscaling.to_serve()
+    else:
+        options["num_replicas"] = spec.num_replicas
+    deployment = serve.deployment(AgentServer).options(**options)
+    return deployment.bind(name, entry.model_dump(), model_handle, model_name, state_url)
+
+
+def check_tools(config: ServeConfig) -> None:
+    """Every agent's tools exist (a typo fails at `raygent serve`, not at the first request)."""
+    from raygent.toolhub.builtin import BUILTIN_TOOLS
+
+    for name, agent in config.agents.items():
+        unknown = [t for t in agent.tools if t != "*" and t not in BUILTIN_TOOLS]
+        if unknown:
+            raise ValueError(f"agent {name!r} names unknown tools {unknown}; built-in tools: {sorted(BUILTIN_TOOLS)} "
+                             f"(or '*' for every one that can run)")
+
+
 def build_app(config: ServeConfig | None = None) -> Any:
-    """The Serve Application: one deployment per model plus the OpenAI ingress in front."""
-    from raygent.serve.openai_api import OpenAIIngress
+    """The Serve Application: one deployment per model, one per agent, and the ingress in front."""
+    from raygent.serve.ingress import RaygentIngress
 
     config = config or default_config()
-    if config.default_model and config.default_model not in config.models:
-        raise ValueError(f"default_model {config.default_model!r} is not one of the models {sorted(config.models)}")
-    models = {name: model_app(name, {**entry.model, "name": name}, pool=entry.pool) for name, entry in config.models.items()}
-    return OpenAIIngress.bind(models, config.default_model, config.api_keys, config.max_body_bytes)
+    check_tools(config)
+    models = {name: model_app(name, {**entry.model, "name": name}, pool=entry.pool)
+              for name, entry in config.models.items()}
+    agents = {name: agent_app(name, entry, models[config.agent_model(name)], config.agent_model(name),
+                              config.state.url)
+              for name, entry in config.agents.items()}
+    return RaygentIngress.bind(models, agents, config.model_dump(mode="json"))
 
 
 def app_builder(args: dict[str, Any]) -> Any:
@@ -193,9 +227,10 @@ def start(config: ServeConfig | None = None, *, host: str | None = None, port: i
 
     from raygent import runtime
 
-    config = config or default_config()
+    config = (config or default_config()).model_copy()
     host = host or config.host
     port = config.port if port is None else port
+    config.host, config.port = host, port  # the ingress asks for keys by default on a non-loopback bind
     runtime.init()
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")

@@ -314,8 +314,8 @@ def open_key_store(url: str | None = None) -> KeyStore:
         return SQLiteKeyStore()
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisKeyStore(url)
-    if url.startswith("sqlite:///"):
-        return SQLiteKeyStore(Path(url[len("sqlite:///"):]).with_name("keys.sqlite"))
+    if url.startswith("sqlite:///"):  # sqlite://PATH, as for the memory store: sqlite:///abs/dir/memory.sqlite
+        return SQLiteKeyStore(Path(url[len("sqlite://"):]).with_name("keys.sqlite"))
     raise ValueError(f"state URL must be redis://host:port/db or sqlite:///path (or left out), got {url!r}")
 
 

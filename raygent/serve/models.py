@@ -84,3 +84,60 @@ class AgentRunner(Protocol):
 def event_payload(event: AgentEvent) -> dict[str, Any]:
     """An AgentEvent as JSON for SSE and the chat stream's extension field (timestamps kept)."""
     return event.model_dump(mode="json", exclude_none=True)
+
+
+class ChatMessageBody(BaseModel):
+    """One message of an OpenAI chat request (content may be text or a list of content parts)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class ChatCompletionBody(BaseModel):
+    """`POST /v1/chat/completions`: OpenAI's request. `model` names a served model or agent; for an
+    agent, `session_id` (raygent's extension) continues a conversation kept by the server, and the
+    stream carries the agent's step events in each chunk's `raygent_event` field."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    messages: list[ChatMessageBody] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int | None = Field(default=None, ge=1, le=1)
+    user: str | None = None
+    session_id: str | None = Field(default=None, description="raygent: continue this server-kept session (agents)")
+
+
+class RoomRequest(BaseModel):
+    """`POST /v1/rooms`: start a multi-agent team; its events stream back as SSE."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app: Literal["story"] = "story"
+    topic: str = Field(min_length=1, max_length=2000)
+    pages: int = Field(default=4, ge=1, le=12)
+    language: Literal["auto", "en", "zh"] = "auto"
+    #: the team's model (a served model's name); default: the default agent's model
+    model: str | None = Field(default=None, max_length=200)
+
+
+class SessionView(BaseModel):
+    id: str
+    agent: str | None = None
+    created_at: float
+    updated_at: float
+    messages: list[Message]

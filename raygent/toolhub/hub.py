@@ -198,7 +198,8 @@ class HubClient:
             why = f"it crashed on each of {retried + 1} attempts (the tool is idempotent, so it was retried)"
         else:
             why = ("it crashed during the call; not retried because the tool is not marked idempotent "
-                   "(it may have run partly). The hub is restarted for later calls")
+                   "(it may have run partly). Ray restarts the hub for later calls if it has restarts left and "
+                   "a node that can host it")
         call_id, name, arguments = call
         return ToolResult(call_id=call_id, name=name, arguments=arguments if isinstance(arguments, dict) else {},
                           error=f"tool {name!r} did not finish: {where} died ({type(exc).__name__}); {why}",
