@@ -46,7 +46,7 @@ async def test_a_burst_of_new_conversations_is_spread_evenly():
     placed = [await _route(router, replicas, _request(f"q{i}", f"conv{i}")) for i in range(8)]
     assert Counter(placed) == {"r0": 4, "r1": 4}
     # requests without a conversation go to the least loaded replica too
-    freed = router._routed["q0"][0]
+    [(freed, _)] = router._routed["q0"]
     router.on_request_completed(freed, "q0")
     assert await _route(router, replicas, _request("loose", None)) == freed.unique_id
 
@@ -72,7 +72,7 @@ async def test_a_conversation_returns_home_until_home_is_much_busier():
     assert await _route(router, replicas, _request("a2", "alpha")) == home
     # now make home busier than the other replica by more than 2 requests: the conversation moves
     for i in range(3):
-        router._routed[f"pin{i}"] = (replicas[int(home[1])].replica_id, 0.0 + router._routed["a2"][1])
+        router._routed[f"pin{i}"] = [(replicas[int(home[1])].replica_id, router._routed["a2"][0][1])]
     moved = await _route(router, replicas, _request("a3", "alpha"))
     assert moved != home
     router.on_request_completed(replicas[int(moved[1])].replica_id, "a3")
@@ -91,9 +91,24 @@ async def test_a_full_replica_is_skipped_then_serve_backs_off():
     first = await _route(router, replicas, request)
     second = await _route(router, replicas, request)  # Serve asks again: the first one was full
     assert {first, second} == {"r0", "r1"} and not request.routing_context.should_backoff
-    await _route(router, replicas, request)  # every replica tried: a new round, with backoff
+    third = await _route(router, replicas, request)  # every replica tried: a new round, with backoff
     assert request.routing_context.should_backoff
-    assert sum(1 for rid in router._routed if rid == "q") == 1  # counted once, where it went last
+    [(where, _)] = router._routed["q"]  # counted once, where it went last
+    assert where.unique_id == third
+
+
+async def test_concurrent_calls_sharing_a_request_id_are_each_counted():
+    """Calls made from inside a Serve replica can carry their parent request's id: two such calls
+    in flight count twice, and each completion takes one away."""
+    router, replicas = _router(), _replicas(2)
+    first = await _route(router, replicas, _request("parent", "c1"))
+    second = await _route(router, replicas, _request("parent", "c2"))
+    assert {first, second} == {"r0", "r1"}  # the second saw the first's load
+    assert sorted(r.unique_id for r, _ in router._routed["parent"]) == ["r0", "r1"]
+    router.on_request_completed(replicas[int(first[1])].replica_id, "parent")
+    assert [r.unique_id for r, _ in router._routed["parent"]] == [second]
+    router.on_request_completed(replicas[int(second[1])].replica_id, "parent")
+    assert "parent" not in router._routed
 
 
 async def test_a_dead_replica_loses_its_conversations():
@@ -103,7 +118,7 @@ async def test_a_dead_replica_loses_its_conversations():
     router.on_replica_actor_died(dead.replica_id)
     survivors = [r for r in replicas if r is not dead]
     assert await _route(router, survivors, _request("a2", "alpha")) != home
-    assert all(r != dead.replica_id for r, _ in router._routed.values())
+    assert all(r != dead.replica_id for entries in router._routed.values() for r, _ in entries)
     assert router._homes_per_replica[dead.replica_id] == 0
 
 

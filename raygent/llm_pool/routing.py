@@ -125,7 +125,15 @@ class ConversationRouter(RequestRouter):
             self._remember(key, chosen.replica_id)
         tried.add(chosen.replica_id)
         if pending_request.metadata.call_method in GENERATION_METHODS:
-            self._routed.setdefault(request_id, []).append((chosen.replica_id, time.monotonic()))
+            # Serve asks again for the same request when the chosen replica was full: it then counts
+            # where it went last only (its previous entry, kept on its routing context, is replaced)
+            context = pending_request.routing_context.__dict__
+            entries = self._routed.setdefault(request_id, [])
+            previous = context.get("raygent_routed")
+            if previous is not None and previous in entries:
+                entries.remove(previous)
+            context["raygent_routed"] = entry = (chosen.replica_id, time.monotonic())
+            entries.append(entry)
         return [[chosen]]
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:

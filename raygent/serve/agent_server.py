@@ -148,6 +148,17 @@ class ServedAgent:
             self._card = await self._target.card.remote() if self._remote else await self._target.card()
         return self._card
 
+    async def run(self, request: RunRequest, owner: str = "anonymous") -> RunResult:
+        """The whole run in one call (no event stream to relay: one hop less for callers that only
+        want the result)."""
+        if not self._remote:
+            return await self._target.run(request, owner)
+        from raygent.llm_pool.pool import own_request_id
+
+        with own_request_id():
+            response = self._target.run.remote(request.model_dump(mode="json"), owner)
+        return await response
+
     async def stream(self, request: RunRequest, owner: str = "anonymous") -> AsyncIterator[AgentEvent]:
         if not self._remote:
             async for event in self._target.stream(request, owner):

@@ -32,9 +32,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raygent.llm_pool.openai_wire import (
     SSE_DONE,
+    ChunkEncoder,
     WireError,
     completion_to_response,
     error_body,
+    error_response,
     from_request,
     models_response,
     new_completion_id,
@@ -43,7 +45,7 @@ from raygent.llm_pool.openai_wire import (
     usage_to_openai,
 )
 from raygent.llm_pool.pool import PooledLLM
-from raygent.schema import AgentEvent, Completion, RunResult, new_id
+from raygent.schema import AgentEvent, Completion, Delta, RunResult, new_id
 from raygent.serve.a2a import A2ARouter
 from raygent.serve.agent_server import ServedAgent, SessionAccessError
 from raygent.serve.metrics import Metrics, MetricsMiddleware
@@ -56,7 +58,6 @@ from raygent.serve.models import (
     SessionView,
     event_payload,
 )
-from raygent.serve.openai_api import _sse, error_json
 from raygent.serve.security import SecurityMiddleware, SecuritySettings
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,36 @@ def _local_path(uri: str) -> Path | None:
 
 
 def _cause(exc: BaseException) -> BaseException:
+    """The component's own exception behind Ray's RayTaskError wrapper."""
     return getattr(exc, "cause", None) or exc
+
+
+def error_json(exc: BaseException) -> JSONResponse:
+    """Any failure while serving -> an OpenAI-shaped error with the status it deserves
+    (openai_wire.error_response); 429/503 also say when to retry."""
+    status, body = error_response(_cause(exc))
+    return JSONResponse(body, status_code=status, headers={"Retry-After": "1"} if status in (429, 503) else None)
+
+
+async def _sse(stream: AsyncIterator[Any], first: Any, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+    """A model's stream of Deltas as OpenAI `chat.completion.chunk` events."""
+    encoder = ChunkEncoder(model, include_usage=include_usage)
+    try:
+        for chunk in encoder.start():
+            yield sse_event(chunk)
+        if first is not None:
+            for chunk in encoder.encode(first):
+                yield sse_event(chunk)
+        async for delta in stream:
+            for chunk in encoder.encode(delta):
+                yield sse_event(chunk)
+        if not encoder.finished:
+            for chunk in encoder.encode(Delta(finish_reason="stop")):
+                yield sse_event(chunk)
+    except Exception as exc:  # mid-stream: the status is already 200, so the error travels as an event
+        log.warning("stream for %s failed: %s", model, exc)
+        yield sse_error_event(_cause(exc))
+    yield SSE_DONE
 
 
 def _run_error(exc: BaseException) -> JSONResponse:
@@ -336,6 +366,12 @@ class RaygentIngress:
                          temperature=body.temperature, max_tokens=req.params.max_tokens if (
                              body.max_tokens or body.max_completion_tokens) else None)
         owner = _owner(request)
+        if not req.stream:  # the result only: one call to the agent's replica, no event stream
+            try:
+                result = await self._run_result(name, run, owner)
+            except Exception as exc:
+                return _run_error(exc)
+            return JSONResponse(_agent_response(result, name, body.session_id))
         events = self._run_events(name, run, owner)
         try:  # the first event (or the refusal) before the status goes out
             first = await events.__anext__()
@@ -343,21 +379,25 @@ class RaygentIngress:
             first = None
         except Exception as exc:
             return _run_error(exc)
-        if not req.stream:
-            result = None
-            try:
-                if first is not None and first.type == "done":
-                    result = first.result
-                async for event in events:
-                    if event.type == "done":
-                        result = event.result
-            except Exception as exc:
-                return _run_error(exc)
-            if result is None:
-                return _error(500, f"agent {name!r} ended without a result")
-            return JSONResponse(_agent_response(result, name, body.session_id))
         return StreamingResponse(_agent_sse(first, events, name, req.include_usage, body.session_id),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    async def _run_result(self, name: str, run: RunRequest, owner: str) -> RunResult:
+        started = time.perf_counter()
+        status = "failed"
+        METRICS.runs_in_flight.labels(name).inc()
+        try:
+            result = await self.agents[name].run(run, owner)
+            for call in result.tool_calls:
+                METRICS.tool_calls.labels(name, call.name).inc()
+            status = "succeeded" if result.stop_reason != "error" else "failed"
+            return result
+        except asyncio.CancelledError:
+            status = "cancelled"
+            raise
+        finally:
+            METRICS.runs_in_flight.labels(name).dec()
+            METRICS.run_seconds.labels(name, status).observe(time.perf_counter() - started)
 
     async def _run_events(self, name: str, run: RunRequest, owner: str) -> AsyncIterator[AgentEvent]:
         started = time.perf_counter()
