@@ -75,3 +75,38 @@ def test_raygent_serve_command_answers_the_openai_sdk(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+@pytest.mark.model
+@pytest.mark.ray
+def test_raygent_serve_without_a_config_serves_the_assistant_agent(tmp_path):
+    """The two-command experience over HTTP: `raygent serve` alone serves the embedded model and the
+    'assistant' agent with the offline tools; the seed's address example, asked through the OpenAI
+    SDK, calls the address tool server-side and answers with its facts."""
+    import openai
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAYGENT_API_KEYS")}
+    env["RAYGENT_HOME"] = str(tmp_path / "home")  # its own state: no keys from elsewhere
+    proc = subprocess.Popen([sys.executable, "-m", "raygent.cli", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()
+        assert "agents assistant" in line and f"http://127.0.0.1:{port}/v1" in line, line
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/healthz", timeout=30).json()["agents"] == ["assistant"]
+        tools = {t["name"] for t in httpx.get(f"{base}/v1/agents", timeout=30).json()["data"][0]["tools"]}
+        assert {"address_parse", "calculator"} <= tools
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=300)
+        reply = client.chat.completions.create(model="assistant", messages=[{"role": "user", "content": (
+            "使用地址识别模型，从下面的地址中找到省市区等元素，地址：浙江杭州市江干区九堡镇三村村一区")}])
+        calls = reply.model_extra["raygent"]["tool_calls"]
+        assert [c["name"] for c in calls] == ["address_parse"], calls
+        assert calls[0]["result"]["province"] == "浙江省" and calls[0]["result"]["city"] == "杭州市"
+        answer = reply.choices[0].message.content
+        assert "浙江" in answer and "杭州" in answer and "江干" in answer, answer
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

@@ -114,16 +114,19 @@ class AgentServer:
                      params=params or None, history=history,
                      memory=self.store if session_id else None, session_id=session_id, **kwargs)
 
-    async def stream(self, request: RunRequest | dict[str, Any], owner: str = "anonymous") -> AsyncIterator[AgentEvent]:
+    async def stream(self, request: RunRequest | dict[str, Any], owner: str = "anonymous", *,
+                     token_stream: bool = True) -> AsyncIterator[AgentEvent]:
         request = request if isinstance(request, RunRequest) else RunRequest(**request)
         session_id = await self._session(request, owner)
         agent = self._agent(request, session_id)
-        async for event in agent.stream(request.text()):
+        async for event in agent.stream(request.text(), token_stream=token_stream):
             yield event
 
     async def run(self, request: RunRequest | dict[str, Any], owner: str = "anonymous") -> RunResult:
+        """The result only: the model is asked for whole replies (one unary pool call per step
+        instead of a token stream nobody reads)."""
         result: RunResult | None = None
-        async for event in self.stream(request, owner):
+        async for event in self.stream(request, owner, token_stream=False):
             if event.type == "done":
                 result = event.result
         if result is None:

@@ -1,4 +1,5 @@
-"""`raygent serve`: the OpenAI-compatible API over the LLM pool, on local Ray or RAY_ADDRESS."""
+"""`raygent serve`: models and agents over an OpenAI-compatible HTTP API (plus runs, sessions, rooms,
+artifacts and A2A), on local Ray or RAY_ADDRESS."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API (Ray Serve)")
-    p.add_argument("--config", default=None, help="serve config (YAML/JSON); default: the embedded model")
+    p = sub.add_parser("serve", help="serve models and agents over an OpenAI-compatible HTTP API (Ray Serve)")
+    p.add_argument("--config", default=None, help="serve config (YAML/JSON); default: the embedded model and an 'assistant' agent")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or the config's)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000, or the config's)")
     p.add_argument("--replicas", type=int, default=None, help="replicas per model (overrides the config)")
@@ -24,7 +25,8 @@ async def run(args: argparse.Namespace) -> int:
             entry.pool.num_replicas = args.replicas
             entry.pool.autoscaling = None
     url = app.start(config, host=args.host, port=args.port)
-    print(f"raygent: serving {', '.join(sorted(config.models))} at {url} (OpenAI-compatible; Ctrl-C stops)",
+    agents = f"; agents {', '.join(sorted(config.agents))}" if config.agents else ""
+    print(f"raygent: serving {', '.join(sorted(config.models))}{agents} at {url} (OpenAI-compatible; Ctrl-C stops)",
           flush=True)
     try:
         while True:
