@@ -10,17 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import pickle
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from a2a.client import ClientConfig, create_client
 from a2a.client.card_resolver import parse_agent_card
 from a2a.helpers import get_artifact_text, get_data_parts, get_message_text
@@ -31,7 +29,7 @@ from a2a.utils.proto_utils import validate_proto_required_fields
 from fastapi import FastAPI
 from google.protobuf.json_format import MessageToDict
 
-from _local_servers import free_port
+from _local_servers import free_port, serve_asgi
 from raygent.actors.agent import Agent
 from raygent.llm_pool.scripted import ScriptedChatModel
 from raygent.schema import AgentEvent
@@ -130,26 +128,7 @@ def painter_tool(store: ArtifactStore) -> Any:
     return draw
 
 
-@contextmanager
-def serve(app: Any, **config: Any) -> Iterator[str]:
-    """uvicorn on 127.0.0.1 in a thread (with uvicorn options such as root_path); yields its URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+serve = serve_asgi  # uvicorn on 127.0.0.1 in a thread, with uvicorn options such as root_path
 
 
 @pytest.fixture(scope="module")

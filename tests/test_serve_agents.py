@@ -11,6 +11,8 @@ import socket
 import httpx
 import pytest
 
+from _serve_apps import scripted_agents_config
+
 pytestmark = pytest.mark.ray
 
 
@@ -27,28 +29,7 @@ def base_url(ray_cluster, tmp_path_factory):
     from raygent.serve.app import ServeConfig, build_app
 
     state = tmp_path_factory.mktemp("state") / "memory.sqlite"
-    config = ServeConfig(**{
-        "models": {
-            "calc-model": {"model": {"type": "scripted", "tool_then_answer": {"tool": "calculator",
-                                                                               "argument": "expression"}},
-                           "pool": {"num_cpus": 0}},
-            "slow-model": {"model": {"type": "scripted", "tool_then_answer": {
-                "tool": "calculator", "argument": "expression", "delay_s": 3.0}}, "pool": {"num_cpus": 0}},
-            "paint-model": {"model": {"type": "scripted", "tool_then_answer": {"tool": "image_generate",
-                                                                                "argument": "prompt"}},
-                            "pool": {"num_cpus": 0}},
-        },
-        "agents": {
-            "calc": {"description": "Does arithmetic with the calculator.", "model": "calc-model",
-                     "tools": ["calculator"], "deployment": {"num_cpus": 0}},
-            "slow": {"model": "slow-model", "tools": ["calculator"], "deployment": {"num_cpus": 0}},
-            "painter": {"model": "paint-model", "tools": ["image_generate"], "memory": False,
-                        "deployment": {"num_cpus": 0}},
-        },
-        "default_model": "calc-model",
-        "default_agent": "calc",
-        "state": {"url": f"sqlite://{state}"},
-    })
+    config = ServeConfig(**scripted_agents_config(f"sqlite://{state}"))
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(config), name="raygent-agents-test", route_prefix="/")

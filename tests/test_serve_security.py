@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from _local_servers import free_port
+from _serve_apps import scripted_agents_config
 
 pytestmark = pytest.mark.ray
 
@@ -43,32 +44,13 @@ def server(ray_cluster, tmp_path_factory):
     cloudpickle.register_pickle_by_value(team_models)  # the story model travels to its replica by value
     home = tmp_path_factory.mktemp("secure")
     state = f"sqlite://{home / 'memory.sqlite'}"
-    calc = {"type": "scripted", "tool_then_answer": {"tool": "calculator", "argument": "expression"}}
-    config = ServeConfig(**{
-        "models": {
-            "calc-model": {"model": calc, "pool": {"num_cpus": 0}},
-            "slow-model": {"model": {**calc, "tool_then_answer": {**calc["tool_then_answer"], "delay_s": 4.0}},
-                           "pool": {"num_cpus": 0}},
-            "paint-model": {"model": {"type": "scripted", "tool_then_answer": {"tool": "image_generate",
-                                                                                "argument": "prompt"}},
-                            "pool": {"num_cpus": 0}},
-            # the deployment below is the rule-based story model; the config names it for the ingress
-            "story-model": {"model": {"type": "scripted"}, "pool": {"num_cpus": 0}},
-        },
-        "agents": {
-            "calc": {"description": "Does arithmetic with the calculator.", "model": "calc-model",
-                     "tools": ["calculator"], "deployment": {"num_cpus": 0}},
-            "slow": {"model": "slow-model", "tools": ["calculator"], "deployment": {"num_cpus": 0}},
-            "painter": {"model": "paint-model", "tools": ["image_generate"], "memory": False,
-                        "deployment": {"num_cpus": 0}},
-        },
-        "default_model": "calc-model",
-        "default_agent": "calc",
-        "state": {"url": state},
-        "security": {"requests_per_minute": 1000, "concurrent_runs": 4,
-                     "cors_origins": ["https://app.example"]},
-        "max_body_bytes": BODY_LIMIT,
-    })
+    base = scripted_agents_config(state, slow_delay_s=4.0,
+                                  security={"requests_per_minute": 1000, "concurrent_runs": 4,
+                                            "cors_origins": ["https://app.example"]},
+                                  max_body_bytes=BODY_LIMIT)
+    # the deployment below is the rule-based story model; the config names it for the ingress
+    base["models"]["story-model"] = {"model": {"type": "scripted"}, "pool": {"num_cpus": 0}}
+    config = ServeConfig(**base)
     models = {name: model_app(name, {**entry.model, "name": name}, pool=entry.pool)
               for name, entry in config.models.items() if name != "story-model"}
     models["story-model"] = model_app("story-model", team_models.StoryRulesModel, pool={"num_cpus": 0})

@@ -34,9 +34,10 @@ import socket
 import uuid
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from raygent.actors.log import GroupCommit
+from raygent.redis_support import redis_asyncio
+from raygent.redis_support import safe_url as _safe_url
 from raygent.schema import Envelope
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ _CHUNK = 500  # entries (or ids) per script call
 _READ = 1000  # entries per XAUTOCLAIM / XREADGROUP in unacked()
 _ACKED = "acked"
 
-_INSTALL_HINT = "pip install 'redis>=5' (or pip install 'raygent[redis]')"
 
 # KEYS: counts, mailboxes, then (stream, ids) per recipient of the call.
 # ARGV: group, consumer, n recipients, their names, then (recipient index, envelope id, body) triples.
@@ -124,20 +124,7 @@ return 1
 
 
 def _redis_module() -> Any:
-    try:
-        import redis.asyncio as aioredis
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(f"RedisStreamsLog needs redis-py (its asyncio client): {_INSTALL_HINT}") from exc
-    return aioredis
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redis_asyncio("RedisStreamsLog")
 
 
 class RedisStreamsLog:

@@ -29,15 +29,14 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from raygent.memory.sqlite_store import _as_messages
 from raygent.memory.store import MemoryStore, SessionInfo, StoredMessage, check_session_id, new_session_id
+from raygent.redis_support import redis_asyncio, safe_url
 from raygent.schema import Message
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'raygent[redis]' (or pip install 'redis>=5')"
 OP_TTL_S = 60  # how long an append's token is kept: longer than redis-py's retries of one command
 _FIELDS = ("created_at", "updated_at", "next_seq", "metadata")
 
@@ -79,20 +78,7 @@ return first
 
 
 def _redis_module() -> Any:
-    try:
-        import redis.asyncio as aioredis
-    except ImportError as exc:
-        raise ImportError(f"RedisMemoryStore needs redis-py (its asyncio client): {INSTALL_HINT}") from exc
-    return aioredis
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for messages and reprs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redis_asyncio("RedisMemoryStore")
 
 
 class RedisMemoryStore(MemoryStore):

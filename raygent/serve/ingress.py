@@ -235,6 +235,34 @@ async def _agent_sse(first: AgentEvent | None, events: AsyncIterator[AgentEvent]
     yield SSE_DONE
 
 
+class _RunMetrics:
+    """An agent run's gauge and duration: in flight while the block runs; its status from the result
+    (`finished`), "cancelled" when cancelled, else "failed".
+
+    The Metrics object is passed in, not read from this module: Serve ships the app's routes and
+    middleware by value, with their own copy of METRICS, while a module-level class like this one is
+    imported in the replica and would see the module's other copy."""
+
+    def __init__(self, metrics: Metrics, agent: str):
+        self.metrics = metrics
+        self.agent = agent
+        self.status = "failed"
+
+    def finished(self, result: RunResult | None) -> None:
+        self.status = "succeeded" if result is not None and result.stop_reason != "error" else "failed"
+
+    def __enter__(self) -> "_RunMetrics":
+        self.started = time.perf_counter()
+        self.metrics.runs_in_flight.labels(self.agent).inc()
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if kind is not None and issubclass(kind, asyncio.CancelledError):
+            self.status = "cancelled"
+        self.metrics.runs_in_flight.labels(self.agent).dec()
+        self.metrics.run_seconds.labels(self.agent, self.status).observe(time.perf_counter() - self.started)
+
+
 class _LiveRun:
     """A run this replica is executing: its events so far (for SSE followers) and its task."""
 
@@ -383,39 +411,21 @@ class RaygentIngress:
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     async def _run_result(self, name: str, run: RunRequest, owner: str) -> RunResult:
-        started = time.perf_counter()
-        status = "failed"
-        METRICS.runs_in_flight.labels(name).inc()
-        try:
+        with _RunMetrics(METRICS, name) as metrics:
             result = await self.agents[name].run(run, owner)
             for call in result.tool_calls:
                 METRICS.tool_calls.labels(name, call.name).inc()
-            status = "succeeded" if result.stop_reason != "error" else "failed"
+            metrics.finished(result)
             return result
-        except asyncio.CancelledError:
-            status = "cancelled"
-            raise
-        finally:
-            METRICS.runs_in_flight.labels(name).dec()
-            METRICS.run_seconds.labels(name, status).observe(time.perf_counter() - started)
 
     async def _run_events(self, name: str, run: RunRequest, owner: str) -> AsyncIterator[AgentEvent]:
-        started = time.perf_counter()
-        status = "failed"
-        METRICS.runs_in_flight.labels(name).inc()
-        try:
+        with _RunMetrics(METRICS, name) as metrics:
             async for event in self.agents[name].stream(run, owner):
                 if event.type == "tool_call" and event.tool_call is not None:
                     METRICS.tool_calls.labels(name, event.tool_call.name).inc()
                 if event.type == "done":
-                    status = "succeeded" if event.result and event.result.stop_reason != "error" else "failed"
+                    metrics.finished(event.result)
                 yield event
-        except asyncio.CancelledError:
-            status = "cancelled"
-            raise
-        finally:
-            METRICS.runs_in_flight.labels(name).dec()
-            METRICS.run_seconds.labels(name, status).observe(time.perf_counter() - started)
 
     # -- runs ------------------------------------------------------------------------------------
     @api.post("/v1/runs", status_code=202, response_model=RunRecord)
@@ -498,27 +508,25 @@ class RaygentIngress:
             yield _sse_payload(event.type, event_payload(event))
         yield _sse_payload("end", {"id": live.record.id, "status": live.record.status, "error": live.record.error})
 
-    async def _owned_run(self, request: Request, run_id: str) -> RunRecord | None:
-        if not _RUN_ID.match(run_id):
-            return None
+    async def _owned_run(self, request: Request, run_id: str) -> RunRecord | JSONResponse:
+        """The caller's run, or the 404 for it (unknown, malformed or another key's id alike)."""
         live = self.live.get(run_id)
-        record = live.record if live is not None else await self.runs.get(run_id)
+        record = live.record if live is not None else (await self.runs.get(run_id) if _RUN_ID.match(run_id)
+                                                       else None)
         if record is None or record.owner != _owner(request):
-            return None
+            return _error(404, f"run {run_id!r} not found", code="run_not_found")
         return record
 
     @api.get("/v1/runs/{run_id}", response_model=RunRecord)
     async def get_run(self, request: Request, run_id: str) -> Response:
         record = await self._owned_run(request, run_id)
-        if record is None:
-            return _error(404, f"run {run_id!r} not found", code="run_not_found")
-        return JSONResponse(record.model_dump(mode="json"))
+        return record if isinstance(record, JSONResponse) else JSONResponse(record.model_dump(mode="json"))
 
     @api.post("/v1/runs/{run_id}/cancel", response_model=RunRecord)
     async def cancel_run(self, request: Request, run_id: str) -> Response:
         record = await self._owned_run(request, run_id)
-        if record is None:
-            return _error(404, f"run {run_id!r} not found", code="run_not_found")
+        if isinstance(record, JSONResponse):
+            return record
         live = self.live.get(run_id)
         if record.status in ("queued", "running"):
             if live is not None and live.task is not None:
@@ -530,19 +538,20 @@ class RaygentIngress:
 
     # -- sessions --------------------------------------------------------------------------------
     async def _owned_session(self, request: Request, session_id: str) -> Any:
+        """The caller's session info, or the 404 for it (unknown, malformed or another key's)."""
         try:
             info = await self.sessions.get_session(session_id)
         except ValueError:
-            return None
+            info = None
         if info is None or info.metadata.get("owner", "anonymous") != _owner(request):
-            return None
+            return _error(404, f"session {session_id!r} not found", code="session_not_found")
         return info
 
     @api.get("/v1/sessions/{session_id}", response_model=SessionView)
     async def get_session(self, request: Request, session_id: str) -> Response:
         info = await self._owned_session(request, session_id)
-        if info is None:
-            return _error(404, f"session {session_id!r} not found", code="session_not_found")
+        if isinstance(info, JSONResponse):
+            return info
         messages = await self.sessions.load(session_id)
         view = SessionView(id=info.id, agent=info.metadata.get("agent"), created_at=info.created_at,
                            updated_at=info.updated_at, messages=messages)
@@ -551,8 +560,8 @@ class RaygentIngress:
     @api.delete("/v1/sessions/{session_id}")
     async def delete_session(self, request: Request, session_id: str) -> Response:
         info = await self._owned_session(request, session_id)
-        if info is None:
-            return _error(404, f"session {session_id!r} not found", code="session_not_found")
+        if isinstance(info, JSONResponse):
+            return info
         await self.sessions.delete_session(session_id)
         return JSONResponse({"id": session_id, "deleted": True})
 
