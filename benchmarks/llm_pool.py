@@ -55,6 +55,13 @@ def _cpu_seconds() -> dict[int, tuple[str, float]]:
     return found
 
 
+def _is_ray_process(command: str) -> bool:
+    """Ray's own processes: its workers and actors (`ray::...`), raylet, GCS, log monitor, agents (all
+    run from the ray package). A plain "ray" substring also matched `raygent ...` commands (other
+    work on the machine was counted as Ray/Serve's share)."""
+    return command.startswith("ray::") or "/ray/" in command
+
+
 def _cpu_report(before: dict[int, tuple[str, float]], elapsed: float, *, model_pids: Collection[int] = (),
                 model_marker: str | None = None) -> str:
     """Where the machine's CPU went since `before`: the model processes (`model_pids`, or those whose
@@ -68,7 +75,7 @@ def _cpu_report(before: dict[int, tuple[str, float]], elapsed: float, *, model_p
         used = seconds - before.get(pid, (command, 0.0))[1]
         is_model = pid in model_pids or (model_marker is not None and model_marker in command)
         kind = ("model" if is_model else
-                "ray" if "ray" in command else "other")
+                "ray" if _is_ray_process(command) else "other")
         shares[kind] += max(used, 0.0)
     idle = max(capacity - sum(shares.values()), 0.0)
     return (f"CPU: model processes {100 * shares['model'] / capacity:.1f} %, Ray/Serve processes "
