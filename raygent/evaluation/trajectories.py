@@ -24,7 +24,7 @@ Each pair of turns is compared like this:
   tokens. (The seed used the `rouge` package, which splits on whitespace only, so unsegmented
   Chinese became a single token; character tokens are the usual choice for Chinese ROUGE.)
 
-Input files (see docs/evaluation_trajectories.md):
+Input files (see docs/evaluation.md):
 - references and predictions in one file: each reference record carries `predictions`, a list of
   assistant-turn strings aligned with its assistant turns;
 - a reference file plus a predictions file (`--predictions`) whose lines hold `predictions` or a

@@ -17,7 +17,7 @@ def add_parser(eval_sub: Any) -> None:
     t = eval_sub.add_parser(
         "trajectories", help="Action EM, Argument F1 and ROUGE-L on MSAgent-Bench-format trajectories",
         description="Score a model's tool-use trajectories against MSAgent-Bench references "
-                    "(docs/evaluation_trajectories.md). The predictions come from the file itself (a "
+                    "(docs/evaluation.md). The predictions come from the file itself (a "
                     "'predictions' list per record), from --predictions FILE, or from --run.")
     t.add_argument("file", help="reference records, JSONL (or a JSON list) in MSAgent-Bench format")
     source = t.add_mutually_exclusive_group()

@@ -1,0 +1,65 @@
+"""`raygent eval bfcl ...` (registered by raygent/cli.py); `raygent eval trajectories` plugs in when present."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+async def _bfcl(args: argparse.Namespace) -> int:
+    from raygent.evaluation.bfcl import parse_categories, wheel_path
+    from raygent.evaluation.runner import evaluate, format_summary
+
+    parse_categories(args.category)  # a clear error before anything loads
+    wheel_path()  # BFCLDataMissing names the command that fetches the data
+    summary = await evaluate(args.category, limit=args.limit, seed=args.seed, model=args.model,
+                             workers=args.workers, out=args.out, progress=not args.no_progress,
+                             threads=args.threads, max_calls=args.max_calls)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(format_summary(summary))
+        where = f"; one line per case in {summary['out']}" if summary.get("out") else ""
+        print(f"model {summary['model_name'] or summary['model']}, {summary['cases']} cases, "
+              f"{summary['workers']} worker(s), {summary['seconds']:.0f} s{where}")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Register `eval` (with `eval bfcl`) on raygent's subparsers."""
+    ev = sub.add_parser("eval", help="evaluate models and agents (BFCL function calling, trajectories)")
+    eval_sub = ev.add_subparsers(dest="eval_command", required=True)
+    b = eval_sub.add_parser("bfcl", help="Berkeley Function Calling Leaderboard (v4) AST accuracy of a chat model",
+                            description="Run BFCL v4 single-turn categories through a raygent chat model and check "
+                                        "the calls with BFCL's AST rules (docs/evaluation.md). Needs the bfcl-eval "
+                                        "wheel's data: pip download bfcl-eval==2026.3.23 --no-deps -d "
+                                        "~/.cache/raygent/bfcl")
+    b.add_argument("--category", default="simple_python",
+                   help="comma-separated: simple_python, multiple, parallel, parallel_multiple, irrelevance, "
+                        "live_simple, live_multiple, live_parallel, live_parallel_multiple, live_irrelevance, "
+                        "live_relevance, or all (default: simple_python)")
+    b.add_argument("--limit", type=int, default=None,
+                   help="cases per category: the first N of a shuffle seeded with --seed (default: all)")
+    b.add_argument("--seed", type=int, default=0, help="shuffle seed for --limit (default 0)")
+    b.add_argument("--model", default=None,
+                   help="embedded (default: the embedded 0.5B with its default adapter), embedded-plain (no "
+                        "adapter), or a model config name (raygent.llm_pool.config; MODEL_CONFIG_FILE)")
+    b.add_argument("--workers", type=int, default=1,
+                   help="spread the cases over N Ray actors, each with its own model (default 1: in-process)")
+    b.add_argument("--threads", type=int, default=None,
+                   help="llama.cpp threads per worker (default: this machine's CPUs divided among the workers)")
+    b.add_argument("--max-calls", type=int, default=None,
+                   help="calls the llama.cpp model may make per reply (default: the model's own, 1 for the "
+                        "embedded model, which caps the parallel categories)")
+    b.add_argument("--out", default=None, help="write one JSON line per case to this file")
+    b.add_argument("--json", action="store_true", help="print a JSON summary")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    b.set_defaults(handler=_bfcl)
+    try:
+        from raygent.evaluation.trajectories_cli import add_parser as add_trajectories
+    except ImportError:
+        pass
+    else:
+        add_trajectories(eval_sub)
+
