@@ -126,18 +126,14 @@ def _predictions(v: Any) -> Any:
     return [v] if isinstance(v, str) else v
 
 
-class MSAgentRecord(BaseModel):
-    """One MSAgent-Bench record. Unknown fields are kept and written back.
-
-    `predictions` (not part of MSAgent-Bench) holds a model's assistant turns for this record, one
-    string per assistant turn of `conversations`, in the same think/exec format; see
-    `raygent.evaluation.trajectories` for how they are scored.
-    """
+class _RecordFields(BaseModel):
+    """What records and prediction lines share: an id (integers read as strings), predictions (a
+    lone string read as one turn), conversations (stored as a JSON string in some dataset splits),
+    unknown fields kept, and the line they were read from."""
 
     model_config = ConfigDict(extra="allow")
 
     id: str | None = None
-    conversations: list[MSAgentTurn]
     predictions: list[str] | None = None
     _line: int | None = PrivateAttr(default=None)
 
@@ -146,7 +142,7 @@ class MSAgentRecord(BaseModel):
     def _ids(cls, v: Any) -> Any:
         return _id(v)
 
-    @field_validator("conversations", mode="before")
+    @field_validator("conversations", mode="before", check_fields=False)
     @classmethod
     def _conv(cls, v: Any) -> Any:
         return _decode_conversations(v)
@@ -155,6 +151,22 @@ class MSAgentRecord(BaseModel):
     @classmethod
     def _preds(cls, v: Any) -> Any:
         return _predictions(v)
+
+    @property
+    def line(self) -> int | None:
+        """The line (JSONL) or position (JSON list) the record was read from, counting from 1."""
+        return self._line
+
+
+class MSAgentRecord(_RecordFields):
+    """One MSAgent-Bench record. Unknown fields are kept and written back.
+
+    `predictions` (not part of MSAgent-Bench) holds a model's assistant turns for this record, one
+    string per assistant turn of `conversations`, in the same think/exec format; see
+    `raygent.evaluation.trajectories` for how they are scored.
+    """
+
+    conversations: list[MSAgentTurn]
 
     @field_validator("conversations")
     @classmethod
@@ -167,11 +179,6 @@ class MSAgentRecord(BaseModel):
         if not any(t.role == "user" for t in turns):
             raise ValueError("conversations has no user turn")
         return turns
-
-    @property
-    def line(self) -> int | None:
-        """The line (JSONL) or position (JSON list) the record was read from, counting from 1."""
-        return self._line
 
     @property
     def system(self) -> str | None:
@@ -205,35 +212,11 @@ class MSAgentRecord(BaseModel):
                     raise ValueError(f"turn {i + 1} (assistant): {exc}") from None
 
 
-class PredictionRecord(BaseModel):
+class PredictionRecord(_RecordFields):
     """A line of a predictions file: an id (optional) and either `predictions` (assistant turns)
     or a whole predicted `conversations` whose assistant turns are taken as the predictions."""
 
-    model_config = ConfigDict(extra="allow")
-
-    id: str | None = None
-    predictions: list[str] | None = None
     conversations: list[MSAgentTurn] | None = None
-    _line: int | None = PrivateAttr(default=None)
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _ids(cls, v: Any) -> Any:
-        return _id(v)
-
-    @field_validator("conversations", mode="before")
-    @classmethod
-    def _conv(cls, v: Any) -> Any:
-        return _decode_conversations(v)
-
-    @field_validator("predictions", mode="before")
-    @classmethod
-    def _preds(cls, v: Any) -> Any:
-        return _predictions(v)
-
-    @property
-    def line(self) -> int | None:
-        return self._line
 
     def turns(self) -> list[str]:
         if self.predictions is not None:
