@@ -9,6 +9,7 @@ Without root only the resource limits hold (documented in docs/toolhub.md); thos
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -152,7 +153,8 @@ def planted():
 _PROBE = """import errno, os
 def probe(what, fn):
     try:
-        print(what, 'GOT', repr(fn())[:80])
+        got = fn()
+        print(what, 'GOT', repr(got) if isinstance(got, list) else repr(got)[:80])
     except OSError as e:
         print(what, errno.errorcode[e.errno])
 for folder in {folders!r}:
@@ -170,10 +172,21 @@ def _probe_code(folders: list[str]) -> str:
     return _PROBE.format(folders=folders, hidden=hidden, this=__file__)
 
 
-def _all_blocked(text: str) -> None:
+def _all_blocked(text: str, visible: list[str | Path]) -> None:
+    """Every read and listing failed, except listings of a folder above what the cell is given (the
+    Python runtime, its workspace), which show only the folders leading there: with the checkout
+    under /tmp, the cell's own /tmp holds the empty mount points `fresh1/` and `pytest-of-root/`."""
     lines = text.splitlines()
-    assert len(lines) > 10 and "GOT" not in text, text
-    assert all(line.split()[-1] in ("ENOENT", "EACCES") for line in lines), text
+    assert len(lines) > 10, text
+    leading = {part for path in visible for part in Path(path).parts[1:]}
+    for line in lines:
+        if " GOT " not in line:
+            assert line.split()[-1] in ("ENOENT", "EACCES"), text
+            continue
+        what, _, listed = line.split(" ", 2)
+        assert what == "list", text  # nothing may be read
+        names = ast.literal_eval(listed)
+        assert set(names) <= leading and not any("raygent-plant" in n for n in names), text
 
 
 @as_root
@@ -181,7 +194,7 @@ async def test_cell_sees_only_the_python_runtime_and_its_workspace(interpreter, 
     hub, tool = interpreter
     secret, folders = planted
     out = await run(hub, _probe_code(folders), session="seer")
-    _all_blocked(out["stdout"])
+    _all_blocked(out["stdout"], [sys.prefix, sys.base_prefix, tool.workspace_for("seer")])
     assert secret not in str(out)
     # what is there: the Python install, system libraries, a few /etc files of its own, the workspace
     out = await run(hub, "import os, socket, json\nprint(json.dumps({'/': os.listdir('/'), 'etc': os.listdir('/etc'), "
@@ -215,7 +228,7 @@ def test_cli_cell_cannot_read_another_project(planted, tmp_path):
                           capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert secret not in done.stdout + done.stderr
-    _all_blocked(json.loads(done.stdout)["stdout"])
+    _all_blocked(json.loads(done.stdout)["stdout"], [sys.prefix, sys.base_prefix, tmp_path / "ws"])
 
 
 async def test_infinite_loop_is_interrupted_and_state_survives(interpreter):
