@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 BFCL_CACHE ?= $(or $(RAYGENT_BFCL_CACHE),$(HOME)/.cache/raygent/bfcl)
 BFCL_WHEEL = $(BFCL_CACHE)/bfcl_eval-2026.3.23-py3-none-any.whl
 
-$(BFCL_WHEEL):
+$(BFCL_WHEEL): | $(STAMP)
 	$(PIP) download -q bfcl-eval==2026.3.23 --no-deps -d $(BFCL_CACHE)
 
 setup: $(STAMP) $(BFCL_WHEEL)
