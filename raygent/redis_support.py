@@ -7,6 +7,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 INSTALL_HINT = "pip install 'raygent[redis]' (or pip install 'redis>=5')"
+#: URL schemes that name a Redis server in a state / store URL
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def is_redis_url(url: object) -> bool:
+    return isinstance(url, str) and url.startswith(REDIS_SCHEMES)
 
 
 def redis_asyncio(component: str) -> Any:

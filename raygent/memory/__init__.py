@@ -19,6 +19,7 @@ from raygent.memory.store import (
     check_session_id,
     new_session_id,
 )
+from raygent.redis_support import is_redis_url
 
 __all__ = [
     "Fact",
@@ -40,9 +41,6 @@ __all__ = [
     "open_memory_store",
 ]
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
-
 def open_memory_store(url: str | Path | None = None, **kwargs: Any) -> MemoryStore:
     """The store a state URL names, so one setting picks the backend: None -> SQLite at
     `default_memory_path()` (one machine); `sqlite://PATH` (`sqlite:///abs/file.sqlite`) or a plain
@@ -51,7 +49,7 @@ def open_memory_store(url: str | Path | None = None, **kwargs: Any) -> MemorySto
     if url is None:
         return SQLiteMemoryStore(**kwargs)
     text = str(url)
-    if text.startswith(_REDIS_SCHEMES):
+    if is_redis_url(text):
         return RedisMemoryStore(text, **kwargs)
     if text.startswith("sqlite://"):
         path = text[len("sqlite://"):]

@@ -27,6 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from raygent.redis_support import is_redis_url, redis_asyncio
+
 KEY_PREFIX = "rgk_"
 ID_PREFIX = "key_"
 _KEY_SHAPE = re.compile(r"^rgk_[A-Za-z0-9_-]{43}$")
@@ -229,10 +231,7 @@ class RedisKeyStore(KeyStore):
         was made in; the CLI, a server thread and a test may each bring their own loop)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            try:
-                import redis.asyncio as aioredis
-            except ImportError as exc:
-                raise RuntimeError("a Redis key store needs redis-py: pip install 'raygent[redis]'") from exc
+            aioredis = redis_asyncio("RedisKeyStore")
             self._client, self._loop = aioredis.from_url(self.url, decode_responses=True), loop
         return self._client
 
@@ -312,7 +311,7 @@ def open_key_store(url: str | None = None) -> KeyStore:
     (beside the state's other SQLite files, as run records are)."""
     if not url:
         return SQLiteKeyStore()
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis_url(url):
         return RedisKeyStore(url)
     if url.startswith("sqlite:///"):  # sqlite://PATH, as for the memory store: sqlite:///abs/dir/memory.sqlite
         return SQLiteKeyStore(Path(url[len("sqlite://"):]).with_name("keys.sqlite"))

@@ -14,11 +14,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from raygent.redis_support import is_redis_url, redis_asyncio
 from raygent.serve.models import RunRecord
-
-
-def _is_redis(url: str | None) -> bool:
-    return bool(url) and str(url).startswith(("redis://", "rediss://", "unix://"))
 
 
 def memory_store(url: str | None) -> Any:
@@ -32,7 +29,7 @@ def memory_store(url: str | None) -> Any:
 
 def _sqlite_path(url: str | None) -> Path | None:
     """`sqlite://PATH` -> PATH (`sqlite:///abs/memory.sqlite` is /abs/memory.sqlite); None for Redis."""
-    if not url or _is_redis(url):
+    if not url or is_redis_url(url):
         return None
     if url.startswith("sqlite://") and len(url) > len("sqlite://"):
         return Path(url[len("sqlite://"):])
@@ -154,11 +151,7 @@ class RedisRunStore:
     @property
     def client(self) -> Any:
         if self._client is None:
-            try:
-                import redis.asyncio as aioredis
-            except ImportError as exc:
-                raise RuntimeError("a Redis state store needs redis-py: pip install 'raygent[redis]'") from exc
-            self._client = aioredis.from_url(self.url, decode_responses=True)
+            self._client = redis_asyncio("RedisRunStore").from_url(self.url, decode_responses=True)
         return self._client
 
     async def put(self, record: RunRecord) -> None:
@@ -189,16 +182,10 @@ class RedisRunStore:
 
 
 def run_store(url: str | None) -> RunStore:
-    if _is_redis(url):
+    if is_redis_url(url):
         return RedisRunStore(url)  # type: ignore[arg-type]
     path = _sqlite_path(url)
     return SQLiteRunStore(path.with_name("runs.sqlite") if path else None)
 
 
-def key_store(url: str | None) -> Any:
-    from raygent.serve.keys import open_key_store
-
-    return open_key_store(url)
-
-
-__all__ = ["ArtifactEntry", "RedisRunStore", "RunStore", "SQLiteRunStore", "key_store", "memory_store", "run_store"]
+__all__ = ["ArtifactEntry", "RedisRunStore", "RunStore", "SQLiteRunStore", "memory_store", "run_store"]
