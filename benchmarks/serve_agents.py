@@ -199,9 +199,14 @@ async def part_latency(args: argparse.Namespace, base: str, config: Any) -> dict
     from raygent.serve.agent_server import ServedAgent
     from raygent.serve.models import RunRequest
 
+    # this driver's handles use the same transport as the replicas' (gRPC with the fast path): it
+    # imported Serve before raygent chose, so it is set here explicitly
+    by_reference = args.no_fast_path
     inproc = InProcess(config)
-    pool = InProcess(config, PooledLLM(serve.get_deployment_handle(MODEL, app_name=SCRIPTED_APP), name=MODEL))
-    agent_handle = serve.get_deployment_handle(f"agent-{AGENT}", app_name=SCRIPTED_APP)
+    pool_handle = serve.get_deployment_handle(MODEL, app_name=SCRIPTED_APP).options(_by_reference=by_reference)
+    pool = InProcess(config, PooledLLM(pool_handle, name=MODEL))
+    agent_handle = serve.get_deployment_handle(f"agent-{AGENT}", app_name=SCRIPTED_APP).options(
+        _by_reference=by_reference)
     served = ServedAgent(AGENT, agent_handle)
 
     async def via_stream(text: str) -> str | None:
@@ -459,8 +464,8 @@ async def part_embedded(args: argparse.Namespace, base: str) -> dict[str, Any]:
 
 
 # -- main ---------------------------------------------------------------------------------------------------
-def start_ray(show_logs: bool) -> None:
-    options: dict[str, Any] = {}
+def start_ray(show_logs: bool, ingress: str = "proxy", fast_path: bool = True) -> None:
+    options: dict[str, Any] = {"ingress": ingress, "serve_fast_path": fast_path}
     for _ in range(3):  # Ray restarted in one process now and then never starts its GCS
         try:
             runtime.init(log_to_driver=show_logs, **options)
@@ -485,10 +490,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, load average {load[0]:.2f}, "
           f"python {platform.python_version()}", flush=True)
     print(f"RAYGENT_HOME {os.environ['RAYGENT_HOME']}, state {state_url()}", flush=True)
-    start_ray(args.ray_logs)
+    start_ray(args.ray_logs, args.ingress, not args.no_fast_path)
     import ray
 
-    print(f"ray {ray.__version__}, cluster CPUs {ray.cluster_resources().get('CPU')}", flush=True)
+    print(f"ray {ray.__version__}, cluster CPUs {ray.cluster_resources().get('CPU')}, HTTP ingress {args.ingress}, "
+          f"Serve fast path (gRPC handles, same-loop replicas) {'off' if args.no_fast_path else 'on'}", flush=True)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     base = f"http://127.0.0.1:{port}"
@@ -531,6 +537,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrent-runs-limit", type=int, default=1000, help="security.concurrent_runs")
     parser.add_argument("--rpm-limit", type=int, default=100_000, help="security.requests_per_minute")
     parser.add_argument("--embedded-timeout-s", type=float, default=600.0)
+    parser.add_argument("--ingress", choices=("proxy", "haproxy"), default="proxy",
+                        help="what receives HTTP: Ray Serve's proxy actor or Serve's HAProxy ingress")
+    parser.add_argument("--no-fast-path", action="store_true",
+                        help="start Ray without raygent's Serve fast path (Ray's defaults: handles over actor "
+                             "calls, replicas' user code on a second thread) to measure what it gives")
     parser.add_argument("--ray-logs", action="store_true", help="show the replicas' logs")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     return parser.parse_args()

@@ -19,6 +19,8 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
+from raygent import ray_env
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -62,43 +64,44 @@ def _ray() -> Any:
     return ray
 
 
-#: Settings of an embedded local Ray (one node, started by this process, no dashboard), chosen
-#: because its background work competes with the models for the cores of a small machine. Measured
-#: on 2 cores while 2 llama.cpp replicas decoded (benchmarks/llm_pool.py): Ray and Serve's own
-#: processes took 6.0-7.2 % of the CPU with Ray's defaults, 4.3 % with these. What each gives up:
-#: Ray's Prometheus metrics (nothing reads them without a dashboard or a metrics agent scrape);
-#: the GCS notices a dead raylet after 10 s instead of 3 s (there is one, in this process tree);
-#: the Serve controller reconciles every 0.25 s instead of 0.1 s (each step of a deploy or a
-#: replica restart comes up to 0.15 s later). A variable already set in the environment wins;
-#: `lean=False` keeps Ray's defaults; a cluster reached through an address is never touched.
-LEAN_LOCAL_RAY_ENV: dict[str, str] = {
-    "RAY_enable_metrics_collection": "0",
-    "RAY_health_check_period_ms": "10000",
-    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.25",
-}
+#: Kept for callers of the old name: the lean settings now live in `raygent.ray_env.LEAN`.
+LEAN_LOCAL_RAY_ENV: dict[str, str] = ray_env.LEAN
 
 
 def init(address: str | None = None, *, num_cpus: int | None = None, namespace: str = _DEFAULT_NAMESPACE,
-         lean: bool = True, **kwargs: Any) -> dict[str, Any]:
+         lean: bool = True, serve_fast_path: bool = True, ingress: str | None = None,
+         **kwargs: Any) -> dict[str, Any]:
     """Connect to Ray once: RAY_ADDRESS / `address` ("auto" or ray://...) or an embedded local Ray.
 
-    An embedded Ray starts with `LEAN_LOCAL_RAY_ENV` unless `lean=False`. Safe to call
-    repeatedly; returns the cluster resources.
+    An embedded Ray starts with the environment of `raygent.ray_env.local_ray_env` (lean settings,
+    Serve's gRPC handles and same-loop replicas; `ingress="haproxy"` for Serve's HAProxy ingress,
+    default $RAYGENT_SERVE_INGRESS or "proxy"). Safe to call repeatedly; returns the cluster resources.
+    Asking for the HAProxy ingress when Ray is already up without it raises: Ray's processes read it
+    only at start.
     """
     ray = _ray()
+    ingress = ingress or os.environ.get("RAYGENT_SERVE_INGRESS") or "proxy"
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or None
         options: dict[str, Any] = {"namespace": namespace, "ignore_reinit_error": True,
                                    "log_to_driver": kwargs.pop("log_to_driver", True)}
+        env: dict[str, str] = {}
         if address is None:
             options["num_cpus"] = num_cpus or max(2, os.cpu_count() or 2)
             options["include_dashboard"] = kwargs.pop("include_dashboard", False)
-            if lean:  # Ray's processes read these at start; they inherit this process's environment
-                for name, value in LEAN_LOCAL_RAY_ENV.items():
-                    os.environ.setdefault(name, value)
+            env = ray_env.local_ray_env(lean=lean, serve_fast_path=serve_fast_path, ingress=ingress)
         options.update(kwargs)
-        ray.init(address=address, **options)
+        with ray_env.started_with(env):
+            ray.init(address=address, **options)
+        _started_ingress.append(ingress if address is None else "cluster")
+    elif ingress == "haproxy" and _started_ingress and _started_ingress[-1] == "proxy":
+        raise ray_env.IngressUnavailableError(
+            "this process's Ray started with Serve's HTTP proxy ingress; the HAProxy ingress has to be chosen "
+            "before Ray starts (RAYGENT_SERVE_INGRESS=haproxy, or serve on a fresh process)")
     return dict(ray.cluster_resources())
+
+
+_started_ingress: list[str] = []  # how this process's Ray was started (for a late ingress choice)
 
 
 def shutdown() -> None:

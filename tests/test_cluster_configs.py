@@ -794,3 +794,31 @@ def test_readme_covers_every_file_and_says_checks_are_offline():
         assert f"`{f}`" in text, f
     assert '{"llm": 1}' in text and '{"tools": 1}' in text
     assert "offline" in text and "not deployments" in text
+
+
+@pytest.mark.parametrize("name", RAY_UP)
+def test_every_node_starts_ray_with_serves_fast_path(name):
+    """The env raygent's embedded Ray starts with (ray_env.SERVE_FAST_PATH: gRPC handles, same-loop
+    replicas) is exported in the shell command that runs `ray start` on the head and on every worker,
+    so Serve's processes on every node inherit it."""
+    from raygent import ray_env
+
+    cfg = load(name)
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        (start,) = [c for c in cfg[key] if "ray start" in c]
+        before_start = start[:start.index("ray start")]
+        for variable, value in ray_env.SERVE_FAST_PATH.items():
+            assert re.search(rf"export [^;]*\b{variable}={value}\b", before_start), (key, variable, start)
+
+
+@pytest.mark.parametrize("name", KUBERAY)
+def test_every_kuberay_container_has_serves_fast_path(name):
+    from raygent import ray_env
+
+    spec = cluster_spec(name)
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    for group in groups:
+        for container in group["template"]["spec"]["containers"]:
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            for variable, value in ray_env.SERVE_FAST_PATH.items():
+                assert env.get(variable) == value, (group.get("groupName", "head"), variable)

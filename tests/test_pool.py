@@ -11,6 +11,7 @@ import socket
 
 import httpx
 import pytest
+import ray
 
 from raygent import Agent
 from raygent.llm_pool.pool import PoolBusyError, PooledLLM, PoolReplicaDiedError, delete_model, serve_model
@@ -39,6 +40,24 @@ def serve_port(ray_cluster):
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield port
     serve.shutdown()
+
+
+def test_replicas_upgrade_handles_made_by_a_driver_to_grpc(serve_port):
+    # a handle made where Serve was imported without the fast path (a driver) carries actor calls;
+    # a Ray process that has it (a replica, here a task) upgrades the handle to gRPC
+    from ray.serve.handle import DeploymentHandle
+
+    from raygent.ray_env import with_process_transport
+
+    # as a driver makes it that imported Serve before raygent's init (actor calls)
+    made_by_driver = DeploymentHandle("some-deployment", "some-app").options(_by_reference=True)
+
+    @ray.remote(num_cpus=0)
+    def in_a_ray_process(handle: DeploymentHandle) -> bool:
+        return with_process_transport(handle).handle_options._by_reference
+
+    assert ray.get(in_a_ray_process.remote(made_by_driver)) is False
+    assert with_process_transport("not a handle") == "not a handle"
 
 
 async def test_pooled_model_runs_an_agent_like_a_local_model(serve_port):
@@ -189,7 +208,10 @@ def test_pool_config_maps_onto_serve_options():
                     placement_group_strategy="STRICT_PACK", max_ongoing_requests=32,
                     autoscaling={"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 8})
     opts = tp.deployment_options("big")
-    assert opts["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 1.0, "accelerator_type": "H100"}
+    from raygent.ray_env import REPLICA_FAST_PATH
+
+    assert opts["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 1.0, "accelerator_type": "H100",
+                                         "runtime_env": {"env_vars": REPLICA_FAST_PATH}}
     assert len(opts["placement_group_bundles"]) == 4 and opts["placement_group_strategy"] == "STRICT_PACK"
     assert opts["autoscaling_config"]["max_replicas"] == 3 and "num_replicas" not in opts
     assert PoolConfig(num_replicas=3).deployment_options("x")["num_replicas"] == 3

@@ -10,7 +10,7 @@ import time
 import pytest
 import ray
 
-from raygent import Agent, runtime
+from raygent import Agent, ray_env, runtime
 from raygent.llm_pool.scripted import ScriptedChatModel
 from raygent.schema import Message
 from raygent.toolhub.builtin import default_tools
@@ -48,17 +48,46 @@ async def test_streaming_method_through_an_actor(ray_cluster):
     runtime.kill(llm)
 
 
-def test_embedded_ray_starts_with_the_lean_settings(ray_cluster):
+def test_embedded_ray_starts_with_the_lean_settings_and_serves_fast_path(ray_cluster):
     # the test session's Ray was started by runtime.init: Ray's own processes and the actors
     # inherit the lean settings (Ray's metrics off, slower GCS health checks, Serve's control
-    # loop at 0.25 s), measured to halve Ray's background CPU on 2 cores
+    # loop at 0.25 s), measured to halve Ray's background CPU on 2 cores, and Serve's gRPC handles;
+    # the replica-only settings (same-loop router) stay out of plain Ray workers
+    watched = {**ray_env.LEAN, **ray_env.SERVE_FAST_PATH}
+
     @ray.remote(num_cpus=0)
     def settings_seen_by_a_worker() -> dict[str, str | None]:
-        return {name: os.environ.get(name) for name in runtime.LEAN_LOCAL_RAY_ENV}
+        return {name: os.environ.get(name) for name in [*watched, *ray_env.REPLICA_FAST_PATH]}
 
-    driver = {name: os.environ.get(name) for name in runtime.LEAN_LOCAL_RAY_ENV}
-    assert None not in driver.values()  # set by init (a value the user set first would win)
-    assert ray.get(settings_seen_by_a_worker.remote()) == driver
+    seen = ray.get(settings_seen_by_a_worker.remote())
+    assert seen == {**watched, **{name: None for name in ray_env.REPLICA_FAST_PATH}}
+    assert {name: os.environ.get(name) for name in watched} == watched  # the driver has them too
+
+
+def test_raygent_deployments_carry_the_replica_fast_path():
+    from raygent.serve.app import ServeConfig, build_app
+    from tests._serve_apps import scripted_agents_config
+
+    app = build_app(ServeConfig(**scripted_agents_config("sqlite:///unused.sqlite")))
+    ingress = app._bound_deployment
+    models, agents = ingress.init_args[0], ingress.init_args[1]
+    deployments = [ingress, *(a._bound_deployment for a in [*models.values(), *agents.values()])]
+    assert len(deployments) == 1 + 3 + 3  # the ingress, three pools, three agents
+    for deployment in deployments:
+        options = deployment.ray_actor_options
+        assert options["runtime_env"]["env_vars"] == ray_env.REPLICA_FAST_PATH, deployment.name
+    merged = ray_env.replica_actor_options({"num_cpus": 1, "runtime_env": {
+        "pip": ["x"], "env_vars": {"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "1", "MINE": "2"}}})
+    assert merged["runtime_env"] == {"pip": ["x"], "env_vars": {
+        "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "1", "MINE": "2"}}
+
+
+def test_the_haproxy_ingress_cannot_be_chosen_after_ray_started(ray_cluster):
+    # what a user sees who asks for it in a process whose Ray is already up with the proxy
+    with pytest.raises(ray_env.IngressUnavailableError, match="before Ray starts"):
+        runtime.init(ingress="haproxy")
+    with pytest.raises(ValueError, match="unknown ingress 'nginx'"):
+        ray_env.local_ray_env(ingress="nginx")
 
 
 async def test_named_actor_is_reused(ray_cluster):
@@ -313,7 +342,7 @@ def test_script_using_the_fast_lane_exits_without_shutdown(tmp_path):
     script = tmp_path / "lane_script.py"
     script.write_text(
         "import asyncio\n"
-        "from raygent import runtime\n"
+        "from raygent import ray_env, runtime\n"
         "from raygent.llm_pool.scripted import ScriptedChatModel\n"
         "from raygent.schema import Message\n"
         "async def main():\n"

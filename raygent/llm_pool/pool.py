@@ -108,9 +108,11 @@ class PoolConfig(BaseModel):
             actor["resources"] = dict(self.resources)
         if self.accelerator_type:
             actor["accelerator_type"] = self.accelerator_type
+        from raygent.ray_env import replica_actor_options
+
         opts: dict[str, Any] = {
             "name": name,
-            "ray_actor_options": actor,
+            "ray_actor_options": replica_actor_options(actor),
             "max_ongoing_requests": self.max_ongoing_requests,
             "max_queued_requests": self.max_queued_requests,
             "health_check_period_s": self.health_check_period_s,
@@ -294,7 +296,9 @@ class PooledLLM(ChatModel):
     """
 
     def __init__(self, handle: Any, *, retries: int = 2, name: str | None = None, affinity: bool = True):
-        self._handle = handle
+        from raygent.ray_env import with_process_transport
+
+        self._handle = with_process_transport(handle)
         self.affinity = affinity
         self.retries = retries
         self.name = name or getattr(handle, "deployment_name", "pool")

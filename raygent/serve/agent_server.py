@@ -141,9 +141,11 @@ class ServedAgent:
     """AgentRunner over an AgentServer deployment handle (or an in-process AgentServer)."""
 
     def __init__(self, name: str, target: Any):
+        from raygent.ray_env import with_process_transport
+
         self.name = name
-        self._target = target
         self._remote = not isinstance(target, AgentServer)
+        self._target = with_process_transport(target) if self._remote else target
         self._card: AgentCard | None = None
 
     async def card(self) -> AgentCard:

@@ -13,6 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="serve config (YAML/JSON); default: the embedded model and an 'assistant' agent")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or the config's)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000, or the config's)")
+    p.add_argument("--ingress", choices=("proxy", "haproxy"), default=None,
+                   help="what receives HTTP: Ray Serve's proxy (default) or Serve's HAProxy ingress "
+                        "(lower latency; pip install 'raygent[haproxy]')")
     p.add_argument("--replicas", type=int, default=None, help="replicas per model (overrides the config)")
 
 
@@ -24,6 +27,8 @@ async def run(args: argparse.Namespace) -> int:
         for entry in config.models.values():
             entry.pool.num_replicas = args.replicas
             entry.pool.autoscaling = None
+    if args.ingress is not None:
+        config.ingress = args.ingress
     url = app.start(config, host=args.host, port=args.port)
     agents = f"; agents {', '.join(sorted(config.agents))}" if config.agents else ""
     print(f"raygent: serving {', '.join(sorted(config.models))}{agents} at {url} (OpenAI-compatible; Ctrl-C stops)",
