@@ -47,8 +47,8 @@ async def turns(llm: LlamaCppChatModel, cold: bool) -> tuple[list[float], int]:
     return seconds, correct
 
 
-async def main(model: str | None, lora: str) -> None:
-    llm = LlamaCppChatModel(model, lora=lora)
+async def main(model: str | None, lora: str, options: dict | None = None) -> None:
+    llm = LlamaCppChatModel(model, lora=lora, **(options or {}))
     t0 = time.perf_counter()
     llama = llm.load()
     load_s = time.perf_counter() - t0
@@ -86,5 +86,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
     parser.add_argument("--lora", default="auto", help="LoRA adapter: auto (the model's default), none, or a name/path")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="a LlamaCppChatModel option, e.g. --set max_calls=4 --set relevance_bias=null")
     args = parser.parse_args()
-    asyncio.run(main(args.model, args.lora))
+    from raygent.evaluation.cli import parse_options
+
+    asyncio.run(main(args.model, args.lora, parse_options(args.set)))

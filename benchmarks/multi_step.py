@@ -57,13 +57,13 @@ def _verdict(names: list[str], expected: list[str], answer_ok: bool, foldable: b
     return "failed"
 
 
-async def _evaluate(model: str) -> dict[str, int]:
+async def _evaluate(model: str, options: dict | None = None) -> dict[str, int]:
     from raygent import Agent
     from raygent.llm_pool.llama_cpp import LlamaCppChatModel
     from raygent.toolhub.builtin import BUILTIN_TOOLS
 
     name, _, lora = model.partition("+")  # MODEL+ADAPTER: a LoRA adapter on the model
-    llm = LlamaCppChatModel(name, lora=lora or None)
+    llm = LlamaCppChatModel(name, lora=lora or None, **(options or {}))
     llm.load()
     tools = [BUILTIN_TOOLS[name]() for name in TOOLS]
     age = str(time.gmtime().tm_year - 1990)
@@ -90,13 +90,23 @@ async def _evaluate(model: str) -> dict[str, int]:
 
 
 def main() -> None:
-    models = sys.argv[1:] or ["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-0.5b-instruct+multistep",
-                              "qwen2.5-coder-1.5b-instruct"]
-    print(f"machine: {platform.machine()}; models: {', '.join(models)}")
+    import argparse
+
+    from raygent.evaluation.cli import parse_options
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="*", default=["qwen2.5-coder-0.5b-instruct",
+                                                       "qwen2.5-coder-0.5b-instruct+multistep",
+                                                       "qwen2.5-coder-1.5b-instruct"])
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="a LlamaCppChatModel option for every model, e.g. --set max_calls=4")
+    args = parser.parse_args()
+    models, options = args.models, parse_options(args.set)
+    print(f"machine: {platform.machine()}; models: {', '.join(models)}; options: {options or 'defaults'}")
     results = {}
     for model in models:
         print(f"== {model}")
-        results[model] = asyncio.run(_evaluate(model))
+        results[model] = asyncio.run(_evaluate(model, options))
     base = results[models[0]]["chained"] + results[models[0]]["folded"]
     for model, counts in results.items():
         solved = counts["chained"] + counts["folded"]

@@ -152,14 +152,22 @@ class ToolResult(BaseModel):
         return self.error is None
 
     def content_for_model(self, max_chars: int = 4000) -> str:
-        """The text the model sees for this result (errors are phrased so it can correct itself)."""
+        """The text the model sees for this result (errors are phrased so it can correct itself).
+        Errors are cut like outputs: one may quote a huge argument, and the context has no room."""
         if self.error is not None:
-            return f"ERROR: {self.error}"
+            return _clip_for_model(f"ERROR: {self.error}", max_chars)
         out = self.output
-        text = out if isinstance(out, str) else json.dumps(out, ensure_ascii=False, default=str)
-        if len(text) > max_chars:
-            text = text[:max_chars] + f"... [truncated, {len(text)} chars in total]"
-        return text
+        try:
+            text = out if isinstance(out, str) else json.dumps(out, ensure_ascii=False, default=str)
+        except ValueError as exc:  # an int past Python's 4300-digit str limit, a circular structure
+            text = f"(the tool's output cannot be shown as JSON: {exc})"
+        return _clip_for_model(text, max_chars)
+
+
+def _clip_for_model(text: str, max_chars: int) -> str:
+    if len(text) > max_chars:
+        text = text[:max_chars] + f"... [truncated, {len(text)} chars in total]"
+    return text
 
 
 class Usage(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -68,10 +69,20 @@ def test_run_remote_json_uses_actors_on_the_cluster(ray_cluster):
 
 @pytest.mark.model
 def test_chat_keeps_history_and_resets():
-    out = raygent("chat", stdin="What is 120/8?\nNow add 5 to that result.\n/reset\n/exit\n")
+    """The follow-up names no number, so 15 can only come from the first turn; after /reset the same
+    follow-up has no 15 or 20 to build on (with the history kept the model answers "20 + 5 = 25")."""
+    follow_up = "Now add 5 to that result."
+    # the timeout guards against a hang: three turns of the model on a busy 2-core machine can pass 300 s
+    out = raygent("chat", stdin=f"What is 120/8?\n{follow_up}\n/reset\n{follow_up}\n/exit\n", timeout=600)
     assert out.returncode == 0, out.stderr
-    assert "[tool_call] calculator" in out.stdout and "(history cleared)" in out.stdout
-    assert "20" in out.stdout.split("Now add")[0] or "20" in out.stdout
+    turns = [t.split("you> ")[0] for t in out.stdout.split("agent> ")[1:]]  # stdout of each turn
+    assert len(turns) == 3, out.stdout
+    first, second, after_reset = turns
+    assert '[tool_call] calculator {"expression": "120/8"}' in first and re.search(r"\b15\b", first), first
+    assert re.search(r"\b15\b", second) and re.search(r"\b20\b", second), second  # built on the first answer
+    assert out.stdout.count("(history cleared)") == 1
+    assert out.stdout.index("(history cleared)") < out.stdout.rindex("agent> ")  # /reset came before turn 3
+    assert not re.search(r"\b(15|20)\b", after_reset), after_reset  # nothing left to build on
 
 
 def test_model_error_is_one_clear_line():

@@ -9,7 +9,7 @@ import pytest
 
 from _local_servers import free_port, serve_asgi
 from fake_dashscope import FakeDashScope
-from raygent.toolhub.artifacts import ArtifactStore
+from raygent.toolhub.artifacts import ArtifactStore, PathNotAllowed
 from raygent.toolhub.base import ToolOutput
 from raygent.toolhub.dashscope_tools import (
     DashScopeConfig,
@@ -93,7 +93,8 @@ def _wav(path, seconds: float, rate: int = 16000) -> None:
 async def test_paraformer_streams_the_audio_and_reads_sentences(fake, tmp_path):
     audio = tmp_path / "speech.wav"
     _wav(audio, 2.5)
-    out = await ParaformerASR(config(fake)).call(audio=str(audio))
+    store = ArtifactStore(tmp_path / "store", readable=[tmp_path])  # the tool may read (and upload) tmp_path
+    out = await ParaformerASR(config(fake), artifact_store=store).call(audio=str(audio))
     assert out["text"] == fake.transcript
     assert out["sentences"] == [{"text": fake.transcript, "begin_ms": 0, "end_ms": 2500}]
     assert fake.received_audio == audio.read_bytes()  # every frame arrived, in order
@@ -101,7 +102,9 @@ async def test_paraformer_streams_the_audio_and_reads_sentences(fake, tmp_path):
     assert start["header"]["streaming"] == "duplex"
     assert start["payload"]["parameters"]["sample_rate"] == 16000 and start["payload"]["parameters"]["format"] == "wav"
     with pytest.raises(ToolError, match="file not found"):
-        await ParaformerASR(config(fake)).call(audio=str(tmp_path / "missing.wav"))
+        await ParaformerASR(config(fake), artifact_store=store).call(audio=str(tmp_path / "missing.wav"))
+    with pytest.raises(PathNotAllowed, match="outside the folders tools may read"):  # never uploaded
+        await ParaformerASR(config(fake), artifact_store=store).call(audio=str(tmp_path / ".." / "speech.wav"))
 
 
 async def test_qwen_vl_uploads_a_local_image_and_answers(fake, tmp_path):

@@ -65,6 +65,22 @@ async def test_seed_single_step_example(embedded_llm):
     assert result.model == "qwen2.5-coder-0.5b-instruct+multistep"  # the shipped adapter applies by default
 
 
+async def test_chit_chat_gets_an_answer_and_arithmetic_a_call(embedded_llm):
+    """The call bias follows how well the tools fit: a joke is answered without a tool (it used to
+    call the calculator and answer "Two times two is four"), while arithmetic and the date still
+    call theirs."""
+    tools = default_tools()
+    for chat in ("Tell me a joke about cats.", "What is the capital of France?", "Thanks, that's all!"):
+        result = await Agent(llm=embedded_llm, tools=tools).run(chat)
+        assert result.tool_calls == [] and result.answer.strip(), (chat, result)
+    for request, tool in (("What is 365*24?", "calculator"), ("What day of the week is it today?",
+                                                               "current_datetime")):
+        result = await Agent(llm=embedded_llm, tools=tools).run(request)
+        assert [c.name for c in result.tool_calls][:1] == [tool], (request, result.tool_calls)
+        if tool == "calculator":
+            assert result.tool_calls[0].result["result"] == 8760
+
+
 async def test_multi_turn_follow_up_refers_to_previous_turn(embedded_llm):
     agent = Agent(llm=embedded_llm, tools=default_tools())
     first = await agent.run("What is 120/8?")

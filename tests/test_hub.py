@@ -85,21 +85,25 @@ async def test_context_reaches_the_tool():
 
 
 async def test_concurrency_limit_is_respected_and_queueing_is_not_timeout():
+    """As ratios: one nap takes a tenth of the timeout (room for a slow machine), and the last pair
+    queues for 11 naps, past the timeout, so a queue that counted against it would fail the test."""
     state = {"now": 0, "peak": 0}
+    nap_s, calls, limit = 0.05, 24, 2
 
-    @tool(timeout_s=0.15)
+    @tool(timeout_s=10 * nap_s)
     async def nap() -> int:
-        """Sleep 0.1 s, counting how many run at once."""
+        """Sleep, counting how many run at once."""
         state["now"] += 1
         state["peak"] = max(state["peak"], state["now"])
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(nap_s)
         state["now"] -= 1
         return 1
 
-    hub = ToolHub("sleepy", [nap], max_concurrency=2)
-    results = await hub.call_many([ToolCall(name="nap") for _ in range(6)])
-    assert state["peak"] == 2
-    assert all(r.ok for r in results), [r.error for r in results]  # 0.3 s of queueing, no timeout
+    hub = ToolHub("sleepy", [nap], max_concurrency=limit)
+    results = await hub.call_many([ToolCall(name="nap") for _ in range(calls)])
+    assert state["peak"] == limit
+    assert (calls / limit - 1) * nap_s > 10 * nap_s  # the last pair's queueing alone outlasts the timeout
+    assert all(r.ok for r in results), [r.error for r in results]  # 0.55 s of queueing, no timeout
 
 
 async def test_hubset_merges_routes_and_isolates_a_dead_hub():

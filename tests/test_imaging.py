@@ -263,6 +263,9 @@ async def test_imaging_tools_through_a_hub(face_photo, store, tmp_path):
     refused = await hub.call("face_inspect", {"image": made.output["image"]})
     assert refused.ok and refused.output["ok"] is False
     assert refused.output["refusal"].startswith("The photo was refused: no face was found")
+    outside = await hub.call("face_inspect", {"image": face_photo})  # not in the store: tools may not read it
+    assert not outside.ok and "outside the folders tools may read" in outside.error
+    face_photo = store.save_file(face_photo).uri  # the caller hands the photo over through the store
     accepted = await hub.call("face_inspect", {"image": face_photo})
     assert accepted.output["ok"] is True and len(accepted.output["faces"]) == 1
     failed = await hub.call("portrait_paint", {"photo": made.output["image"], "style_words": "watercolor"})

@@ -90,11 +90,12 @@ async def test_ocr_reads_back_text_rendered_with_pillow(store):
     assert "ocr language 'klingon' is not installed: run `sudo apt-get install -y tesseract-ocr-klingon`" in missing.error
 
 
-async def test_image_resize_crop_and_errors(store, tmp_path):
+async def test_image_resize_crop_and_errors(tmp_path):
     from PIL import Image
 
     src = tmp_path / "photo.jpg"
     Image.new("RGB", (400, 200), "blue").save(src)
+    store = ArtifactStore(tmp_path / "artifacts", readable=[tmp_path])  # tools may read the photo's folder
     hub = ToolHub("vision", [ImageResizeTool(store), ImageCropTool(store), ImageDrawTextTool(store)])
     half = await hub.call("image_resize", {"image": str(src), "width": 200})
     assert half.artifacts[0].metadata["width"] == 200 and half.artifacts[0].metadata["height"] == 100

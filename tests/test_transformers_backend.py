@@ -103,25 +103,31 @@ async def test_concurrent_requests_share_one_generate(model_dir):
 async def test_requests_trickling_in_join_one_batch_until_a_quiet_gap_or_the_cap(model_dir):
     """Requests reaching a Serve replica arrive a few ms apart: the batch stays open while they keep
     coming (no arrival for batch_wait_ms closes it), up to batch_wait_max_ms. A single fixed wait
-    split such a burst into two generates (2x the time for 32 pooled requests on an H100)."""
-    llm = TransformersChatModel(model_dir, device="cpu", num_threads=1, max_batch_size=8, batch_wait_ms=30,
-                                batch_wait_max_ms=2000)
+    split such a burst into two generates (2x the time for 32 pooled requests on an H100).
+
+    Gaps are set as ratios of the quiet window, with room for a slow or busy machine: arrivals
+    10x closer than the window must join, a pause 6x longer must split, and a capped burst spans
+    2x the cap."""
+    wait_ms = 100
+    llm = TransformersChatModel(model_dir, device="cpu", num_threads=1, max_batch_size=8, batch_wait_ms=wait_ms,
+                                batch_wait_max_ms=5000)
 
     async def late(i: int, gap_s: float):
         await asyncio.sleep(i * gap_s)
         return await llm.chat(tm.text_question(), None, {"max_tokens": 3})
 
     llm.load()
-    await asyncio.gather(*(late(i, 0.01) for i in range(6)))  # 10 ms apart: 50 ms from first to last
-    assert llm.stats.batch_sizes == [6]
-    await asyncio.gather(*(late(i, 0.1) for i in range(2)))  # a 100 ms gap: the first batch closed before
+    await asyncio.gather(*(late(i, wait_ms / 10 / 1000) for i in range(6)))  # 10 ms apart, 50 ms in all
+    assert llm.stats.batch_sizes == [6]  # a window that closed after the first arrival would have split them
+    await asyncio.gather(*(late(i, 6 * wait_ms / 1000) for i in range(2)))  # a 600 ms pause: two batches
     assert llm.stats.batch_sizes[1:] == [1, 1]
-    capped = TransformersChatModel(model_dir, device="cpu", num_threads=1, max_batch_size=8, batch_wait_ms=30,
+    capped = TransformersChatModel(model_dir, device="cpu", num_threads=1, max_batch_size=8, batch_wait_ms=wait_ms,
                                    batch_wait_max_ms=0)  # the cap: one batch_wait_ms, as before
     capped.load()
     llm = capped
-    await asyncio.gather(*(late(i, 0.02) for i in range(3)))  # 40 ms from first to last: split
-    assert len(capped.stats.batch_sizes) >= 2 and sum(capped.stats.batch_sizes) == 3
+    # 40 ms apart (the quiet-gap rule alone would keep the batch open), 200 ms from first to last: the cap splits
+    await asyncio.gather(*(late(i, 0.4 * wait_ms / 1000) for i in range(6)))
+    assert len(capped.stats.batch_sizes) >= 2 and sum(capped.stats.batch_sizes) == 6
 
 
 async def test_different_sampling_settings_are_not_mixed(model_dir):

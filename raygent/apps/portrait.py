@@ -41,6 +41,7 @@ class PortraitItem(BaseModel):
     blur: float | None = None
     portrait: str | None = None  # the painted portrait's path in the output folder
     error: str | None = None  # the painter's failure, if any
+    staged: str | None = Field(default=None, exclude=True)  # the copy the tools read (see _stage)
 
 
 class PortraitResult(BaseModel):
@@ -68,6 +69,27 @@ async def _rules_stylist(env: Envelope, ctx: Any) -> str:
     from raygent.imaging.stylize import style_params_from_text
 
     return style_params_from_text(env.content.content or "").model_dump_json()
+
+
+def _stage(photo: str) -> str | None:
+    """The photo as the team's tools can read it, or None when there is no such file.
+
+    The tools read only files in the artifact store and the folders of RAYGENT_TOOL_FILES (their
+    arguments may come from a model: ArtifactStore.open_input). The customer chose this photo, so
+    one from elsewhere is copied into the store (also the way it reaches tools on other nodes,
+    where the store is shared storage)."""
+    from raygent.toolhub.artifacts import PathNotAllowed, default_store
+
+    store = default_store()
+    try:
+        return str(store.open_input(photo))
+    except FileNotFoundError:
+        return None
+    except PathNotAllowed:
+        try:
+            return store.save_file(store.open_path(photo)).uri
+        except FileNotFoundError:
+            return None
 
 
 def _face_tool() -> Any:
@@ -148,10 +170,16 @@ class PortraitStudio:
         return result
 
     async def _inspect(self, team: Team, photo: str) -> PortraitItem:
-        reply = await team.ask("inspector", json.dumps({"image": photo}))
+        staged = await asyncio.to_thread(_stage, photo)
+        if staged is None:
+            item = PortraitItem(photo=photo, accepted=False, reason=f"The photo was refused: the file {photo} "
+                                                                    f"does not exist")
+            self.progress(f"inspector: {Path(photo).name}: refused: {item.reason}")
+            return item
+        reply = await team.ask("inspector", json.dumps({"image": staged}))
         report = json.loads(reply.content.content or "{}")
         item = PortraitItem(photo=photo, accepted=bool(report.get("ok")), reason=report.get("refusal"),
-                            faces=len(report.get("faces") or []), blur=report.get("blur"))
+                            faces=len(report.get("faces") or []), blur=report.get("blur"), staged=staged)
         self.progress(f"inspector: {Path(photo).name}: " + ("accepted" if item.accepted else f"refused: {item.reason}"))
         return item
 
@@ -185,7 +213,7 @@ class PortraitStudio:
     async def _paint(self, team: Team, item: PortraitItem, style: dict[str, Any], out: Path, n: int) -> PortraitItem:
         if not item.accepted:
             return item
-        args = {"photo": item.photo, **{k: v for k, v in style.items() if k in (
+        args = {"photo": item.staged or item.photo, **{k: v for k, v in style.items() if k in (
             "style", "strength", "tint", "crop_margin", "size") and v is not None}}
         try:
             reply = await team.ask("painter", json.dumps(args, ensure_ascii=False))

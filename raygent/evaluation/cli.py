@@ -7,6 +7,20 @@ import json
 from typing import Any
 
 
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """`--set KEY=VALUE` pairs; a VALUE that reads as JSON (4.0, true, null, [1]) is taken as that."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
 async def _bfcl(args: argparse.Namespace) -> int:
     from raygent.evaluation.bfcl import parse_categories, wheel_path
     from raygent.evaluation.runner import evaluate, format_summary
@@ -15,7 +29,8 @@ async def _bfcl(args: argparse.Namespace) -> int:
     wheel_path()  # BFCLDataMissing names the command that fetches the data
     summary = await evaluate(args.category, limit=args.limit, seed=args.seed, model=args.model,
                              workers=args.workers, out=args.out, progress=not args.no_progress,
-                             threads=args.threads, max_calls=args.max_calls)
+                             threads=args.threads, max_calls=args.max_calls,
+                             model_options=parse_options(args.set))
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
@@ -50,8 +65,10 @@ def add_commands(sub: Any) -> None:
     b.add_argument("--threads", type=int, default=None,
                    help="llama.cpp threads per worker (default: this machine's CPUs divided among the workers)")
     b.add_argument("--max-calls", type=int, default=None,
-                   help="calls the llama.cpp model may make per reply (default: the model's own, 1 for the "
-                        "embedded model, which caps the parallel categories)")
+                   help="calls the llama.cpp model may make per reply (default: the model's own, 4 for the "
+                        "embedded model; 1 caps the parallel categories at 0)")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a constructor option of the model, repeatable (e.g. --set call_bias=4 --set max_calls=4)")
     b.add_argument("--out", default=None, help="write one JSON line per case to this file")
     b.add_argument("--json", action="store_true", help="print a JSON summary")
     b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -279,11 +279,12 @@ def format_summary(summary: dict[str, Any]) -> str:
 async def evaluate(categories: str | Sequence[str], *, limit: int | None = None, seed: int = 0,
                    model: str | None = None, workers: int = 1, out: str | os.PathLike | None = None,
                    progress: bool = True, threads: int | None = None, max_calls: int | None = None,
-                   wheel: str | os.PathLike | None = None) -> dict[str, Any]:
+                   wheel: str | os.PathLike | None = None,
+                   model_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load, run and summarize: what `raygent eval bfcl` does. Returns the JSON summary.
 
-    max_calls: calls a llama.cpp model may make in one reply (its default is 1, which caps the
-    parallel categories; see LlamaCppChatModel)."""
+    max_calls: calls a llama.cpp model may make in one reply (see LlamaCppChatModel).
+    model_options: more constructor options of the model (e.g. {"call_bias": 4.0}), to compare settings."""
     from raygent.evaluation.bfcl import load_cases, parse_categories
     from raygent.llm_pool.llama_cpp import LlamaCppChatModel
 
@@ -293,12 +294,15 @@ async def evaluate(categories: str | Sequence[str], *, limit: int | None = None,
         if not (isinstance(choice.cls, type) and issubclass(choice.cls, LlamaCppChatModel)):
             raise ValueError(f"--max-calls applies to llama.cpp models; {choice.label!r} is {choice.cls.__name__}")
         choice.kwargs["max_calls"] = max_calls
+    if model_options:
+        choice.kwargs.update(model_options)
     cases = load_cases(names, limit=limit, seed=seed, wheel=wheel)
     start = time.perf_counter()
     records = await run_cases(cases, model=choice, workers=workers, out=out, progress=progress, threads=threads)
     summary = summarize(records)
     summary.update(model=choice.label, model_name=next((r["model"] for r in records if r.get("model")), ""),
                    categories_requested=names, limit=limit, seed=seed, workers=workers, max_calls=max_calls,
+                   model_options=dict(model_options or {}),
                    cases=len(records), seconds=round(time.perf_counter() - start, 1),
                    out=str(Path(out)) if out else None)
     return summary

@@ -84,11 +84,13 @@ async def _sdk(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _local_file(value: str, store: ArtifactStore) -> Path | None:
-    """An artifact URI / local path / file:// URI -> its path; None for an http(s) URL."""
+    """An artifact URI / local path / file:// URI -> its path; None for an http(s) URL. The file is
+    uploaded to DashScope, so only the folders tools may read qualify (ArtifactStore.open_input):
+    the model cannot send ~/.ssh/id_rsa off the machine."""
     if value.startswith(("http://", "https://", "oss://")):
         return None
     try:
-        return store.open_path(value)
+        return store.open_input(value)
     except FileNotFoundError:
         raise ToolError(f"file not found: {value} (pass a path, an artifact URI or an http(s) URL)") from None
 

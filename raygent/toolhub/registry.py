@@ -60,6 +60,22 @@ class CompiledValidator:
             return False
 
 
+def clip(text: str, limit: int = 200) -> str:
+    """`text`, cut to `limit` characters with a note saying so: messages quote the model's
+    arguments, and one argument may be megabytes."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _problem_text(error: Any) -> str:
+    """jsonschema's message with the offending value cut short: "'<1 MB of text>' is too long"
+    becomes "'http://x/aaa...' (1000012 characters) is too long", so the verdict at the end survives."""
+    shown = repr(error.instance)
+    message = error.message
+    if len(shown) > 120 and shown in message:
+        message = message.replace(shown, f"{shown[:80]}... ({len(shown)} characters)")
+    return clip(message, 400)
+
+
 def validation_error(spec: ToolSpec, arguments: Any, validator: Any = None) -> str | None:
     """A model-readable description of why `arguments` fail the tool's schema, or None."""
     if not isinstance(arguments, dict):
@@ -73,7 +89,8 @@ def validation_error(spec: ToolSpec, arguments: Any, validator: Any = None) -> s
     if not problems:
         return None
     details = "; ".join(
-        (f"'{'.'.join(str(p) for p in e.path)}': " if e.path else "") + e.message for e in problems[:5]
+        (f"'{clip('.'.join(str(p) for p in e.path), 100)}': " if e.path else "") + _problem_text(e)
+        for e in problems[:5]
     )
     return f"invalid arguments for tool {spec.name!r}: {details}. Expected parameters schema: {spec.parameters}"
 
@@ -155,7 +172,8 @@ class ToolRegistry:
 
         tool = self._tools.get(name)
         if tool is None:
-            return fail(f"unknown tool {name!r}; available tools: {', '.join(sorted(self._tools)) or '(none)'}")
+            return fail(f"unknown tool {clip(repr(name), 100)}; available tools: "
+                        f"{', '.join(sorted(self._tools)) or '(none)'}")
         spec = self._specs[name]
         problem = validation_error(spec, arguments, self._validators.get(name))
         if problem:

@@ -20,6 +20,10 @@ _CONSTS = {"pi": math.pi, "e": math.e}
 _NORMALISE = str.maketrans({"×": "*", "÷": "/", "（": "(", "）": ")", "＋": "+", "－": "-", "−": "-", "^": "**", "，": ","})
 
 
+MAX_RESULT_DIGITS = 1000  # an integer result longer than this is refused (it would flood the context)
+_MAX_RESULT_BITS = int(MAX_RESULT_DIGITS * math.log2(10)) + 1
+
+
 class CalculatorError(ValueError):
     pass
 
@@ -57,9 +61,20 @@ def calculate(expression: str) -> float | int:
     except SyntaxError as exc:
         raise CalculatorError(f"not an arithmetic expression: {expression!r}") from exc
     value = _eval(tree)
+    _check_size(value)
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return int(value)
     return value
+
+
+def _check_size(value: float | int) -> None:
+    """Refuse an integer result too long to show: 999999999999**1000 has 12000 digits, which is no
+    answer to give a model, and past 4300 digits Python cannot even turn it into text (the JSON of
+    the result would raise)."""
+    if isinstance(value, int) and value.bit_length() > _MAX_RESULT_BITS:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        raise CalculatorError(f"the result has about {digits} digits, more than the {MAX_RESULT_DIGITS} the "
+                              f"calculator returns; ask for its logarithm (log(x, 10)) instead")
 
 
 class CalculatorTool(Tool):

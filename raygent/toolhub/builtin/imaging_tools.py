@@ -1,5 +1,6 @@
 """Picture tools: generate an image from a description, inspect a photo for a portrait, paint a
-portrait. Outputs are PNG artifacts (references); inputs are artifact URIs or local paths.
+portrait. Outputs are PNG artifacts (references); inputs are artifact URIs or local paths inside
+the folders tools may read (the store, RAYGENT_TOOL_FILES: see ArtifactStore.open_input).
 
 - `image_generate`: through the configured image backend (`ImageGenerateTool(backend=...)`, else
   $RAYGENT_IMAGE_BACKEND, else "offline": the scene painter of raygent.imaging.offline).
@@ -113,8 +114,8 @@ class FaceInspectTool(Tool):
         if max_faces is not None:
             thresholds = thresholds.model_copy(update={"max_faces": max_faces})
         try:
-            path = str((self.store or default_store()).open_path(image))
-        except FileNotFoundError:
+            path = str((self.store or default_store()).open_input(image))
+        except FileNotFoundError:  # missing, in a folder tools may read (a path outside raised PathNotAllowed)
             path = image  # inspect_photo reports the missing file as a refusal
         report = await asyncio.to_thread(inspect_photo, path, thresholds)
         out = report.model_dump(exclude={"path"})
@@ -158,14 +159,20 @@ class PortraitPaintTool(Tool):
     async def call(self, photo: str, style_words: str | None = None, style: str | None = None,
                    strength: float | None = None, tint: str | None = None, crop_margin: float | None = None,
                    size: int | None = None) -> ToolOutput:
+        from raygent.imaging.base import ImageBackendError
         from raygent.imaging.stylize import StyleParams, paint_portrait, style_params_from_text
+        from raygent.toolhub.artifacts import default_store
 
+        try:  # the model's path: confined to the folders tools may read
+            path = (self.store or default_store()).open_input(photo)
+        except FileNotFoundError:
+            raise ImageBackendError(f"photo not found: {photo}") from None
         params = style_params_from_text(style_words) if style_words else StyleParams()
         explicit = {k: v for k, v in {"style": style, "strength": strength, "tint": tint, "crop_margin": crop_margin,
                                       "size": size}.items() if v is not None}
         if explicit:
             params = StyleParams(**{**params.model_dump(), **explicit})
-        artifact = await asyncio.to_thread(paint_portrait, photo, params, store=self.store, thresholds=self.thresholds)
+        artifact = await asyncio.to_thread(paint_portrait, path, params, store=self.store, thresholds=self.thresholds)
         return ToolOutput({"image": artifact.uri, "width": artifact.metadata.get("width"),
                            "height": artifact.metadata.get("height"), "style_params": params.model_dump()}, [artifact])
 

@@ -1,6 +1,7 @@
 """Vision tools that run offline: OCR with tesseract (English, simplified Chinese) and Pillow image
-operations (resize, crop, draw text). Inputs are artifact references or local paths; outputs are
-new image artifacts, so a chain of edits never overwrites the caller's file.
+operations (resize, crop, draw text). Inputs are artifact references or local paths inside the
+folders tools may read (ArtifactStore.open_input); outputs are new image artifacts, so a chain of
+edits never overwrites the caller's file.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ CJK_FONTS = ["/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", "/usr/share/fonts
              "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
              "/usr/share/fonts/truetype/arphic/uming.ttc"]
 LATIN_FONTS = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"]
+MAX_SIDE = 10000  # pixels: the largest image a tool makes (image_resize's bound; 10000x10000 RGB is 300 MB)
+MAX_TEXT_CHARS = 5000  # image_draw_text writes a caption or a sign, not a book (the canvas grows with the text)
 
 
 def _store(store: ArtifactStore | None) -> ArtifactStore:
@@ -34,10 +37,11 @@ def _store(store: ArtifactStore | None) -> ArtifactStore:
 
 
 def open_image(ref: str, store: ArtifactStore | None = None) -> Any:
-    """A PIL image from an artifact URI or path, with a clear error when it is not an image."""
+    """A PIL image from an artifact URI or path (the model's argument: confined to the folders tools
+    may read, see ArtifactStore.open_input), with a clear error when it is not an image."""
     from PIL import Image, UnidentifiedImageError
 
-    path = _store(store).open_path(ref)
+    path = _store(store).open_input(ref)
     try:
         im = Image.open(path)
         im.load()
@@ -102,7 +106,7 @@ class OcrTool(Tool):
 
     async def call(self, image: str, lang: str = "auto") -> dict[str, Any]:
         binary = require_binary("tesseract", "tesseract-ocr", "ocr")
-        path = _store(self.store).open_path(image)
+        path = _store(self.store).open_input(image)
         languages = self._languages(lang)
         text = ""
         # automatic page segmentation first (documents); a short line or label it finds no text in is often
@@ -126,8 +130,8 @@ class ImageResizeTool(Tool):
         "type": "object",
         "properties": {
             "image": _IMAGE_ARG,
-            "width": {"type": "integer", "minimum": 1, "maximum": 10000},
-            "height": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "width": {"type": "integer", "minimum": 1, "maximum": MAX_SIDE},
+            "height": {"type": "integer", "minimum": 1, "maximum": MAX_SIDE},
         },
         "required": ["image"],
     }
@@ -186,6 +190,15 @@ def find_font(text: str) -> str | None:
     return None
 
 
+def _canvas_size(width: int, height: int) -> tuple[int, int]:
+    """A new canvas's size, refused past MAX_SIDE: 10000 characters at font size 400 ask for a
+    3955156x372 canvas, 4 GB that Pillow would try to allocate."""
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise ValueError(f"the text needs a {width}x{height} canvas, more than {MAX_SIDE} pixels a side: use less "
+                         f"text, a smaller font_size or smaller x/y, or draw on an existing image")
+    return width, height
+
+
 class ImageDrawTextTool(Tool):
     name = "image_draw_text"
     description = ("Write text onto an image (or onto a new blank canvas when no image is given); Chinese works. "
@@ -193,7 +206,7 @@ class ImageDrawTextTool(Tool):
     parameters = {
         "type": "object",
         "properties": {
-            "text": {"type": "string", "minLength": 1},
+            "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS},
             "image": {**_IMAGE_ARG, "description": "image to draw on (artifact URI or path); omit for a new canvas"},
             "x": {"type": "integer", "default": 10}, "y": {"type": "integer", "default": 10},
             "font_size": {"type": "integer", "minimum": 6, "maximum": 400, "default": 32},
@@ -225,7 +238,7 @@ class ImageDrawTextTool(Tool):
         else:
             probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
             left, top, right, bottom = probe.multiline_textbbox((0, 0), text, font=font)
-            im = Image.new("RGB", (right + 2 * max(x, 0), bottom + 2 * max(y, 0)), background)
+            im = Image.new("RGB", _canvas_size(right + 2 * max(x, 0), bottom + 2 * max(y, 0)), background)
         ImageDraw.Draw(im).multiline_text((x, y), text, fill=color, font=font)
         return save_image(im, self.store, {"source": image, "operation": "draw_text",
                                            "font": Path(font_path).name if font_path else "default"})
