@@ -25,7 +25,14 @@ def batched_llm():
 
 async def test_concurrent_agents_decode_together_and_share_the_prompt_prefix(batched_llm):
     questions = {"What is 17*23?": 391, "What is 99*99?": 9801, "What is 2**10?": 1024, "What is 365*24?": 8760}
+    before = dict(batched_llm._engine.generating_per_decode)
     results = await asyncio.gather(*(Agent(llm=batched_llm, tools=default_tools()).run(q) for q in questions))
+    after = batched_llm._engine.generating_per_decode
+    shared = {k: after[k] - before.get(k, 0) for k in after if k >= 2 and after[k] > before.get(k, 0)}
+    # the runs really decoded together: many llama_decode calls carried a token of two or more
+    # sequences (a one-at-a-time engine with prefix reuse gives the same answers and cache shares,
+    # and no such call)
+    assert sum(shared.values()) >= 10 and max(shared) >= 3, (before, dict(after))
     for (question, value), result in zip(questions.items(), results):
         assert [c.name for c in result.tool_calls] == ["calculator"], question
         assert result.tool_calls[0].result["result"] == value and str(value) in result.answer.replace(",", "")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,9 @@ class BatchedLlama:
         self._inbox: queue.Queue[BatchRequest | None] = queue.Queue()
         self._waiting: list[BatchRequest] = []
         self._closed = False
+        #: decode calls by how many sequences generated a token in them (prompt chunks aside): what
+        #: shows that concurrent requests really shared decode steps (tests, benchmarks, logs)
+        self.generating_per_decode: Counter[int] = Counter()
         self._thread = threading.Thread(target=self._run, name="llama-batch", daemon=True)
         self._thread.start()
 
@@ -201,6 +205,7 @@ class BatchedLlama:
             if slot.next_token is not None:  # generating: one token each
                 add(slot, slot.next_token, True)
                 slot.next_token = None
+        generating = n
         for slot in active:  # prompts fill the rest of the batch, in chunks
             chunk = slot.pending[: self.n_batch - n]
             del slot.pending[: len(chunk)]
@@ -209,6 +214,7 @@ class BatchedLlama:
         if n == 0:
             return
         batch.n_tokens = n
+        self.generating_per_decode[generating] += 1
         status = self._lib.llama_decode(self.ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode failed (status {status}): the KV cache is full or the batch invalid; "
