@@ -332,4 +332,8 @@ async def test_replica_decodes_concurrent_agents_together(serve_port):
         assert result.tool_calls[0].name == "calculator" and result.tool_calls[0].result["result"] == value
         assert str(value) in result.answer.replace(",", "")
     assert max(r.usage.cached_prompt_tokens for r in results) > 700
+    # and the two runs really shared decode steps on the replica (a one-at-a-time replica with
+    # prefix reuse gives the same answers and cache shares, and no decode call with two sequences)
+    per_decode = (await pool.replica_info())["batching"]["generating_per_decode"]
+    assert per_decode.get(2, 0) >= 5, per_decode
     delete_model("t-batched")

@@ -432,6 +432,13 @@ class LlamaCppChatModel(ChatModel):
         return Completion(text=parsed.text, tool_calls=calls, usage=usage, finish_reason=reason,
                           model=self.model_name, raw=raw, parse_errors=parsed.errors)
 
+    def batch_stats(self) -> dict[str, Any] | None:
+        """With `parallel` > 1: the engine's decode calls by how many sequences generated a token in
+        each ({sequences: calls}); None on the one-request-at-a-time path."""
+        if self._engine is None:
+            return None
+        return {"generating_per_decode": dict(self._engine.generating_per_decode)}
+
     def _lock_for_loop(self) -> asyncio.Lock:
         if self._lock is None:
             self._lock = asyncio.Lock()

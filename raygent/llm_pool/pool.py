@@ -202,8 +202,10 @@ class ModelServer:
         from ray import serve
 
         ctx = serve.get_replica_context()
+        batching = getattr(self.model, "batch_stats", None)
         return {"pid": os.getpid(), "replica": ctx.replica_tag if ctx else None,
-                "node": __import__("ray").get_runtime_context().get_node_id()}
+                "node": __import__("ray").get_runtime_context().get_node_id(),
+                "batching": batching() if callable(batching) else None}
 
     async def check_health(self) -> None:
         """Serve calls this periodically; raising marks the replica unhealthy and replaces it."""
