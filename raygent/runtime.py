@@ -74,11 +74,12 @@ def init(address: str | None = None, *, num_cpus: int | None = None, namespace: 
     """Connect to Ray once: RAY_ADDRESS / `address` ("auto" or ray://...) or an embedded local Ray.
 
     An embedded Ray starts with the environment of `raygent.ray_env.local_ray_env` (lean settings,
-    Serve's gRPC handles and same-loop replicas; `ingress="haproxy"` for Serve's HAProxy ingress,
+    Serve's gRPC handles; `ingress="haproxy"` for Serve's HAProxy ingress,
     default $RAYGENT_SERVE_INGRESS or "proxy"). Safe to call repeatedly; returns the cluster resources.
     Asking for the HAProxy ingress when Ray is already up without it raises: Ray's processes read it
     only at start.
     """
+    global _started_ingress
     ray = _ray()
     ingress = ingress or os.environ.get("RAYGENT_SERVE_INGRESS") or "proxy"
     if not ray.is_initialized():
@@ -93,15 +94,15 @@ def init(address: str | None = None, *, num_cpus: int | None = None, namespace: 
         options.update(kwargs)
         with ray_env.started_with(env):
             ray.init(address=address, **options)
-        _started_ingress.append(ingress if address is None else "cluster")
-    elif ingress == "haproxy" and _started_ingress and _started_ingress[-1] == "proxy":
+        _started_ingress = ingress if address is None else "cluster"
+    elif ingress == "haproxy" and _started_ingress == "proxy":
         raise ray_env.IngressUnavailableError(
             "this process's Ray started with Serve's HTTP proxy ingress; the HAProxy ingress has to be chosen "
             "before Ray starts (RAYGENT_SERVE_INGRESS=haproxy, or serve on a fresh process)")
     return dict(ray.cluster_resources())
 
 
-_started_ingress: list[str] = []  # how this process's Ray was started (for a late ingress choice)
+_started_ingress: str | None = None  # how this process's Ray was started (for a late ingress choice)
 
 
 def shutdown() -> None:

@@ -393,7 +393,7 @@ class LlamaCppChatModel(ChatModel):
         """The call bias of a reply to a user message: `call_bias`, or with `relevance_bias` (base,
         weight, floor) base + weight x the request's similarity to its best-fitting tool, between the
         floor and `call_bias` (raygent.llm_pool.tool_relevance)."""
-        if self.relevance_bias is None or self._relevance is None:
+        if self._relevance is None:  # relevance_bias None
             return self.call_bias
         similarity = self._relevance.score(request, tools)
         if similarity is None:
