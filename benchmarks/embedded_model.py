@@ -70,6 +70,14 @@ async def main(model: str | None, lora: str, options: dict | None = None) -> Non
     gen_tps = out["usage"]["completion_tokens"] / max(1e-9, gen_s - n_prompt / prompt_tps)
     await turns(llm, cold=False)  # warm the shared prefix
     warm, warm_ok = await turns(llm, cold=False)
+    stats = llm.decode_stats()
+    # the same warm turns without speculative guesses, alternating with guesses to share the machine's phase
+    speculate, plain, fast = llm.speculate, [], []
+    for _ in range(2):
+        llm.speculate = False
+        plain += (await turns(llm, cold=False))[0]
+        llm.speculate = speculate
+        fast += (await turns(llm, cold=False))[0]
     cold, cold_ok = await turns(llm, cold=True)
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     print(f"machine: {platform.machine()} cpus={os.cpu_count()} threads={llm.n_threads}; model {llm.model_name}")
@@ -79,6 +87,11 @@ async def main(model: str | None, lora: str, options: dict | None = None) -> Non
           f"(max {max(warm):.2f}), right tool {warm_ok}/{len(REQUESTS)}  (goal <= 1.5 s)")
     print(f"baseline, cache cleared:          median {statistics.median(cold):.2f} s, right tool {cold_ok}/{len(REQUESTS)}")
     print(f"ratio cached / cleared = {statistics.median(warm) / statistics.median(cold):.2f}")
+    print(f"decode calls {stats['decode_calls']} for {stats['generated']} tokens "
+          f"({stats['drafted']} guessed tokens evaluated, {stats['drafts_rejected']} guesses cut short)")
+    print(f"speculate={speculate}: median {statistics.median(fast):.2f} s; speculate=False: median "
+          f"{statistics.median(plain):.2f} s; ratio {statistics.median(fast) / statistics.median(plain):.2f} "
+          f"(alternating, 16 turns each)")
     print(f"peak RSS {rss_gb:.2f} GB")
 
 

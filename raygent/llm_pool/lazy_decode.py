@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from raygent.llm_pool.prompt_lookup import PromptLookup
+
 
 def common_prefix(a: list[int], b: list[int]) -> int:
     """Length of the shared token prefix: what the KV cache already holds of a new prompt."""
@@ -87,6 +89,8 @@ class LazyGrammarDecoder:
         self._one = (llama_cpp.llama_token_data * 1)()
         self._all: Any = None
         self.n_generated = 0
+        # speculation counters: decode calls after the prompt, guessed tokens evaluated, guesses cut short
+        self.decode_calls = self.drafted = self.drafts_rejected = 0
 
     def close(self) -> None:
         if self.sampler is not None:
@@ -129,17 +133,49 @@ class LazyGrammarDecoder:
         ptr = self._lib.llama_get_logits_ith(self.llama._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
+    def _eval_rows(self, tokens: list[int]) -> list[np.ndarray]:
+        """Evaluate `tokens` in one batch after the cache; the logits after each of them (views of
+        the engine's buffer, valid until the next decode)."""
+        llama = self.llama
+        if len(tokens) == 1:
+            llama.eval(tokens)
+            return [self._logits()]
+        llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)
+        n_past = llama.n_tokens
+        llama._batch.set_batch(batch=tokens, n_past=n_past, logits_all=True)
+        llama._ctx.decode(llama._batch)
+        llama.input_ids[n_past:n_past + len(tokens)] = tokens
+        llama.n_tokens += len(tokens)
+        ctx = llama._ctx.ctx
+        return [np.ctypeslib.as_array(self._lib.llama_get_logits_ith(ctx, i), shape=(self.n_vocab,))
+                for i in range(len(tokens))]
+
     def generate(self, prompt: list[int], *, max_tokens: int, stop: list[str],
-                 first_token_bias: dict[int, float] | None = None) -> Iterator[tuple[str, str | None]]:
-        """Yield (text piece, finish_reason or None); the last item carries 'stop' or 'length'."""
+                 first_token_bias: dict[int, float] | None = None,
+                 lookup: PromptLookup | None = None) -> Iterator[tuple[str, str | None]]:
+        """Yield (text piece, finish_reason or None); the last item carries 'stop' or 'length'.
+
+        With `lookup` (a PromptLookup over `prompt`), each evaluated token goes with the tokens the
+        lookup guesses come next, in one batch; the guesses the model confirms are kept (the
+        output is the greedy output either way), the rest leave the cache again.
+        """
         llama = self.llama
         cached = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), prompt)
         cached = min(cached, len(prompt) - 1)  # always evaluate at least one token for fresh logits
         llama.n_tokens = cached
         llama.eval(prompt[cached:])
         out = StopText(llama, stop)
+        rows = [self._logits()]  # the logits for the next positions, one row each
+        drafted: list[int] = []  # guessed tokens in the cache beyond those generated
         for i in range(max_tokens):
-            token = self._choose(with_first_token_bias(self._logits(), first_token_bias if i == 0 else None))
+            token = self._choose(with_first_token_bias(rows.pop(0), first_token_bias if i == 0 else None))
+            if drafted:
+                if token == drafted[0]:
+                    drafted.pop(0)  # already in the cache, and `rows` holds what follows it
+                else:  # a wrong guess: it and everything guessed after it leave the cache
+                    llama.n_tokens -= len(drafted)
+                    drafted, rows = [], []
+                    self.drafts_rejected += 1
             self.n_generated += 1
             if self._lib.llama_vocab_is_eog(self.vocab, token):
                 yield out.rest(), "stop"
@@ -151,8 +187,15 @@ class LazyGrammarDecoder:
                 return
             if piece:
                 yield piece, None
-            if i + 1 < max_tokens:  # the last token's logits would never be read
-                llama.eval([token])
+            if lookup is not None:
+                lookup.append(token)
+            if rows or i + 1 >= max_tokens:  # the last token's logits would never be read
+                continue
+            guess = lookup.draft(limit=max_tokens - i - 2) if lookup is not None else []
+            rows = self._eval_rows([token, *guess])
+            drafted = guess
+            self.decode_calls += 1
+            self.drafted += len(guess)
         yield out.rest(), "length"
 
     def accept(self, token: int) -> None:
