@@ -85,7 +85,7 @@ async def _run(args: argparse.Namespace) -> int:
         print(json.dumps(payload, ensure_ascii=False, default=str))
     else:
         print(f"\n-- {result.steps} step(s), {result.usage.total_tokens} tokens, "
-              f"{time.perf_counter() - start:.1f} s, model {result.model}")
+              f"{time.perf_counter() - start:.1f} s, model {result.model}, run {result.run_id}")
     return 0 if result.stop_reason == "answer" else 1
 
 
@@ -196,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     from raygent.serve import keys_cli
 
     keys_cli.add_parser(sub)  # keys create|list|revoke
+    from raygent.telemetry import trace_cli
+
+    trace_cli.add_parser(sub)  # trace RUN_ID | --list
+    from raygent.ui import cli as ui_cli
+
+    ui_cli.add_parser(sub)  # ui: the web app (gradio imported only when it starts)
     from raygent.retrieval.cli import add_commands as add_retrieval_commands
 
     add_retrieval_commands(sub)  # retrieval eval, knowledge add|search|list

@@ -20,6 +20,11 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from raygent import ray_env
+from raygent.telemetry.tracing import carrier as _trace_carrier
+from raygent.telemetry.tracing import remote_span as _remote_span
+
+#: the keyword argument that carries the caller's span (W3C traceparent + run id) to the actor
+TRACE_KWARG = "__raygent_trace__"
 
 T = TypeVar("T")
 
@@ -54,6 +59,17 @@ def _component_died(message: str) -> ComponentUnavailableError:
 
         _died_error = ComponentDiedError
     return _died_error(message)
+
+
+def _name_actor_error(exc: BaseException, name: str) -> None:
+    """Say which component a Ray actor error is about: Ray's own message (a call to an actor on
+    another node, or one made while the actor restarts) names only the actor id. Errors the
+    component raised itself (RayTaskError) are left alone: they say what failed inside it."""
+    ray = _ray()
+    if isinstance(exc, ray.exceptions.RayActorError) and not isinstance(exc, ray.exceptions.RayTaskError):
+        message = getattr(exc, "error_msg", None)
+        if isinstance(message, str) and name not in message:
+            exc.error_msg = f"{name}: {message}"
 
 
 def _ray() -> Any:
@@ -128,6 +144,13 @@ class _ComponentHost:
 
     async def invoke(self, method: str, args: tuple, kwargs: dict) -> Any:
         fn = getattr(self.component, method)
+        trace = kwargs.pop(TRACE_KWARG, None) if kwargs else None
+        if trace is not None:  # a call made inside a traced run: a child span of the caller's, here
+            with _remote_span(trace, f"{type(self.component).__name__}.{method}"):
+                result = fn(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):
             result = await result
@@ -143,8 +166,10 @@ class _ComponentHost:
         return _pack(await self.invoke(method, args, kwargs))
 
     async def invoke_stream(self, method: str, args: tuple, kwargs: dict) -> Any:
-        async for item in getattr(self.component, method)(*args, **kwargs):
-            yield item
+        trace = kwargs.pop(TRACE_KWARG, None) if kwargs else None
+        with _remote_span(trace, f"{type(self.component).__name__}.{method}"):
+            async for item in getattr(self.component, method)(*args, **kwargs):
+                yield item
 
     def invoke_lane(self, blob: bytes) -> bytes:
         """The fast lane's entry (a Ray compiled graph runs it on a background thread): the call
@@ -218,12 +243,18 @@ class ActorProxy:
         handle = self._handle
         if kind == "stream":
             def stream_call(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+                trace = _trace_carrier()
+                if trace is not None:
+                    kwargs[TRACE_KWARG] = trace
                 return _stream(handle, method, args, kwargs)
             return stream_call
 
         route, lane = self._socket, self._lane
 
         async def call(*args: Any, **kwargs: Any) -> Any:
+            trace = _trace_carrier()
+            if trace is not None:  # the actor runs the call under the caller's span
+                kwargs[TRACE_KWARG] = trace
             try:
                 blob = _pack((method, args, kwargs))
             except Exception:  # e.g. ObjectRefs in the arguments: Ray's own serialiser handles them
@@ -234,7 +265,17 @@ class ActorProxy:
             elif lane is not None and lane.available():
                 return pickle.loads(await lane.call(blob))
             return pickle.loads(await handle.invoke_packed.remote(blob))
-        return call
+        if not self._name:
+            return call
+        name = self._name
+
+        async def named_call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await call(*args, **kwargs)
+            except Exception as exc:
+                _name_actor_error(exc, name)
+                raise
+        return named_call
 
     def __repr__(self) -> str:
         return f"ActorProxy(name={self._name!r}, methods={sorted(self._methods)})"

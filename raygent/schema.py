@@ -256,6 +256,8 @@ class RunResult(BaseModel):
     stop_reason: Literal["answer", "max_steps", "error"] = "answer"
     error: str | None = None
     artifacts: list[Artifact] = Field(default_factory=list)
+    #: the run's id: its trace is `raygent trace RUN_ID` (the API's run id for runs it started)
+    run_id: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -266,6 +268,7 @@ class RunResult(BaseModel):
             "model": self.model,
             "stop_reason": self.stop_reason,
             "error": self.error,
+            "run_id": self.run_id,
         }
 
 

@@ -167,3 +167,32 @@ def test_metrics_count_requests_and_tool_calls(base_url):
     assert 'raygent_http_requests_total{method="POST",route="/v1/runs",status="200"}' in text
     assert 'raygent_agent_tool_calls_total{agent="calc",tool="calculator"}' in text
     assert "raygent_agent_run_seconds_bucket" in text
+
+
+def test_metrics_of_models_and_tools_and_the_trace_of_an_api_run(base_url):
+    """raygent.telemetry: the replicas' model and tool metrics reach the ingress's /metrics (summed over
+    processes), and the API's run id names the run's trace, whose pool-replica span sits under the
+    agent replica's model call (tests/test_telemetry.py has the rest)."""
+    import time
+
+    from raygent.telemetry import tracing
+    from raygent.telemetry.trace_cli import render_tree
+
+    record = httpx.post(f"{base_url}/v1/runs?wait=true", json={"agent": "calc", "input": "6*7"}, timeout=60).json()
+    assert record["status"] == "succeeded" and record["result"]["run_id"] == record["id"], record
+    wanted = ('raygent_tool_calls_total{tool="calculator"}', "raygent_tool_latency_seconds_bucket{",
+              "raygent_model_tokens_generated_total{", "raygent_model_time_to_first_token_seconds_bucket{",
+              "raygent_model_queue_depth{")
+    deadline = time.monotonic() + 20
+    while True:  # each process pushes its values about once a second
+        text = httpx.get(f"{base_url}/metrics", timeout=30).text
+        spans = tracing.read_trace(record["id"])
+        names = {s["name"] for s in spans}
+        if (all(w in text for w in wanted) and {"agent.run", "model.generate"} <= names) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert all(w in text for w in wanted), text
+    by_id = {s["span_id"]: s for s in spans}
+    generate = next(s for s in spans if s["name"] == "model.generate")
+    assert by_id[generate["parent_span_id"]]["name"] in ("model.chat", "model.stream")
+    assert "model.generate" in render_tree(spans)

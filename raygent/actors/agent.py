@@ -26,6 +26,8 @@ from raygent.schema import (
     ToolResult,
     Usage,
 )
+from raygent.telemetry.runs import run_trace
+from raygent.telemetry.tracing import new_run_id
 from raygent.toolhub.base import FunctionTool, Tool
 from raygent.toolhub.registry import ToolRegistry
 
@@ -112,10 +114,22 @@ class Agent:
         """The memory session this agent writes to (None without memory); awaitable on an actor too."""
         return self.memory.session_id if self.memory is not None else None
 
-    async def run(self, text: str, *, params: GenerationParams | dict | None = None) -> RunResult:
+    async def use_session(self, session_id: str) -> str:
+        """Continue in the stored session `session_id` (read from the store at the next turn). An
+        agent actor restarted by Ray is built again without it: its caller says which session to go
+        on with. A no-op when the agent is already there."""
+        if self.memory is None:
+            raise ValueError("this agent has no memory: pass memory= (a store or a SQLite path)")
+        if self.memory.session_id != session_id:
+            self.memory.new_session(session_id)
+            self.history = []
+        return session_id
+
+    async def run(self, text: str, *, params: GenerationParams | dict | None = None,
+                  run_id: str | None = None) -> RunResult:
         result: RunResult | None = None
         # no one reads token deltas here: a whole-reply `chat` is one actor round trip, not a stream
-        async for event in self.stream(text, params=params, token_stream=False):
+        async for event in self.stream(text, params=params, token_stream=False, run_id=run_id):
             if event.type == "done":
                 result = event.result
         assert result is not None
@@ -132,9 +146,24 @@ class Agent:
         return iter(_run_blocking(collect()))
 
     async def stream(self, text: str, *, params: GenerationParams | dict | None = None,
-                     token_stream: bool = True) -> AsyncIterator[AgentEvent]:
+                     token_stream: bool = True, run_id: str | None = None) -> AsyncIterator[AgentEvent]:
         """Run one user turn, yielding step events. With `token_stream=False` the model is asked for
-        whole replies (answer text then arrives as one answer_delta per step)."""
+        whole replies (answer text then arrives as one answer_delta per step). `run_id` names the run
+        in its trace (`raygent trace RUN_ID`); default a new `run_...` id, reported in RunResult.run_id."""
+        trace = run_trace(run_id or new_run_id(), self)
+        try:
+            async for event in self._steps(text, params, token_stream, trace):
+                if event.type == "done":
+                    trace.finish(event.result)
+                yield event
+        except (Exception, asyncio.CancelledError) as exc:
+            trace.close(exc)
+            raise
+        finally:
+            trace.close()
+
+    async def _steps(self, text: str, params: GenerationParams | dict | None, token_stream: bool,
+                     trace: Any) -> AsyncIterator[AgentEvent]:
         base = as_params(params) if params is not None else self.params
         self.history.append(Message.user(text))
         usage = Usage()
@@ -149,6 +178,7 @@ class Agent:
             if self._model_name is None:
                 self._model_name = await self.llm.get_model_name()
             model = self._model_name
+            trace.set_model(model)
             specs = await self._select_tools(text, await self._tool_specs())
         except Exception as exc:
             async for e in self._fail(0, f"agent setup failed: {type(exc).__name__}: {exc}", usage, records, model):
@@ -156,14 +186,17 @@ class Agent:
             return
         last_text = ""
         for step in range(1, self.max_steps + 1):
+            trace.begin_step(step)
             step_params = base.model_copy(update={"tool_choice": "none"}) if force_answer else base
             history = await self.memory.context() if self.memory is not None else self.history
             messages = ([Message.system(self.system)] if self.system else []) + history
             answer_parts: list[str] = []
             final = None
+            model_call = trace.model_call(token_stream)
             try:
                 if token_stream:
                     async for delta in self.llm.stream(messages, specs or None, step_params):
+                        model_call.token()
                         if delta.finish_reason is None:
                             if delta.text:
                                 answer_parts.append(delta.text)
@@ -175,10 +208,12 @@ class Agent:
                     final = Delta(text=c.text, tool_calls=c.tool_calls, finish_reason=c.finish_reason, usage=c.usage,
                                   parse_errors=c.parse_errors)
             except Exception as exc:
+                model_call.end(error=exc)
                 async for e in self._fail(step, f"model call failed: {type(exc).__name__}: {exc}", usage, records,
                                           model):
                     yield e
                 return
+            model_call.end(final)
             if final is None:
                 async for e in self._fail(step, "model stream ended without a final delta", usage, records, model):
                     yield e
@@ -214,11 +249,14 @@ class Agent:
             # stored before the tools run: a crash during a call must not lose the model's request
             await self._add(Message.assistant(final.text or None, tool_calls=calls))
             fresh = [c for c in calls if _call_key(c) not in seen]
+            tools_span = trace.tools(fresh)
             try:
                 fresh_results = await self.tools.call_many(fresh) if fresh else []
             except Exception as exc:
+                tools_span.fail(exc)
                 fresh_results = [ToolResult(call_id=c.id, name=c.name, arguments=c.arguments,
                                             error=f"tool hub unavailable: {type(exc).__name__}: {exc}") for c in fresh]
+            trace.tools_done(tools_span)
             by_id = {r.call_id: r for r in fresh_results}
             results = []
             for call in calls:

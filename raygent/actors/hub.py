@@ -31,6 +31,7 @@ from typing import Any
 
 from raygent.actors.log import MessageLog, SQLiteLog
 from raygent.schema import Envelope, Message
+from raygent.telemetry.metrics import HUB_DEPTH, HUB_REDELIVERIES
 
 _MAILBOX_TOPIC = "__mailbox__:"  # a registration is remembered as a subscription to this topic + room
 _PRIVATE_TOPIC = "__private__:"  # ... and a private mailbox's (a reply box: not a member of its room)
@@ -58,9 +59,16 @@ class EnvelopeTooLargeError(HubError):
 
 
 class _Mailbox:
-    __slots__ = ("name", "room", "private", "ready", "leased", "has_items", "has_room", "capacity")
+    __slots__ = ("name", "room", "private", "ready", "leased", "has_items", "has_room", "capacity", "depth",
+                 "reported", "redeliveries")
 
-    def __init__(self, name: str, room: str, capacity: int, private: bool = False):
+    def __init__(self, name: str, room: str, capacity: int, private: bool = False, hub: str = "hub"):
+        # metrics (raygent_hub_mailbox_depth / _redeliveries): reply boxes share the label "_private"
+        # (one per coordinator: unbounded names); the depth gauge moves by deltas, so shared labels add up
+        label = "_private" if private else name
+        self.depth = HUB_DEPTH.labels(hub, label)
+        self.redeliveries = HUB_REDELIVERIES.labels(hub, label)
+        self.reported = 0
         self.name = name
         self.room = room
         self.private = private
@@ -76,6 +84,10 @@ class _Mailbox:
         return len(self.ready) + len(self.leased)
 
     def refresh(self) -> None:
+        size = len(self.ready) + len(self.leased)
+        if size != self.reported:
+            self.depth.inc(size - self.reported)
+            self.reported = size
         if self.ready:
             self.has_items.set()
         else:
@@ -149,7 +161,7 @@ class MessageHub:
                 private = topic.startswith(_PRIVATE_TOPIC)
                 room = topic.split(":", 1)[1]
                 for name in names:
-                    self._mailboxes.setdefault(name, _Mailbox(name, room, self.mailbox_size, private))
+                    self._mailboxes.setdefault(name, _Mailbox(name, room, self.mailbox_size, private, self.name))
             else:
                 self._topics[topic] = list(names)
         # what was not acknowledged is delivered again; first it is held for `replay_grace_s`, so a
@@ -158,13 +170,14 @@ class MessageHub:
         grace_until = time.monotonic() + self.replay_grace_s
         for recipient, env in await self.log.unacked():
             box = self._mailboxes.get(recipient) or self._mailboxes.setdefault(
-                recipient, _Mailbox(recipient, env.room, self.mailbox_size))
+                recipient, _Mailbox(recipient, env.room, self.mailbox_size, hub=self.name))
             env.attempt += 1  # it may have reached its recipient before the restart
             if self.replay_grace_s > 0:
                 box.leased[env.id] = (env, _REPLAY, grace_until)
             else:
                 box.ready[env.id] = env
             self._counters["redelivered"] += 1
+            box.redeliveries.inc()
         for box in self._mailboxes.values():
             box.refresh()
         self._reaper = asyncio.ensure_future(self._reap_leases())
@@ -191,6 +204,8 @@ class MessageHub:
             box.ready.move_to_end(i, last=False)
             released += 1
         self._counters["redelivered"] += released
+        if released:
+            box.redeliveries.inc(released)
         box.refresh()
         return released
 
@@ -209,7 +224,7 @@ class MessageHub:
         box = self._mailboxes.get(name)
         if box is None:
             await self.log.subscribe((_PRIVATE_TOPIC if private else _MAILBOX_TOPIC) + room, name)
-            box = self._mailboxes.setdefault(name, _Mailbox(name, room, self.mailbox_size, private))
+            box = self._mailboxes.setdefault(name, _Mailbox(name, room, self.mailbox_size, private, self.name))
         released = claimed = 0
         if consumer is not None:
             keep = set(holding)
@@ -511,4 +526,7 @@ class MessageHub:
     async def close(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
+        for box in self._mailboxes.values():  # a closed hub queues nothing: take its depth off the gauge
+            box.depth.dec(box.reported)
+            box.reported = 0
         await self.log.close()

@@ -168,11 +168,13 @@ class Team:
     """
 
     def __init__(self, room: str = "team", *, hub: Any = None, remote: bool = False, log: Any = None,
-                 driver: str = "driver", timeout_s: float = 600.0, mailbox_size: int = 1000, lease_s: float = 60.0):
+                 driver: str = "driver", timeout_s: float = 600.0, mailbox_size: int = 1000, lease_s: float = 60.0,
+                 max_restarts: int = 3):
         self.room = room
         self.remote = remote
         self.driver = driver
         self.timeout_s = timeout_s
+        self.max_restarts = max_restarts  # of each member's actor (-1: restarted without limit)
         if isinstance(hub, HubShards):
             hub = hub.for_room(room)
         if hub is None:
@@ -196,8 +198,10 @@ class Team:
             name, spec, replicas = member.name, member, member.replicas
             ray_options = dict(member.resources)
             coordinator_options.setdefault("concurrency", member.concurrency)
-        else:
-            name, spec, replicas, ray_options = member, handler, 1, {}
+        else:  # a handler: `replicas` and `ray_options` (Ray actor options) may be given here
+            name, spec = member, handler
+            replicas = coordinator_options.pop("replicas", 1)
+            ray_options = dict(coordinator_options.pop("ray_options", None) or {})
         if name in self.members or name == self.driver:
             raise ValueError(f"{name!r} is already in team {self.room!r}")
         coordinators = []
@@ -206,7 +210,8 @@ class Team:
             kwargs = dict(room=self.room, consumer=consumer, **coordinator_options)
             if self.remote and not local:
                 c = runtime.deploy(Coordinator, name, spec, self.hub, remote=True, init_kwargs=kwargs,
-                                   name=f"{self.room}.{consumer}", max_restarts=3, **ray_options)
+                                   name=f"{self.room}.{consumer}", **{"max_restarts": self.max_restarts,
+                                                                       **ray_options})
             else:
                 c = Coordinator(name, spec, self.hub, **kwargs)
             coordinators.append(c)

@@ -115,7 +115,19 @@ def error_response(exc: BaseException) -> tuple[int, dict[str, Any]]:
         return status, error_body(str(exc), status=status, code=type(exc).__name__)
     if isinstance(exc, ValueError):
         return 400, error_body(str(exc), status=400)
+    if _is_actor_death(exc):  # a process behind the request died (Ray restarts it): retry, not a bug
+        return 503, error_body(f"{type(exc).__name__}: {exc} (a server process died while handling this request; "
+                               f"retry shortly)", status=503, code="component_unavailable")
     return 500, error_body(f"{type(exc).__name__}: {exc}", status=500)
+
+
+def _is_actor_death(exc: BaseException) -> bool:
+    """A Ray actor (a Serve replica, a raygent component) died or is restarting under the call."""
+    try:
+        from ray.exceptions import RayActorError
+    except ImportError:  # pragma: no cover - ray is a core dependency
+        return False
+    return isinstance(exc, RayActorError)
 
 
 # -- small pieces -------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ from ray import serve
 from raygent.llm_pool.base import ChatModel, as_params
 from raygent.llm_pool.errors import BackendError
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolSpec
+from raygent.telemetry import metrics as _metrics
+from raygent.telemetry.runs import served_call
+from raygent.telemetry.tracing import carrier as _trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -173,16 +176,45 @@ class ModelServer:
         if key:
             await self.conversation_slot(key)
 
+    async def _label(self) -> str:
+        """The model's name as the metrics label (what agents see from `get_model_name`)."""
+        label = getattr(self, "_metrics_label", None)
+        if label is None:
+            try:
+                label = self._metrics_label = str(await self.model.get_model_name())
+            except Exception:
+                label = "unknown"
+        return label
+
     async def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
-                   params: GenerationParams | dict | None = None) -> Completion:
+                   params: GenerationParams | dict | None = None, trace: dict[str, str] | None = None) -> Completion:
+        """`trace`: the caller's span (raygent.telemetry.tracing.carrier), so this request's span joins its run."""
         await self._pin()
-        return await self.model.chat(messages, tools, params)
+        call = served_call(await self._label(), trace, False)
+        try:
+            completion = await self.model.chat(messages, tools, params)
+        except BaseException as exc:
+            call.end(error=exc)
+            raise
+        call.end(completion)
+        return completion
 
     async def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
-                     params: GenerationParams | dict | None = None) -> AsyncIterator[Delta]:
+                     params: GenerationParams | dict | None = None,
+                     trace: dict[str, str] | None = None) -> AsyncIterator[Delta]:
         await self._pin()
-        async for delta in self.model.stream(messages, tools, params):
-            yield delta
+        call = served_call(await self._label(), trace, True)
+        final = None
+        try:
+            async for delta in self.model.stream(messages, tools, params):
+                call.token()
+                if delta.finish_reason is not None:
+                    final = delta
+                yield delta
+        except BaseException as exc:
+            call.end(error=exc)
+            raise
+        call.end(final)
 
     async def get_model_name(self) -> str:
         return await self.model.get_model_name()
@@ -297,6 +329,9 @@ class PooledLLM(ChatModel):
     Picklable (the DeploymentHandle travels), so it can be handed to agents running as actors.
     """
 
+    #: the replicas record the model metrics (raygent.telemetry): the agent loop does not count them again
+    records_model_metrics = True
+
     def __init__(self, handle: Any, *, retries: int = 2, name: str | None = None, affinity: bool = True):
         from raygent.ray_env import with_process_transport
 
@@ -329,16 +364,18 @@ class PooledLLM(ChatModel):
             options["multiplexed_model_id"] = key
         return self._handle.options(**options) if options else self._handle
 
-    async def _call(self, method: str, *args: Any, messages: Sequence[Message] | None = None) -> Any:
+    async def _call(self, method: str, *args: Any, messages: Sequence[Message] | None = None,
+                    **kwargs: Any) -> Any:
         last: BaseException | None = None
         handle = self._routed(messages)
         for attempt in range(self.retries + 1):
             try:
                 with own_request_id():
-                    response = getattr(handle, method).remote(*args)
+                    response = getattr(handle, method).remote(*args, **kwargs)
                 return await response
             except Exception as exc:
                 if _is_back_pressure(exc):
+                    self._rejected()
                     raise PoolBusyError(f"model pool {self.name!r} is full (every replica at max_ongoing_requests "
                                         f"and the queue at max_queued_requests): retry later or add replicas") from exc
                 if not _is_replica_death(exc):
@@ -351,23 +388,30 @@ class PooledLLM(ChatModel):
 
     async def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
                    params: GenerationParams | dict | None = None) -> Completion:
+        trace = _trace_carrier()
         return await self._call("chat", list(messages), list(tools) if tools else None, as_params(params),
-                                messages=messages)
+                                messages=messages, **({"trace": trace} if trace else {}))
+
+    def _rejected(self) -> None:
+        _metrics.MODEL_REJECTED.labels(self._served_name or self.name, "pool_full").inc()
 
     async def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
                      params: GenerationParams | dict | None = None) -> AsyncIterator[Delta]:
         args = (list(messages), list(tools) if tools else None, as_params(params))
+        trace = _trace_carrier()
+        extra = {"trace": trace} if trace else {}
         for attempt in range(self.retries + 1):
             sent = 0
             try:
                 with own_request_id():
-                    deltas = self._routed(messages, stream=True).stream.remote(*args)
+                    deltas = self._routed(messages, stream=True).stream.remote(*args, **extra)
                 async for delta in deltas:
                     sent += 1
                     yield delta
                 return
             except Exception as exc:
                 if _is_back_pressure(exc):
+                    self._rejected()
                     raise PoolBusyError(f"model pool {self.name!r} is full: retry later or add replicas") from exc
                 if not _is_replica_death(exc):
                     raise

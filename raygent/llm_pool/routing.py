@@ -93,6 +93,27 @@ class ConversationRouter(RequestRouter):
             _, evicted = self._homes.popitem(last=False)
             self._homes_per_replica[evicted] -= 1
 
+    def _remove_pending_request_from_indices(self, pending_request: PendingRequest) -> None:
+        """Also drop the request from Ray's per-multiplexed-id index at once. Ray (2.60) leaves it
+        there until a later request with the same id looks it up, which a conversation that has ended
+        never sends: every conversation kept its last request (its prompt included) in the caller's
+        router for good, ~15 MiB per 1,000 conversations in an agent replica (benchmarks/load.py's
+        soak). An id has a request or two pending at a time, so the removal is cheap."""
+        super()._remove_pending_request_from_indices(pending_request)
+        index = getattr(self, "_pending_requests_by_model_id", None)
+        model_id = pending_request.metadata.multiplexed_model_id
+        if not model_id or index is None:
+            return
+        queue = index.get(model_id)
+        if queue is None:
+            return
+        try:
+            queue.remove(pending_request)
+        except ValueError:
+            pass
+        if not queue:
+            index.pop(model_id, None)
+
     # -- Serve's hooks -----------------------------------------------------------------------
     async def choose_replicas(self, candidate_replicas: list[RunningReplica],
                               pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:

@@ -16,12 +16,89 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from raygent.llm_pool.errors import BackendError
 from raygent.schema import AgentEvent, Message, RunResult
 from raygent.serve.models import AgentCard, RunRequest, ToolCard
 
 
 class SessionAccessError(LookupError):
     """The session does not exist for this caller (unknown, or another key's): answered as 404."""
+
+
+class AgentBusyError(BackendError):
+    """Every replica of the agent is at max_ongoing_requests and its queue is full: answered as 503
+    with Retry-After (the caller retries; nothing was started)."""
+
+    status = 503
+    retryable = True
+
+
+def _is_back_pressure(exc: BaseException) -> bool:
+    from ray.serve.exceptions import BackPressureError
+
+    return isinstance(exc, BackPressureError)
+
+
+class _RefusalProbe:
+    """The run's model, watched. The pool's refusal (PoolBusyError) of the run's first model call is
+    kept in `refused`: the run has done nothing yet, so the caller is told to retry (429 with
+    Retry-After) instead of getting a failed run. A run the pool has admitted (one call answered) is
+    finished: a later refusal is retried with backoff, for up to `patience_s`, as the pool frees up."""
+
+    PATIENCE_S = 60.0
+
+    def __init__(self, llm: Any, patience_s: float | None = None):
+        self._llm = llm
+        self.refused: BaseException | None = None
+        self.answered = False
+        self.patience_s = self.PATIENCE_S if patience_s is None else patience_s
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llm, name)
+
+    def _retry(self, exc: BaseException, waited: float) -> bool:
+        """Whether to try again after a failed call (and note a refusal of the run's first call)."""
+        from raygent.llm_pool.pool import PoolBusyError
+
+        if not isinstance(exc, PoolBusyError):
+            return False
+        if not self.answered:
+            self.refused = exc
+            return False
+        return waited < self.patience_s
+
+    @staticmethod
+    def _pause(tries: int) -> float:
+        return min(1.0, 0.05 * 2 ** min(tries, 5))
+
+    async def chat(self, *args: Any, **kwargs: Any) -> Any:
+        waited, tries = 0.0, 0
+        while True:
+            try:
+                reply = await self._llm.chat(*args, **kwargs)
+                break
+            except Exception as exc:
+                if not self._retry(exc, waited):
+                    raise
+                await asyncio.sleep(self._pause(tries))
+                waited, tries = waited + self._pause(tries), tries + 1
+        self.answered = True
+        return reply
+
+    async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        waited, tries = 0.0, 0
+        while True:
+            sent = False
+            try:
+                async for delta in self._llm.stream(*args, **kwargs):
+                    self.answered = sent = True
+                    yield delta
+                return
+            except Exception as exc:
+                if sent or not self._retry(exc, waited):  # text already went out: not repeated
+                    raise
+                await asyncio.sleep(self._pause(tries))
+                waited, tries = waited + self._pause(tries), tries + 1
 
 
 def build_tools(names: list[str]) -> list[Any]:
@@ -67,7 +144,12 @@ class AgentServer:
             self.llm = model
         from raygent.toolhub.registry import ToolRegistry
 
-        self.tools = ToolRegistry(build_tools(self.entry.tools))
+        tools = build_tools(self.entry.tools)
+        if self.entry.knowledge:  # the agent's knowledge base, searched by the knowledge_search tool
+            from raygent.retrieval.knowledge import KnowledgeSearchTool
+
+            tools.append(KnowledgeSearchTool(kb=self.entry.knowledge))
+        self.tools = ToolRegistry(tools)
         self.state_url = state_url
         self._store: Any = None
 
@@ -115,18 +197,23 @@ class AgentServer:
                      memory=self.store if session_id else None, session_id=session_id, **kwargs)
 
     async def stream(self, request: RunRequest | dict[str, Any], owner: str = "anonymous", *,
-                     token_stream: bool = True) -> AsyncIterator[AgentEvent]:
+                     token_stream: bool = True, run_id: str | None = None) -> AsyncIterator[AgentEvent]:
+        """`run_id`: the API's run id, which names the run's trace (`raygent trace RUN_ID`)."""
         request = request if isinstance(request, RunRequest) else RunRequest(**request)
         session_id = await self._session(request, owner)
         agent = self._agent(request, session_id)
-        async for event in agent.stream(request.text(), token_stream=token_stream):
+        agent.llm = probe = _RefusalProbe(agent.llm)
+        async for event in agent.stream(request.text(), token_stream=token_stream, run_id=run_id):
+            if event.type == "error" and probe.refused is not None:
+                raise probe.refused  # the pool refused the run's first model call: 429, retry later
             yield event
 
-    async def run(self, request: RunRequest | dict[str, Any], owner: str = "anonymous") -> RunResult:
+    async def run(self, request: RunRequest | dict[str, Any], owner: str = "anonymous",
+                  run_id: str | None = None) -> RunResult:
         """The result only: the model is asked for whole replies (one unary pool call per step
         instead of a token stream nobody reads)."""
         result: RunResult | None = None
-        async for event in self.stream(request, owner, token_stream=False):
+        async for event in self.stream(request, owner, token_stream=False, run_id=run_id):
             if event.type == "done":
                 result = event.result
         if result is None:
@@ -162,22 +249,36 @@ class ServedAgent:
 
         with own_request_id():
             response = self._target.run.remote(request.model_dump(mode="json"), owner)
-        return await response
+        try:
+            return await response
+        except Exception as exc:
+            if _is_back_pressure(exc):
+                raise AgentBusyError(f"agent {self.name!r} is at capacity (every replica at max_ongoing_requests "
+                                     f"and its queue full): retry later") from exc
+            raise
 
-    async def stream(self, request: RunRequest, owner: str = "anonymous") -> AsyncIterator[AgentEvent]:
+    async def stream(self, request: RunRequest, owner: str = "anonymous",
+                     run_id: str | None = None) -> AsyncIterator[AgentEvent]:
+        extra = {"run_id": run_id} if run_id else {}
         if not self._remote:
-            async for event in self._target.stream(request, owner):
+            async for event in self._target.stream(request, owner, **extra):
                 yield event
             return
         from raygent.llm_pool.pool import own_request_id
 
         with own_request_id():  # see own_request_id: concurrent runs from one request must not share an id
-            responses = self._target.options(stream=True).stream.remote(request.model_dump(mode="json"), owner)
+            responses = self._target.options(stream=True).stream.remote(request.model_dump(mode="json"), owner,
+                                                                         **extra)
         finished = False
         try:
             async for event in responses:
                 yield event
             finished = True
+        except Exception as exc:
+            if _is_back_pressure(exc):
+                raise AgentBusyError(f"agent {self.name!r} is at capacity (every replica at max_ongoing_requests "
+                                     f"and its queue full): retry later") from exc
+            raise
         finally:
             if not finished:  # the caller stopped (cancelled run, closed connection): stop the replica's loop
                 responses.cancel()

@@ -49,6 +49,9 @@ class AgentDeploymentSpec(BaseModel):
     num_gpus: float = Field(default=0.0, ge=0)
     resources: dict[str, float] = Field(default_factory=dict)
     max_ongoing_requests: int = Field(default=16, ge=1)
+    #: runs waiting for a replica beyond this are refused at once: the caller gets 503 with Retry-After
+    #: instead of waiting without bound (-1: unbounded)
+    max_queued_requests: int = Field(default=64, ge=-1)
 
 
 class AgentEntry(BaseModel):
@@ -67,6 +70,10 @@ class AgentEntry(BaseModel):
     tools: list[str] = Field(default_factory=lambda: list(DEFAULT_TOOL_NAMES))
     max_steps: int = Field(default=6, ge=1, le=50)
     memory: bool = True
+    #: a knowledge base (a name under $RAYGENT_HOME/knowledge, or a folder): adds `knowledge_search`
+    knowledge: str | None = None
+    #: example requests shown to users (the web app's conversation starters)
+    starters: list[str] = Field(default_factory=list)
     deployment: AgentDeploymentSpec = Field(default_factory=AgentDeploymentSpec)
 
 
@@ -184,7 +191,8 @@ def agent_app(name: str, entry: AgentEntry, model_handle: Any, model_name: str, 
     if spec.resources:
         actor["resources"] = dict(spec.resources)
     options: dict[str, Any] = {"name": f"agent-{name}", "ray_actor_options": replica_actor_options(actor),
-                               "max_ongoing_requests": spec.max_ongoing_requests}
+                               "max_ongoing_requests": spec.max_ongoing_requests,
+                               "max_queued_requests": spec.max_queued_requests}
     if spec.autoscaling is not None:
         options["autoscaling_config"] = spec.autoscaling.to_serve()
     else:

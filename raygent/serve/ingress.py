@@ -58,18 +58,25 @@ from raygent.serve.models import (
     SessionView,
     event_payload,
 )
+from raygent.serve.openapi import document
 from raygent.serve.security import SecurityMiddleware, SecuritySettings
 
 log = logging.getLogger(__name__)
 
 _ARTIFACT_ID = re.compile(r"^art_[0-9a-f]{16}$")
 _RUN_ID = re.compile(r"^run_[0-9a-f]{16}$")
+#: how long a finished run stays in memory (its events, for a stream still being written out); then
+#: GET /v1/runs/{id} reads it from the run store. It was 300 s: at 22 runs/s the ingress held ~6,600
+#: finished runs, +126 MiB (benchmarks/load.py's soak), and more the faster runs came
+FINISHED_RUN_GRACE_S = 5.0
 
 # Serve freezes the FastAPI app when the class below is decorated: the app, its handlers and its
 # middleware are all set up here, and read the running ingress's state through _LIVE.
 api = FastAPI(title="raygent", version="1",
               description="Models and agents over an OpenAI-compatible API, agent runs with server-sent events, "
                           "multi-agent rooms, artifacts, and A2A.")
+# /openapi.json says what the routes and the security layer really answer (raygent.serve.openapi)
+document(api)
 _LIVE: dict[str, Any] = {}
 METRICS = Metrics()
 # keys, limits, body size and CORS (raygent.serve.security); added first so that the metrics
@@ -185,7 +192,8 @@ def _agent_response(result: RunResult, name: str, session_id: str | None) -> dic
     out = completion_to_response(completion, model=name)
     out["raygent"] = {"tool_calls": [c.model_dump(mode="json") for c in result.tool_calls], "steps": result.steps,
                       "stop_reason": result.stop_reason, "error": result.error, "session_id": session_id,
-                      "artifacts": [a.model_dump(mode="json") for a in result.artifacts]}
+                      "artifacts": [a.model_dump(mode="json") for a in result.artifacts],
+                      "run_id": result.run_id}  # names the run's trace: `raygent trace RUN_ID`
     return out
 
 
@@ -272,6 +280,7 @@ class _LiveRun:
         self.changed = asyncio.Condition()
         self.task: asyncio.Task | None = None
         self.done = asyncio.Event()
+        self.refusal: BaseException | None = None  # the run was refused for capacity (429/503)
 
     async def add(self, event: AgentEvent) -> None:
         async with self.changed:
@@ -336,8 +345,11 @@ class RaygentIngress:
 
     @api.get("/metrics")
     async def metrics(self) -> Response:
+        from raygent.telemetry.metrics import cluster_text
+
         body, content_type = METRICS.render()
-        return Response(body, media_type=content_type)
+        # models, tools and hubs (raygent.telemetry): every process's values, summed
+        return Response(body + (await cluster_text()).encode(), media_type=content_type)
 
     @api.get("/v1/models")
     async def models(self) -> Response:
@@ -418,9 +430,10 @@ class RaygentIngress:
             metrics.finished(result)
             return result
 
-    async def _run_events(self, name: str, run: RunRequest, owner: str) -> AsyncIterator[AgentEvent]:
+    async def _run_events(self, name: str, run: RunRequest, owner: str,
+                          run_id: str | None = None) -> AsyncIterator[AgentEvent]:
         with _RunMetrics(METRICS, name) as metrics:
-            async for event in self.agents[name].stream(run, owner):
+            async for event in self.agents[name].stream(run, owner, run_id=run_id):
                 if event.type == "tool_call" and event.tool_call is not None:
                     METRICS.tool_calls.labels(name, event.tool_call.name).inc()
                 if event.type == "done":
@@ -440,6 +453,10 @@ class RaygentIngress:
             return _error(400, str(exc), param="input")
         owner = _owner(request)
         memory = self.config.agents[name].memory
+        if memory and body.session_id:  # another key's session: 404 now, not a run that fails later
+            refused = await self._owned_session(request, body.session_id, new_ok=True)
+            if isinstance(refused, JSONResponse):
+                return refused
         session_id = body.session_id or (f"s-{new_id('run')[4:]}" if memory else None)
         body = body.model_copy(update={"agent": name, "session_id": session_id})
         record = RunRecord(agent=name, owner=owner, session_id=session_id)
@@ -451,6 +468,8 @@ class RaygentIngress:
             # stalled that stream until the request ended (seen with Ray 2.60)
             live.task = asyncio.current_task()
             await self._execute(live, body)
+            if live.refusal is not None:  # the agent or its model had no room: 429/503 with Retry-After
+                return error_json(live.refusal)
             return JSONResponse(live.record.model_dump(mode="json"), status_code=200)
         live.task = asyncio.ensure_future(self._execute(live, body))
         slot = getattr(request.state, "raygent_run_slot", None)
@@ -469,7 +488,7 @@ class RaygentIngress:
         await self.runs.put(record)
         watcher = asyncio.ensure_future(self._watch_cancel(live))
         try:
-            async for event in self._run_events(record.agent, body, record.owner):
+            async for event in self._run_events(record.agent, body, record.owner, record.id):
                 await live.add(event)
                 if event.type == "done" and event.result is not None:
                     record.result = await self._publish_artifacts(event.result, record)
@@ -485,13 +504,15 @@ class RaygentIngress:
             await live.add(AgentEvent(type="error", text=str(exc)))
         except Exception as exc:  # a dead replica, a pool error: the record says what happened
             record.status, record.error = "failed", f"{type(exc).__name__}: {_cause(exc)}"
+            if getattr(_cause(exc), "status", None) in (429, 503):  # refused for capacity: retry later
+                live.refusal = _cause(exc)
             await live.add(AgentEvent(type="error", text=record.error))
         finally:
             watcher.cancel()
             record.finished_at = time.time()
             await asyncio.shield(self.runs.put(record))
             await live.finish()
-            asyncio.get_running_loop().call_later(300, self.live.pop, record.id, None)
+            asyncio.get_running_loop().call_later(FINISHED_RUN_GRACE_S, self.live.pop, record.id, None)
 
     async def _watch_cancel(self, live: _LiveRun) -> None:
         """A cancel asked through another ingress replica arrives through the run store."""
@@ -537,14 +558,20 @@ class RaygentIngress:
         return JSONResponse((live.record if live else record).model_dump(mode="json"))
 
     # -- sessions --------------------------------------------------------------------------------
-    async def _owned_session(self, request: Request, session_id: str) -> Any:
-        """The caller's session info, or the 404 for it (unknown, malformed or another key's)."""
+    async def _owned_session(self, request: Request, session_id: str, *, new_ok: bool = False) -> Any:
+        """The caller's session info, or the 404 for it (unknown, malformed or another key's);
+        `new_ok`: a session that does not exist yet is fine (None: a run creates it), a malformed id 400."""
         try:
             info = await self.sessions.get_session(session_id)
-        except ValueError:
+        except ValueError as exc:
+            if new_ok:
+                return _error(400, str(exc), code="invalid_value", param="session_id")
             info = None
+        if info is None and new_ok:
+            return None
         if info is None or info.metadata.get("owner", "anonymous") != _owner(request):
-            return _error(404, f"session {session_id!r} not found", code="session_not_found")
+            return _error(404, f"session {session_id!r} not found", code="session_not_found",
+                          param="session_id" if new_ok else None)
         return info
 
     @api.get("/v1/sessions/{session_id}", response_model=SessionView)

@@ -321,6 +321,8 @@ class HubClient:
                 self._recovering = False
                 return
             except _actor_errors():
+                if _dead_for_good(self.proxy):  # no restart is coming: do not wait for one
+                    return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -338,11 +340,29 @@ class HubClient:
             return self._crash_result(call, error, retried=0, idempotent=False, started=started)
         for attempt in range(1, self.retries + 1):
             await asyncio.sleep(self.retry_delay_s * attempt)
+            # a restart can take seconds on a busy machine: a retry sent before the restarted actor
+            # answers fails at once ("the actor is restarting") and used up the retries for nothing
+            await self._wait_until_back()
             try:
                 return (await self._remote_call_many([call], context))[0]
             except _actor_errors() as exc:
                 error = exc
         return self._crash_result(call, error, retried=self.retries, idempotent=True, started=started)
+
+
+def _dead_for_good(proxy: Any) -> bool:
+    """Whether Ray's actor table says the hub's actor is DEAD (no restarts left): asked only after a
+    failed call, so a crashed hub that will not come back is not waited for."""
+    actor_id = getattr(getattr(proxy, "actor_handle", None), "_actor_id", None)
+    if actor_id is None:
+        return False
+    try:
+        from ray._private import state
+
+        info = state.actors(actor_id=actor_id.hex())
+    except Exception:  # noqa: BLE001 - no answer from the GCS: keep waiting as before
+        return False
+    return bool(info) and info.get("State") == "DEAD"
 
 
 def _context_key(context: ContextLike) -> str:

@@ -15,6 +15,7 @@ import jsonschema
 from pydantic import ValidationError
 
 from raygent.schema import Artifact, ToolCall, ToolResult, ToolSpec, new_id
+from raygent.telemetry.runs import tool_done, tool_span
 from raygent.toolhub.base import Tool, ToolOutput
 from raygent.toolhub.deadlines import run_with_deadline
 
@@ -162,7 +163,19 @@ class ToolRegistry:
 
     async def _execute(self, name: str, arguments: Any, call_id: str) -> dict[str, Any]:
         """Validate and run one call; the outcome as a row (ToolResult's fields as plain data), which
-        `call` wraps and a hub actor returns as it is (no pydantic object per call on that path)."""
+        `call` wraps and a hub actor returns as it is (no pydantic object per call on that path).
+        Recorded here, where the tool runs: raygent_tool_calls / _errors / _latency_seconds, a span."""
+        span = tool_span(name)
+        try:
+            row = await self._execute_call(name, arguments, call_id)
+        except BaseException as exc:  # cancelled: the span still ends
+            span.fail(f"{type(exc).__name__}: {exc}")
+            span.end()
+            raise
+        tool_done(name in self._tools, row, span)
+        return row
+
+    async def _execute_call(self, name: str, arguments: Any, call_id: str) -> dict[str, Any]:
         arguments = {} if arguments is None else arguments
         start = time.perf_counter()
 

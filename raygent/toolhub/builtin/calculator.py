@@ -87,6 +87,7 @@ class CalculatorTool(Tool):
     }
     domain = "math"
     timeout_s = 5.0
+    idempotent = True  # no effects: a hub that crashed mid-call runs it again
     examples = [ToolExample(query="How much is (12+8)/5?", arguments={"expression": "(12+8)/5"})]
 
     async def call(self, expression: str) -> dict[str, float | int | str]:

@@ -20,6 +20,7 @@ class CurrentDatetimeTool(Tool):
     }
     domain = "utility"
     timeout_s = 5.0
+    idempotent = True  # no effects: a hub that crashed mid-call runs it again
     examples = [ToolExample(query="What time is it now?", arguments={})]
 
     async def call(self, timezone: str | None = None) -> dict[str, str]:
