@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import secrets
-import shutil
 import socket
 import sys
 import tempfile
@@ -43,6 +42,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from _serving import stop_serving
 
 #: routes that answer without a key (docs/security.md)
 OPEN_ROUTES = {("GET", "/healthz"), ("HEAD", "/healthz")}
@@ -491,16 +492,7 @@ def main() -> int:
         t = report.totals()
         return 0 if not intact and not (t["server_errors"] or t["violations"] or t["unauthorised"] or t["leaks"]) else 1
     finally:
-        try:
-            from ray import serve
-
-            import ray
-
-            if ray.is_initialized():
-                serve.shutdown()
-        finally:
-            runtime.shutdown()
-            shutil.rmtree(tmp, ignore_errors=True)
+        stop_serving(tmp)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import asyncio
 import json
 import os
 import platform
-import shutil
 import socket
 import sys
 import tempfile
@@ -42,6 +41,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from _serving import stop_serving
 
 AGENT = "calc"
 MODEL = "calc-model"
@@ -416,14 +417,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["embedded"] = await part_embedded(args, base, state_url)
         return results
     finally:
-        try:
-            import ray
-
-            if ray.is_initialized():
-                serve.shutdown()
-        finally:
-            runtime.shutdown()
-            shutil.rmtree(tmp, ignore_errors=True)
+        stop_serving(tmp)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

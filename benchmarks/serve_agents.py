@@ -42,13 +42,14 @@ import asyncio
 import json
 import os
 import platform
-import shutil
 import socket
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _serving import stop_serving
 
 TMP = Path(tempfile.mkdtemp(prefix="raygent-bench-serve-"))
 # before raygent and Ray start: the replicas inherit it (keys, sessions, run records, the model file)
@@ -554,13 +555,4 @@ if __name__ == "__main__":
         if args_global.json:
             Path(args_global.json).write_text(json.dumps(figures, indent=2, ensure_ascii=False, default=str))
     finally:
-        try:
-            from ray import serve
-
-            import ray
-
-            if ray.is_initialized():
-                serve.shutdown()
-        finally:
-            runtime.shutdown()
-            shutil.rmtree(TMP, ignore_errors=True)
+        stop_serving(TMP)

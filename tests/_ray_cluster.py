@@ -63,6 +63,19 @@ class ClusterError(RuntimeError):
     pass
 
 
+def two_loopback_nodes_possible() -> bool:
+    """Whether this host can give the head and the worker their own loopback addresses (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    for ip in (HEAD_IP, WORKER_IP):
+        try:
+            with socket.socket() as s:
+                s.bind((ip, 0))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(ip: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((ip, 0))

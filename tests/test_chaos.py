@@ -10,28 +10,18 @@ retry). The benchmark starts and stops its own cluster (never the session's shar
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from _ray_cluster import HEAD_IP, WORKER_IP
+from _ray_cluster import HEAD_IP, WORKER_IP, two_loopback_nodes_possible
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _can_bind(ip: str) -> bool:
-    try:
-        with socket.socket() as s:
-            s.bind((ip, 0))
-        return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not (sys.platform.startswith("linux") and _can_bind(HEAD_IP) and _can_bind(WORKER_IP)),
+pytestmark = pytest.mark.skipif(not two_loopback_nodes_possible(),
                                 reason=f"needs the loopback addresses {HEAD_IP} and {WORKER_IP} (Linux)")
 
 

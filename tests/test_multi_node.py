@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -21,23 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from _ray_cluster import HEAD_IP, RAY, WORKER_IP, two_node_cluster
+from _ray_cluster import HEAD_IP, RAY, WORKER_IP, two_loopback_nodes_possible, two_node_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = REPO / "examples" / "cluster_driver.py"
 RESULT_TAG = "CLUSTER_DRIVER_RESULT "
 
 
-def _can_bind(ip: str) -> bool:
-    try:
-        with socket.socket() as s:
-            s.bind((ip, 0))
-        return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not (sys.platform.startswith("linux") and _can_bind(HEAD_IP) and _can_bind(WORKER_IP)),
+pytestmark = pytest.mark.skipif(not two_loopback_nodes_possible(),
                                 reason=f"needs the loopback addresses {HEAD_IP} and {WORKER_IP} (Linux)")
 
 

@@ -321,14 +321,10 @@ def start_remote(context: dict[str, str] | None, name: str, attrs: dict[str, Any
 @contextlib.contextmanager
 def remote_span(context: dict[str, str] | None, name: str, attrs: dict[str, Any] | None = None) -> Iterator[Any]:
     """Run a call that came from another process under its caller's span (a child span here)."""
-    if not context or not enabled():
+    s = start_remote(context, name, attrs)
+    if s is NO_SPAN:
         yield NO_SPAN
         return
-    ids = parse_traceparent(context.get("traceparent", ""))
-    if ids is None:
-        yield NO_SPAN
-        return
-    s = Span(name, ids[0], ids[1], context.get("raygent_run"), attrs)
     s.attrs["process.pid"] = os.getpid()
     previous = activate(s)
     try:
