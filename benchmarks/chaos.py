@@ -352,10 +352,11 @@ async def session_loop(c: Components, ledger: Ledger, stop: float, args: argpars
         run = ledger.start("session", i)
         text = f"[{sid} turn {n}] Use the calculator: calc: {i}*7+3"
 
-        async def once(attempt: int, text: str = text, i: int = i, sid: str = sid) -> Any:
+        async def once(attempt: int, text: str = text, i: int = i, sid: str = sid, n: int = n) -> Any:
             # a restarted agent actor is built without the session: say which one to go on with
             await agent.use_session(sid)
-            result = await agent.run(text)
+            # one run id for every try of this turn: a retry goes on from what an earlier try stored
+            result = await agent.run(text, run_id=f"chaos-turn-{sid}-{n}")
             if result.error:
                 raise Failed(f"turn ended with an error: {result.error}")
             expect(result.answer, i * 7 + 3)

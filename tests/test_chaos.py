@@ -52,6 +52,8 @@ def test_short_chaos_run_loses_nothing_and_nothing_hangs(tmp_path):
     assert out["messages_lost"] == 0, (summary, out["team"])
     assert out["handled_twice"] == 0, (summary, out["team"])
     assert out["session_messages_lost"] == 0, (summary, out["sessions"])
+    # retried turns carry their run id: a retry goes on from the stored turn instead of storing it again
+    assert out["sessions"]["user_messages_stored_twice"] == 0, (summary, out["sessions"])
     assert out["failed_unclear"] == 0, (summary, out["failures"])
     assert out["ok_ratio"] >= 0.90, (summary, out["failures"])
     assert {k for k in ("single", "session", "team", "http") if out["per_kind"].get(k)} == \

@@ -11,6 +11,9 @@
   handler member takes `replicas` and `ray_options` like an AgentRole.
 - An agent actor restarted by Ray comes back without its session (its constructor made a new one):
   `Agent.use_session(id)` lets the caller continue the stored session.
+- A retried session turn stored the user's message again (9 and 18 times in two 10-minute runs):
+  `Agent.run(text, run_id=...)` makes the turn safe to retry: the retry goes on from the stored turn,
+  or returns its stored answer when the first try had finished.
 """
 
 from __future__ import annotations
@@ -158,6 +161,70 @@ async def test_use_session_continues_a_stored_session_in_a_new_agent(tmp_path):
     with pytest.raises(ValueError, match="no memory"):
         await Agent(ScriptedChatModel([])).use_session("x")
     json.dumps(seen)
+
+
+# -- a retried turn is stored once ------------------------------------------------------------------------
+TOOL_42 = ("tool", '{"expression": "6*7", "result": 42}', False)
+
+
+async def _stored(path, session_id):
+    from raygent.memory.sqlite_store import SQLiteMemoryStore
+
+    return [(r.message.role, r.message.content, bool(r.message.tool_calls))
+            for r in await SQLiteMemoryStore(path).records(session_id)]
+
+
+async def test_a_retried_turn_goes_on_from_what_its_first_try_stored(tmp_path):
+    """The first try dies after the tool ran (its model is gone); the retry, with the same run id on a
+    new agent, stores no second user message and answers from the stored tool result."""
+    from raygent.actors.agent import Agent
+    from raygent.llm_pool.scripted import ScriptedChatModel
+
+    path = tmp_path / "m.sqlite"
+    call = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "6*7"}}\n</tool_call>'
+    first = Agent(ScriptedChatModel([call]), tools=_calculator(), memory=str(path), session_id="s-1")
+    broken = await first.run("What is 6*7?", run_id="turn-1")
+    assert broken.error and "scripted model has only 1 replies" in broken.error
+    assert await _stored(path, "s-1") == [("user", "What is 6*7?", False), ("assistant", None, True),
+                                          TOOL_42]
+
+    llm = ScriptedChatModel(["It is 42."])
+    retry = Agent(llm, tools=_calculator(), memory=str(path))
+    await retry.use_session("s-1")
+    result = await retry.run("What is 6*7?", run_id="turn-1")
+    assert result.answer == "It is 42." and not result.error
+    # the model saw the stored turn: the question once, the call and its result
+    seen = [(m.role, m.content) for m in llm.requests[0]["messages"] if m.role != "system"]
+    assert seen == [("user", "What is 6*7?"), ("assistant", None), ("tool", TOOL_42[1])]
+    assert await _stored(path, "s-1") == [("user", "What is 6*7?", False), ("assistant", None, True),
+                                          TOOL_42, ("assistant", "It is 42.", False)]
+
+
+async def test_a_retried_turn_that_had_finished_returns_its_stored_answer(tmp_path):
+    """The first try finished but its caller never heard (the actor died on the way back): the retry
+    returns the stored answer without asking the model again; a new run id is a new turn."""
+    from raygent.actors.agent import Agent
+    from raygent.llm_pool.scripted import ScriptedChatModel
+
+    path = tmp_path / "m.sqlite"
+    first = Agent(ScriptedChatModel(["4 apples."]), memory=str(path), session_id="shop-2")
+    assert (await first.run("How many apples?", run_id="turn-a")).answer == "4 apples."
+
+    llm = ScriptedChatModel(["Still 4."])
+    retry = Agent(llm, memory=str(path))
+    await retry.use_session("shop-2")
+    again = await retry.run("How many apples?", run_id="turn-a")
+    assert again.answer == "4 apples." and again.steps == 0 and not llm.requests
+    assert len(await _stored(path, "shop-2")) == 2
+    assert (await retry.run("How many apples?", run_id="turn-b")).answer == "Still 4."
+    assert [c for _, c, _ in await _stored(path, "shop-2")] == ["How many apples?", "4 apples.",
+                                                                 "How many apples?", "Still 4."]
+
+
+def _calculator():
+    from raygent.toolhub.builtin import default_tools
+
+    return [t for t in default_tools() if t.spec.name == "calculator"]
 
 
 # -- an idempotent call is retried once the restarted hub answers ---------------------------------------

@@ -127,6 +127,10 @@ class Agent:
 
     async def run(self, text: str, *, params: GenerationParams | dict | None = None,
                   run_id: str | None = None) -> RunResult:
+        """One user turn to its RunResult. With memory, a `run_id` makes the turn safe to retry: a
+        second call with the same id (after a crash, a timeout, a restarted actor) goes on from what
+        the first stored instead of storing the user's message again, and returns the stored answer
+        when the first call had finished."""
         result: RunResult | None = None
         # no one reads token deltas here: a whole-reply `chat` is one actor round trip, not a stream
         async for event in self.stream(text, params=params, token_stream=False, run_id=run_id):
@@ -152,7 +156,7 @@ class Agent:
         in its trace (`raygent trace RUN_ID`); default a new `run_...` id, reported in RunResult.run_id."""
         trace = run_trace(run_id or new_run_id(), self)
         try:
-            async for event in self._steps(text, params, token_stream, trace):
+            async for event in self._steps(text, params, token_stream, trace, retry_key=run_id):
                 if event.type == "done":
                     trace.finish(event.result)
                 yield event
@@ -163,9 +167,12 @@ class Agent:
             trace.close()
 
     async def _steps(self, text: str, params: GenerationParams | dict | None, token_stream: bool,
-                     trace: Any) -> AsyncIterator[AgentEvent]:
+                     trace: Any, retry_key: str | None = None) -> AsyncIterator[AgentEvent]:
         base = as_params(params) if params is not None else self.params
-        self.history.append(Message.user(text))
+        user = Message.user(text)
+        if retry_key is not None and self.memory is not None:  # a retry of this run finds its stored turn
+            user.metadata["run_id"] = retry_key
+        self.history.append(user)
         usage = Usage()
         records: list[ToolCallRecord] = []
         artifacts: list[Artifact] = []
@@ -179,10 +186,16 @@ class Agent:
                 self._model_name = await self.llm.get_model_name()
             model = self._model_name
             trace.set_model(model)
-            specs = await self._select_tools(text, await self._tool_specs())
+            stored = self.memory.finished_answer(retry_key) if retry_key and self.memory is not None else None
+            if stored is None:
+                specs = await self._select_tools(text, await self._tool_specs())
         except Exception as exc:
             async for e in self._fail(0, f"agent setup failed: {type(exc).__name__}: {exc}", usage, records, model):
                 yield e
+            return
+        if stored is not None:  # this run already ended before (its caller never heard): the same answer
+            yield AgentEvent(type="answer_delta", step=0, text=stored)
+            yield AgentEvent(type="done", step=0, result=RunResult(answer=stored, steps=0, usage=usage, model=model))
             return
         last_text = ""
         for step in range(1, self.max_steps + 1):

@@ -80,11 +80,35 @@ class SessionMemory:
     # -- agent hook ------------------------------------------------------------------------
     async def begin_turn(self, user_message: Message) -> list[Message]:
         """Catch up with the store, close calls left open by a crash, store the user message.
-        Returns the session's messages (without memory's summaries) for the agent's history."""
+        Returns the session's messages (without memory's summaries) for the agent's history.
+
+        A retried turn (its message carries the `metadata["run_id"]` of a user message already
+        stored) is not stored again: the turn goes on from what the store holds."""
         await self.refresh()
         await self._close_interrupted_calls()
-        await self.add(user_message)
+        run_id = user_message.metadata.get("run_id")
+        if not run_id or self._turn_start(run_id) is None:
+            await self.add(user_message)
         return self.messages()
+
+    def finished_answer(self, run_id: str) -> str | None:
+        """The answer stored for turn `run_id` when that turn already ended (its last message is an
+        answer: an assistant message without calls); None when it is unknown or unfinished."""
+        start = self._turn_start(run_id)
+        if start is None:
+            return None
+        turn = [e.message for e in self._entries[start + 1:]]
+        last = turn[-1] if turn else None
+        if last is not None and last.role == "assistant" and not last.tool_calls and last.content:
+            return last.content
+        return None
+
+    def _turn_start(self, run_id: str) -> int | None:
+        for i in range(len(self._entries) - 1, -1, -1):
+            message = self._entries[i].message
+            if message.role == "user" and message.metadata.get("run_id") == run_id:
+                return i
+        return None
 
     async def add(self, message: Message) -> int:
         """Store one message now (before the agent does anything else) and track it."""
