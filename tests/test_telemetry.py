@@ -263,3 +263,57 @@ async def test_hub_actor_call_is_nested_under_the_step(ray_cluster, traces):
         assert execute["attributes"]["tool"] == "calculator"
     finally:
         runtime.kill(proxy)
+
+
+_RAY_AGENT_SCRIPT = r'''
+import os, socket, sys, time
+os.environ["RAY_enable_metrics_collection"] = "1"
+os.environ["RAY_metrics_report_interval_ms"] = "1000"
+import httpx, ray
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+ray.init(num_cpus=1, _metrics_export_port=port, include_dashboard=False, log_to_driver=False)
+
+@ray.remote
+class Tools:
+    async def go(self):
+        from raygent.toolhub.builtin import default_tools
+        from raygent.toolhub.registry import ToolRegistry
+        registry = ToolRegistry(default_tools())
+        for i in range(3):
+            await registry.call("calculator", {"expression": f"{i}*3"})
+        await registry.call("calculator", {"expression": "1/"})
+
+tools = Tools.remote()  # kept alive: its metrics reach Ray a second or so after the calls
+ray.get(tools.go.remote())
+deadline, lines = time.time() + 90, []
+while time.time() < deadline:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        text = ""
+    lines = [l for l in text.splitlines() if l.startswith(("ray_raygent_tool_calls_total", "ray_raygent_tool_errors_total"))]
+    if len(lines) >= 2:
+        break
+    time.sleep(1)
+print("\n".join(lines))
+ray.shutdown()
+'''
+
+
+def test_ray_metrics_agent_exports_raygent_metrics(tmp_path):
+    """The Ray way: on a Ray started with metrics on, a tool run in an actor shows up on the node's
+    metrics agent (what Prometheus scrapes) as ray_raygent_* series, labelled by tool."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAYGENT_HOME"] = str(tmp_path / "home")
+    out = subprocess.run([sys.executable, "-c", _RAY_AGENT_SCRIPT], capture_output=True, text=True, timeout=240,
+                         env=env, cwd=tmp_path)
+    calls = [l for l in out.stdout.splitlines() if l.startswith("ray_raygent_tool_calls_total")]
+    errors = [l for l in out.stdout.splitlines() if l.startswith("ray_raygent_tool_errors_total")]
+    assert calls and errors, out.stdout[-2000:] + out.stderr[-3000:]
+    assert any('tool="calculator"' in l and l.endswith(" 4.0") for l in calls), calls
+    assert any('tool="calculator"' in l and l.endswith(" 1.0") for l in errors), errors
