@@ -114,6 +114,26 @@ def test_the_builder_agents_tool_is_the_form():
     assert apply(form, {"name": "!!"}, []).name == "address-helper"  # an unusable name keeps the old one
 
 
+@pytest.mark.model
+def test_the_builder_fills_the_form_from_a_request_on_the_embedded_model(embedded_llm):
+    """The builder chat on the embedded 0.5B: one request gives a named form with the right tool and
+    conversation starters; the reply lists what changed."""
+    from raygent.toolhub.builtin import default_tools
+    from raygent.ui.builder import build_turn
+    from raygent.ui.config import AgentForm
+
+    tools = default_tools()
+    names = [t.spec.name for t in tools]
+    form, reply, completion = _run(build_turn(
+        embedded_llm, AgentForm(name="new-agent"),
+        "I want an agent that finds the province, city and district in Chinese addresses.",
+        names, {t.spec.name: t.spec.description for t in tools}))
+    assert completion.tool_calls and completion.tool_calls[0].name == "configure_agent", completion.raw
+    assert form.tools == ["address_parse"], form
+    assert form.name != "new-agent" and form.description and form.instructions and form.starters, form
+    assert reply.startswith("I filled in the form:") and "- tools: address_parse" in reply
+
+
 # -- the browser ----------------------------------------------------------------------------------
 def _chromium() -> str:
     path = shutil.which("chromium")
