@@ -79,6 +79,24 @@ async def test_unacked_envelope_is_redelivered_after_its_lease_with_attempt_coun
     assert await hub.ack("b", [again.id]) == 0  # a repeated ack is harmless
 
 
+async def test_a_killed_consumers_waiting_receive_does_not_take_the_next_envelope():
+    """A coordinator killed while its long poll waits in the hub comes back and registers again: the
+    dead life's receive returns empty and the next envelope goes to the new life at once (before, it
+    could be leased to the dead until the lease ran out: a team's ask timed out in CI)."""
+    hub = MessageHub(lease_s=60)
+    await hub.register("member", consumer="member")
+    zombie = asyncio.ensure_future(hub.receive("member", timeout_s=30, consumer="member"))
+    await asyncio.sleep(0.05)  # the killed life's long poll is waiting
+    await hub.register("member", consumer="member")  # the restarted life
+    fresh = asyncio.ensure_future(hub.receive("member", timeout_s=30, consumer="member"))
+    await asyncio.sleep(0.05)
+    sent = env("driver", "member", "after the restart")
+    await hub.send(sent)
+    (got,) = await asyncio.wait_for(fresh, 5)
+    assert got.id == sent.id
+    assert await asyncio.wait_for(zombie, 5) == []
+
+
 async def test_extend_keeps_a_long_running_envelope_from_redelivery():
     hub = MessageHub(lease_s=0.3)
     await hub.register("b")

@@ -317,3 +317,17 @@ def test_ray_metrics_agent_exports_raygent_metrics(tmp_path):
     assert calls and errors, out.stdout[-2000:] + out.stderr[-3000:]
     assert any('tool="calculator"' in l and l.endswith(" 4.0") for l in calls), calls
     assert any('tool="calculator"' in l and l.endswith(" 1.0") for l in errors), errors
+
+
+async def test_a_run_closed_mid_reply_leaves_no_queued_model_request():
+    """A caller that stops reading while the model streams (a closed SSE, a cancelled run) ends the
+    model call too: the queue depth goes back down (it stayed at 1 in a shared CI process)."""
+    agent = Agent(ScriptedChatModel(["A long answer in several words."], model_name="scripted-closed"), system=None)
+    events = agent.stream("Say something long.")
+    async for event in events:
+        if event.type == "answer_delta":
+            assert _value(metrics.MODEL_QUEUE, "scripted-closed") == 1
+            break
+    await events.aclose()
+    assert _value(metrics.MODEL_QUEUE, "scripted-closed") == 0
+    assert _value(metrics.MODEL_REQUESTS, "scripted-closed", "cancelled") == 1

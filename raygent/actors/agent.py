@@ -155,8 +155,9 @@ class Agent:
         whole replies (answer text then arrives as one answer_delta per step). `run_id` names the run
         in its trace (`raygent trace RUN_ID`); default a new `run_...` id, reported in RunResult.run_id."""
         trace = run_trace(run_id or new_run_id(), self)
+        steps = self._steps(text, params, token_stream, trace, retry_key=run_id)
         try:
-            async for event in self._steps(text, params, token_stream, trace, retry_key=run_id):
+            async for event in steps:
                 if event.type == "done":
                     trace.finish(event.result)
                 yield event
@@ -164,6 +165,7 @@ class Agent:
             trace.close(exc)
             raise
         finally:
+            await steps.aclose()  # a caller that stopped reading ends the step under way now, not at GC
             trace.close()
 
     async def _steps(self, text: str, params: GenerationParams | dict | None, token_stream: bool,
@@ -226,6 +228,9 @@ class Agent:
                                           model):
                     yield e
                 return
+            except BaseException as exc:  # cancelled, or the caller stopped reading mid-call: still ended
+                model_call.end(error=exc)
+                raise
             model_call.end(final)
             if final is None:
                 async for e in self._fail(step, "model stream ended without a final delta", usage, records, model):

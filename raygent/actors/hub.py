@@ -60,7 +60,7 @@ class EnvelopeTooLargeError(HubError):
 
 class _Mailbox:
     __slots__ = ("name", "room", "private", "ready", "leased", "has_items", "has_room", "capacity", "depth",
-                 "reported", "redeliveries")
+                 "reported", "redeliveries", "registrations")
 
     def __init__(self, name: str, room: str, capacity: int, private: bool = False, hub: str = "hub"):
         # metrics (raygent_hub_mailbox_depth / _redeliveries): reply boxes share the label "_private"
@@ -76,6 +76,8 @@ class _Mailbox:
         self.ready: OrderedDict[str, Envelope] = OrderedDict()
         # id -> (envelope, consumer, lease deadline)
         self.leased: dict[str, tuple[Envelope, str, float]] = {}
+        # consumer -> how many times it registered: a receive from an earlier life is stale
+        self.registrations: dict[str, int] = {}
         self.has_items = asyncio.Event()
         self.has_room = asyncio.Event()
         self.has_room.set()
@@ -236,6 +238,10 @@ class MessageHub:
                     box.leased[i] = (env, consumer, until)
                     claimed += 1
             released = self._release(box, [i for i, (_, c, _) in box.leased.items() if c == consumer and i not in keep])
+            # a receive still waiting from the consumer's previous life (a killed actor's long poll) must
+            # not take the next envelope: it would be leased to the dead until the lease ends
+            box.registrations[consumer] = box.registrations.get(consumer, 0) + 1
+            box.has_items.set()
         return {"mailbox": name, "room": box.room, "queued": box.size(), "released": released, "claimed": claimed,
                 "lease_s": self.lease_s}
 
@@ -384,9 +390,12 @@ class MessageHub:
         if box is None:
             raise UnknownRecipientError(f"no mailbox {name!r} in hub {self.name!r}: register it first")
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        life = box.registrations.get(consumer, 0)
         while True:
             if box.room in self._cancelled:  # a cancelled room delivers nothing more, queued or not
                 raise RoomCancelledError(f"room {box.room!r} was cancelled ({self._cancelled[box.room]})")
+            if box.registrations.get(consumer, 0) != life:  # the consumer registered again since: stale
+                return []
             if box.ready:
                 break
             remaining = None if deadline is None else deadline - time.monotonic()
