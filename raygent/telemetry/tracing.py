@@ -273,8 +273,8 @@ def restore(previous: Any) -> None:
 
 
 @contextlib.contextmanager
-def span(name: str, attrs: dict[str, Any] | None = None, **kw: Any) -> Iterator[Any]:
-    s = start_span(name, attrs, **kw)
+def _current(s: Any) -> Iterator[Any]:
+    """Make `s` the current span for the block; it fails with the block's exception and ends after."""
     previous = activate(s)
     try:
         yield s
@@ -284,6 +284,10 @@ def span(name: str, attrs: dict[str, Any] | None = None, **kw: Any) -> Iterator[
     finally:
         restore(previous)
         s.end()
+
+
+def span(name: str, attrs: dict[str, Any] | None = None, **kw: Any) -> contextlib.AbstractContextManager[Any]:
+    return _current(start_span(name, attrs, **kw))
 
 
 def carrier() -> dict[str, str] | None:
@@ -318,23 +322,14 @@ def start_remote(context: dict[str, str] | None, name: str, attrs: dict[str, Any
     return Span(name, ids[0], ids[1], context.get("raygent_run"), attrs)
 
 
-@contextlib.contextmanager
-def remote_span(context: dict[str, str] | None, name: str, attrs: dict[str, Any] | None = None) -> Iterator[Any]:
+def remote_span(context: dict[str, str] | None, name: str,
+                attrs: dict[str, Any] | None = None) -> contextlib.AbstractContextManager[Any]:
     """Run a call that came from another process under its caller's span (a child span here)."""
     s = start_remote(context, name, attrs)
     if s is NO_SPAN:
-        yield NO_SPAN
-        return
+        return contextlib.nullcontext(NO_SPAN)
     s.attrs["process.pid"] = os.getpid()
-    previous = activate(s)
-    try:
-        yield s
-    except BaseException as exc:
-        s.fail(f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        restore(previous)
-        s.end()
+    return _current(s)
 
 
 # -- export -----------------------------------------------------------------------------------------
