@@ -34,10 +34,16 @@ async def run(args: argparse.Namespace) -> int:
     print(f"raygent: serving {', '.join(sorted(config.models))}{agents} at {url} (OpenAI-compatible; Ctrl-C stops)",
           flush=True)
     try:
+        await wait_for_ctrl_c()
+    finally:
+        print("raygent: stopping", file=sys.stderr)
+    return 0
+
+
+async def wait_for_ctrl_c() -> None:
+    """Sleep until this task is cancelled (Ctrl-C under asyncio.run): what a foreground server does."""
+    try:
         while True:
             await asyncio.sleep(3600)
     except asyncio.CancelledError:
         pass
-    finally:
-        print("raygent: stopping", file=sys.stderr)
-    return 0

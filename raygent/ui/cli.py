@@ -33,6 +33,7 @@ async def run(args: argparse.Namespace) -> int:
     if not _has_gradio():
         print(f"raygent: {INSTALL_HINT}", file=sys.stderr)
         return 2
+    from raygent.serve.cli import wait_for_ctrl_c
     from raygent.ui.layout import launch
 
     if args.remote:
@@ -49,10 +50,7 @@ async def run(args: argparse.Namespace) -> int:
     demo, url = await asyncio.to_thread(launch, backend, host=args.host, port=args.port, block=False, quiet=True)
     print(f"raygent: the web app is at {url} ({backend.kind} backend; Ctrl-C stops)", flush=True)
     try:
-        while True:
-            await asyncio.sleep(3600)
-    except asyncio.CancelledError:
-        pass
+        await wait_for_ctrl_c()
     finally:
         demo.close()
     return 0
