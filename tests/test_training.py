@@ -117,6 +117,42 @@ def test_lora_training_lowers_the_loss_and_changes_only_the_adapter():
     assert changed and all(re.search(r"(q|k|v|o|gate|up|down)_proj\.weight$", k) for k in changed)
 
 
+@pytest.mark.ray
+def test_two_ray_train_workers_train_the_same_adapter_as_one_process(tmp_path, ray_cluster):
+    """Data-parallel training on Ray Train: each worker takes half of every batch and the LoRA
+    gradients are summed over the workers, so 2 workers take the steps 1 process takes."""
+    from peft import get_peft_model_state_dict
+
+    from raygent.training.distributed import train_lora_on_ray
+    from raygent.training.sft import load_base_model
+
+    _tiny_qwen2().save_pretrained(tmp_path / "tiny")  # the workers load it from disk, as a real base
+    prefix = list(range(1, 40))
+    examples = [SupervisedExample(prefix_ids=prefix, ids=[50 + i, 60, 61 + i % 3, 62, 63, 64 + i],
+                                  train=[False, True, True, True, True, True]) for i in range(10)]
+    settings = LoraSettings(rank=8, alpha=16, learning_rate=3e-2, epochs=3, batch_size=4, warmup_steps=1)
+    alone_losses: list[float] = []
+    alone = train_lora(load_base_model(tmp_path / "tiny"), examples, settings,
+                       log=lambda line: alone_losses.append(float(line.split("loss ")[1].split()[0])))
+    pair = train_lora_on_ray(tmp_path / "tiny", examples, settings, workers=2, cpus_per_worker=1,
+                             storage_path=tmp_path / "runs", log=lambda line: None)
+    assert pair.workers == 2 and len(pair.losses) == 9  # 3 batches (4 + 4 + 2) x 3 epochs
+    assert pair.losses == pytest.approx(alone_losses, rel=1e-3)
+    assert pair.losses[-1] < 0.6 * pair.losses[0]
+    a, b = get_peft_model_state_dict(alone), get_peft_model_state_dict(pair.model)
+    assert sorted(a) == sorted(b)
+    biggest = max(float(v.abs().max()) for v in a.values())
+    assert biggest > 0.05  # the adapter moved ...
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4  # ... and both moved it alike
+
+
+def test_distributed_training_rejects_zero_workers(tmp_path):
+    from raygent.training.distributed import train_lora_on_ray
+
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        train_lora_on_ray(tmp_path, [], workers=0)
+
+
 def test_exported_adapter_loads_into_the_embedded_model(tmp_path, embedded_llm):
     """An adapter shaped for the 0.5B model (its widths, two of its layers) goes through the exporter
     and into llama.cpp, which checks every tensor's name and shape against the model: with B = 0 the

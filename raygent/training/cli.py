@@ -18,6 +18,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     multistep.add_argument("--rank", type=int, default=8)
     multistep.add_argument("--learning-rate", type=float, default=3e-4)
     multistep.add_argument("--seed", type=int, default=7)
+    multistep.add_argument("--workers", type=int, default=1,
+                           help="data-parallel Ray Train workers (1: train in this process)")
+    multistep.add_argument("--cpus-per-worker", type=float, default=1.0)
     multistep.set_defaults(handler=_handler)
 
 
@@ -43,10 +46,17 @@ def run_train(args: argparse.Namespace) -> int:
     conversations = write_conversations(args.conversations, seed=args.seed)
     examples = render_examples(conversations, LlamaCppChatModel(args.model, lora=None))
     print(f"{len(examples)} conversations written and tokenized ({time.perf_counter() - start:.0f} s)", flush=True)
-    model = load_base_model(resolve_model_path(args.model))
     settings = LoraSettings(rank=args.rank, alpha=2.0 * args.rank, learning_rate=args.learning_rate,
                             epochs=args.epochs, seed=args.seed)
-    trained = train_lora(model, examples, settings, log=lambda line: print(line, flush=True))
+    if args.workers > 1:
+        from raygent.training.distributed import train_lora_on_ray
+
+        trained = train_lora_on_ray(resolve_model_path(args.model), examples, settings, workers=args.workers,
+                                    cpus_per_worker=args.cpus_per_worker,
+                                    log=lambda line: print(line, flush=True)).model
+    else:
+        model = load_base_model(resolve_model_path(args.model))
+        trained = train_lora(model, examples, settings, log=lambda line: print(line, flush=True))
     out = export_lora_gguf(trained, Path(args.out))
     print(f"adapter written to {out} ({out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - start:.0f} s); "
           f"use it with LlamaCppChatModel(lora={str(out)!r}) or `raygent run --lora {out} ...`")

@@ -99,8 +99,14 @@ def load_base_model(base: str | os.PathLike) -> Any:
 
 
 def train_lora(model: Any, examples: Sequence[SupervisedExample], settings: LoraSettings | None = None,
-               log: Callable[[str], None] = print) -> Any:
-    """Wrap `model` with a LoRA adapter, train it on `examples`, return the peft model."""
+               log: Callable[[str], None] = print, *, shard: tuple[int, int] = (0, 1),
+               sum_gradients: Callable[[list[Any]], None] | None = None) -> Any:
+    """Wrap `model` with a LoRA adapter, train it on `examples`, return the peft model.
+
+    Data-parallel use (`raygent.training.distributed`): every worker makes the same batches (same
+    seed) and handles its `shard` = (rank, world size) of each; `sum_gradients` adds the trainable
+    gradients up over the workers before the step. Losses are scaled by the whole batch's trained
+    tokens, so the summed gradient is the one a single process computes."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -123,8 +129,16 @@ def train_lora(model: Any, examples: Sequence[SupervisedExample], settings: Lora
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
     start = time.perf_counter()
+    rank, world = shard
     for step, batch in enumerate(batches):
-        loss_sum, n_tokens = _train_step(peft_model, batch)
+        loss_sum, n_tokens = _train_step(peft_model, batch, part=batch[rank::world])
+        if sum_gradients is not None:
+            for p in trainable:  # a worker whose part was empty still takes part in the sum
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            loss = torch.tensor([loss_sum])
+            sum_gradients([p.grad for p in trainable] + [loss])
+            loss_sum = float(loss[0])
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -149,17 +163,22 @@ def _batches(examples: Sequence[SupervisedExample], size: int, rng: random.Rando
     return batches
 
 
-def _train_step(model: Any, batch: Sequence[SupervisedExample]) -> tuple[float, int]:
-    """Accumulate the gradients of one batch; returns (summed loss, trained tokens)."""
+def _train_step(model: Any, batch: Sequence[SupervisedExample],
+                part: Sequence[SupervisedExample] | None = None) -> tuple[float, int]:
+    """Accumulate the gradients of `part` of one batch (all of it by default), scaled by the whole
+    batch's trained tokens; returns (summed loss of the part, trained tokens of the batch)."""
     import torch
     import torch.nn.functional as F
 
+    part = batch if part is None else part
+    n_tokens = sum(sum(ex.train[1:]) for ex in batch)
+    loss_sum = 0.0
+    if not part:
+        return loss_sum, n_tokens
     prefix = torch.tensor([batch[0].prefix_ids])
     with torch.no_grad():  # the shared system turn, with the adapter as it is now
         shared = model(input_ids=prefix, use_cache=True).past_key_values
-    n_tokens = sum(sum(ex.train[1:]) for ex in batch)
-    loss_sum = 0.0
-    for ex in batch:
+    for ex in part:
         ids = torch.tensor([ex.ids])
         # position j-1 predicts token j; the first token (a turn opener) is never a target
         predicting = torch.tensor([j - 1 for j in range(1, len(ex.ids)) if ex.train[j]])
