@@ -58,4 +58,4 @@ def test_short_chaos_run_loses_nothing_and_nothing_hangs(tmp_path):
     assert out["ok_ratio"] >= 0.90, (summary, out["failures"])
     assert {k for k in ("single", "session", "team", "http") if out["per_kind"].get(k)} == \
         {"single", "session", "team", "http"}, out["per_kind"]
-    assert proc.returncode == 0, log
+    assert proc.returncode == 0, f"the benchmark exited with {proc.returncode} after its totals:\n{log}"
