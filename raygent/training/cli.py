@@ -13,7 +13,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     multistep = tsub.add_parser("multistep", help="teach the 0.5B model to chain tool calls (about 40 min on 2 cores)")
     multistep.add_argument("--out", required=True, help="where to write the GGUF adapter")
     multistep.add_argument("--model", default="qwen2.5-coder-0.5b-instruct", help="embedded model name or GGUF path")
-    multistep.add_argument("--conversations", type=int, default=192)
+    multistep.add_argument("--conversations", type=int, default=192, help="chained built-in tool conversations")
+    multistep.add_argument("--tool-use", type=int, default=0,
+                           help="broad tool-use conversations over invented tools added to them "
+                                "(raygent.training.tooluse: single, parallel, chained, no call)")
     multistep.add_argument("--epochs", type=int, default=2)
     multistep.add_argument("--rank", type=int, default=8)
     multistep.add_argument("--learning-rate", type=float, default=3e-4)
@@ -44,6 +47,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     conversations = write_conversations(args.conversations, seed=args.seed)
+    if args.tool_use:
+        from raygent.training.tooluse import write_tool_use
+
+        conversations += write_tool_use(args.tool_use, seed=args.seed)
     examples = render_examples(conversations, LlamaCppChatModel(args.model, lora=None))
     print(f"{len(examples)} conversations written and tokenized ({time.perf_counter() - start:.0f} s)", flush=True)
     settings = LoraSettings(rank=args.rank, alpha=2.0 * args.rank, learning_rate=args.learning_rate,
