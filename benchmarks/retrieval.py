@@ -6,6 +6,15 @@ recall@5 and MRR for bm25, tfidf, dense and hybrid (RRF, weighted and normalized
 and without multi-intent query decomposition, on all queries, on the non-live queries (dev: where
 the settings were chosen) and on the live ones (held out). Baseline: BM25 in the same run. Goal:
 hybrid recall@5 >= 0.90. `--embedder minilm` (or st:FOLDER) adds the rows for another embedder.
+`--skip-quality` leaves this part out (it needs the bfcl-eval wheel, below).
+
+Unseen-style quality: benchmarks/data/unseen_tools.jsonl (200 everyday API tools, none from BFCL,
+one-sentence descriptions) and unseen_queries.jsonl (10 short requests per tool, written to avoid
+the tool's own words). Tools are split 30 % dev / 70 % test (a query's "category"; every tool is in
+the corpus either way): settings may be tuned on dev only, figures are reported on test. recall@1,
+recall@5 and MRR for bm25, dense and the default hybrid (normalized fusion + decomposition, as
+`ToolRetriever()` runs it), with wordllama and, when its weights package is installed, MiniLM.
+Goal (issue 15): test recall@5 >= 0.85. `--skip-unseen` leaves it out.
 
 Scale: synthetic catalogues (raygent/retrieval/synthetic.py) of 1k, 10k, 100k and 1M tools. For
 each size: index memory, build time, query latency p50/p99 of the dense search alone with an exact
@@ -15,7 +24,8 @@ embeddings up to --real-max tools (default 100k); above that they are random uni
 queries made by perturbing stored vectors (said in the output), and the hybrid query is skipped
 unless --hybrid-1m. Goal: p50 <= 5 ms at 10k and <= 20 ms at 1M on 2 cores.
 
-Run: .venv/bin/python benchmarks/retrieval.py [--skip-quality] [--skip-scale] [--sizes 1000,10000,100000,1000000]
+Run: .venv/bin/python benchmarks/retrieval.py [--skip-quality] [--skip-unseen] [--skip-scale]
+     [--sizes 1000,10000,100000,1000000]
 Data: the bfcl-eval wheel is downloaded once with `pip download bfcl-eval --no-deps` into
 ~/.cache/raygent/bfcl (RAYGENT_BFCL_CACHE), or taken from RAYGENT_BFCL_WHEEL; only its data files are read.
 """
@@ -35,11 +45,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from raygent.retrieval.embedders import Embedder, get_embedder, normalize_rows  # noqa: E402
-from raygent.retrieval.evaluate import EvalQuery, build_index, evaluate  # noqa: E402
+from raygent.retrieval.embedders import Embedder, EmbedderError, get_embedder, normalize_rows  # noqa: E402
+from raygent.retrieval.evaluate import EvalQuery, build_index, evaluate, load_queries, load_tools  # noqa: E402
 from raygent.retrieval.search import SearchIndex  # noqa: E402
 from raygent.retrieval.synthetic import synthetic_query, synthetic_tool  # noqa: E402
-from raygent.retrieval.tool_retriever import as_spec, tool_text  # noqa: E402
+from raygent.retrieval.tool_retriever import as_spec, tool_index_defaults, tool_text  # noqa: E402
 from raygent.retrieval.vector_index import VectorIndex  # noqa: E402
 
 
@@ -62,14 +72,16 @@ class _MemoEmbedder(Embedder):
         return np.stack([self.memo[t] for t in texts])
 
 
-# rows of the quality table: (method, SearchIndex options, decompose); the last row is ToolRetriever's default
+# rows of the quality table: (method, SearchIndex options, decompose); the last row is ToolRetriever's default.
+# Tools' vectors are ToolRetriever's in every row (tool_index_defaults: full text + summary for MiniLM)
 ROWS_WORDLLAMA = [("bm25", {}, False), ("bm25", {}, True), ("tfidf", {}, False), ("dense", {}, False),
                   ("dense", {}, True), ("hybrid", {"fusion": "rrf"}, False), ("hybrid", {"fusion": "weighted"}, False),
                   ("hybrid", {"fusion": "normalized"}, False), ("hybrid", {"fusion": "rrf"}, True),
                   ("hybrid", {"fusion": "weighted"}, True), ("hybrid", {"fusion": "normalized"}, True)]
 ROWS_OTHER = [("dense", {}, False), ("dense", {}, True), ("hybrid", {"fusion": "rrf"}, False),
               ("hybrid", {"fusion": "weighted"}, False), ("hybrid", {"fusion": "normalized"}, False),
-              ("hybrid", {"fusion": "weighted"}, True), ("hybrid", {"fusion": "normalized"}, True)]
+              ("hybrid", {"fusion": "weighted"}, True), ("hybrid", {"fusion": "normalized", "lexical_gate": 0.0}, True),
+              ("hybrid", {"fusion": "normalized"}, True)]
 
 
 async def quality(embedders: list[str | None]) -> list[dict]:
@@ -99,7 +111,9 @@ async def quality(embedders: list[str | None]) -> list[dict]:
         for method, opts, decompose in (ROWS_WORDLLAMA if emb is None else ROWS_OTHER):
             index[0].fusion = opts.get("fusion", "weighted")
             index[0].alpha = 0.6
-            name = method + (f" ({opts['fusion']})" if opts else "") + (" + decomposition" if decompose else "")
+            index[0].lexical_gate = opts.get("lexical_gate", tool_index_defaults(embedder)["lexical_gate"])
+            name = method + (f" ({opts['fusion']})" if opts else "") + (" + decomposition" if decompose else "") + \
+                (" (no lexical gate)" if opts.get("lexical_gate") == 0 else "")
             row = {"embedder": label, "method": name}
             for part, qs in (("", queries), ("dev ", dev), ("held-out ", held)):
                 r = await evaluate(tools, qs, method=method, index=index, progress=False, decompose=decompose)
@@ -122,6 +136,42 @@ async def quality(embedders: list[str | None]) -> list[dict]:
     for r in rows:
         print(f"| {r['embedder']} | {r['method']} | " + " | ".join(
             f"{r['recall@5_by_category'].get(c, 0):.3f}" for c in cats) + " |")
+    return rows
+
+
+DATA = Path(__file__).resolve().parent / "data"
+# rows of the unseen-style table: (method, decompose); the last row is ToolRetriever's default
+ROWS_UNSEEN = [("bm25", False), ("dense", False), ("hybrid", True)]
+
+
+async def unseen(embedders: list[str | None]) -> list[dict]:
+    """recall@1 / recall@5 / MRR on the unseen-style set (module docstring), dev and test apart."""
+    tools = load_tools(DATA / "unseen_tools.jsonl")
+    queries = load_queries(DATA / "unseen_queries.jsonl")
+    parts = {split: [q for q in queries if q.category == split] for split in ("dev", "test")}
+    print(f"\n== quality: unseen-style set, {len(tools)} tools, {len(queries)} queries "
+          f"({len(parts['dev'])} dev: settings may be tuned on these; {len(parts['test'])} test: reported)")
+    rows = []
+    for emb in embedders:
+        label = emb or "wordllama"
+        try:
+            embedder = _MemoEmbedder(get_embedder(emb))
+        except EmbedderError as exc:
+            print(f"[{label}] skipped: {exc}")
+            continue
+        index = await build_index(tools, embedder, method="hybrid", progress=False)
+        for method, decompose in ROWS_UNSEEN if emb is None else ROWS_UNSEEN[1:]:  # bm25 has no embedder
+            row = {"embedder": label, "method": method + (" (default)" if method == "hybrid" else "")}
+            for split, qs in parts.items():
+                r = await evaluate(tools, qs, method=method, index=index, progress=False, decompose=decompose)
+                row.update({f"{split} {m}": r[m] for m in ("recall@1", "recall@5", "mrr")})
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print("\n| embedder | method | test recall@1 | test recall@5 | test MRR | dev recall@1 | dev recall@5 |"
+          "\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['embedder']} | {r['method']} | {r['test recall@1']:.3f} | {r['test recall@5']:.3f} | "
+              f"{r['test mrr']:.3f} | {r['dev recall@1']:.3f} | {r['dev recall@5']:.3f} |")
     return rows
 
 
@@ -175,7 +225,8 @@ async def scale(sizes: list[int], real_max: int, n_queries: int, hybrid_1m: bool
             del index
         if texts is not None and (real or hybrid_1m):
             t = time.perf_counter()
-            search = SearchIndex(embedder)  # default: auto index kind, hybrid RRF
+            # as ToolRetriever builds it: auto index kind, hybrid normalized fusion, its lexical gate
+            search = SearchIndex(embedder, lexical_gate=tool_index_defaults(embedder)["lexical_gate"])
             await search.add(list(zip((f"t{i}" for i in range(n)), texts)), vectors=vecs)
             search._scorer("bm25")  # build the BM25 matrix now, not inside the first timed query
             build = time.perf_counter() - t
@@ -224,6 +275,7 @@ async def scale(sizes: list[int], real_max: int, n_queries: int, hybrid_1m: bool
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-unseen", action="store_true", help="leave out the unseen-style quality set")
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--embedder", action="append", default=[], help="extra embedder spec for the quality rows")
     ap.add_argument("--sizes", default="1000,10000,100000,1000000")
@@ -239,6 +291,8 @@ async def main() -> None:
     out: dict = {}
     if not args.skip_quality:
         out["quality"] = await quality([None] + args.embedder)
+    if not args.skip_unseen:
+        out["unseen"] = await unseen([None] + (args.embedder or ["minilm"]))
     if not args.skip_scale:
         out["scale"] = await scale([int(s) for s in args.sizes.split(",")], args.real_max, args.queries,
                                    args.hybrid_1m)

@@ -85,3 +85,19 @@ def test_bad_input_says_which_line(tmp_path, capsys):
     assert "q.jsonl:2: not a valid query line (gold: Field required)" in capsys.readouterr().err
     assert cli_main(["retrieval", "eval", "--tools", str(tmp_path / "missing.jsonl"), "--queries", tools]) == 1
     assert "tool file not found" in capsys.readouterr().err
+
+
+def test_unseen_style_dev_set_is_well_formed():
+    """benchmarks/data/unseen_*.jsonl: 200 tools, 10 requests each, tools split 30 % dev / 70 % test."""
+    from pathlib import Path
+
+    from raygent.retrieval.evaluate import load_queries
+
+    data = Path(__file__).resolve().parent.parent / "benchmarks" / "data"
+    tools = [json.loads(line) for line in (data / "unseen_tools.jsonl").read_text().splitlines()]
+    assert len(tools) == 200 == len({t["name"] for t in tools}) == len(load_tools(data / "unseen_tools.jsonl"))
+    split = {t["name"]: t["split"] for t in tools}
+    queries = load_queries(data / "unseen_queries.jsonl")
+    assert len(queries) == 2000 and len({q.query.lower() for q in queries}) == 2000
+    assert all(len(q.gold) == 1 and q.category == split[q.gold[0]] for q in queries)
+    assert sum(s == "dev" for s in split.values()) == 60

@@ -105,3 +105,25 @@ async def test_load_refuses_a_different_embedder(tmp_path):
     index.save(tmp_path / "kb")
     with pytest.raises(ValueError, match="built with embedder 'wordllama-l2_supercat-256'"):
         SearchIndex.load(tmp_path / "kb", WordLlamaEmbedder(trunc_dim=64))
+
+
+async def test_lexical_gate_scales_the_lexical_weight_by_matched_query_tokens():
+    from raygent.retrieval.text import tokenize
+
+    gated, plain = SearchIndex(lexical_gate=3), SearchIndex()
+    for index in (gated, plain):
+        await index.add(DOCS)
+    named = tokenize("book a flight ticket between two airports")  # 6 tokens in the flight doc
+    sparse = tokenize("any planes to Denver on a date next Friday")  # 1 ("date") in it
+    for tokens, weight in ((named, 0.4), (sparse, 0.4 / 3)):
+        lexical = gated._lexical_ranking("bm25", tokens, 10)
+        assert lexical[0][0] == "flight"
+        assert gated._lexical_weight(tokens, lexical) == pytest.approx(weight)
+        assert plain._lexical_weight(tokens, lexical) == pytest.approx(0.4)  # gate off: always 1 - alpha
+    assert gated._lexical_weight(sparse, []) == pytest.approx(0.4)
+    # with no lexical weight left, the fused ranking is the dense one
+    dense = [("weather", 0.9), ("stock", 0.5), ("flight", 0.2)]
+    fused = gated._fuse(dense, [("stock", 7.0), ("flight", 3.0)], lexical_weight=0.0)
+    assert [k for k, _ in fused] == ["weather", "stock", "flight"]
+    with pytest.raises(ValueError, match="lexical_gate"):
+        SearchIndex(lexical_gate=-1)

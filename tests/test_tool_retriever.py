@@ -138,3 +138,65 @@ async def test_retriever_true_builds_the_default_and_index_registry():
     assert "current_datetime" in llm.requests[0]["tools"]
     fresh = ToolRetriever()
     assert await fresh.index_registry(registry) == {"added": 33, "removed": 0, "total": 33}
+
+
+async def test_tool_vectors_mix_the_full_text_and_the_summary():
+    import numpy as np
+
+    from raygent.retrieval.embedders import Embedder, get_embedder, normalize_rows
+    from raygent.retrieval.tool_retriever import embed_tools, tool_summary
+
+    spec = ToolSpec(name="search_flights", description="Search available flights between two airports.",
+                    parameters={"type": "object", "properties": {
+                        "origin": {"type": "string", "description": "departure airport"}}})
+    assert tool_summary(spec) == "search flights. Search available flights between two airports."
+    emb = get_embedder()
+    full, summary = await emb.embed([tool_text(spec), tool_summary(spec)])
+    vec = (await embed_tools(emb, [spec]))[0]
+    assert np.allclose(vec, normalize_rows(full + summary)[0], atol=1e-5)
+    assert np.allclose((await embed_tools(emb, [spec], summary_weight=0))[0], full, atol=1e-5)
+    assert (await embed_tools(emb, [])).shape == (0, emb.dim)
+
+    # by default: summary vectors off for wordllama, on for contextual embedders such as MiniLM; the
+    # lexical gate for both (tool_index_defaults)
+    plain = ToolRetriever(emb)
+    assert (plain.summary_weight, plain.index.lexical_gate) == (0.0, 3.0)
+
+    class Contextual(Embedder):
+        name, dim = "st:some-model", 8
+
+        def _embed_sync(self, texts):
+            return np.ones((len(texts), self.dim), dtype=np.float32)
+
+    contextual = ToolRetriever(Contextual())
+    assert (contextual.summary_weight, contextual.index.lexical_gate) == (1.0, 3.0)
+    retriever = ToolRetriever(emb, summary_weight=1.0, lexical_gate=2)  # indexes the mixed vectors
+    assert retriever.index.lexical_gate == 2
+    await retriever.add([spec, ToolSpec(name="get_weather", description="Current weather for a city.")])
+    query = "flights from Boston to Denver next Friday"
+    qvec = (await emb.embed([query]))[0]
+    scores = dict(await retriever.search_scored(query, 2, method="dense"))
+    assert scores["search_flights"] == pytest.approx(float(qvec @ vec), abs=1e-4)
+    assert ToolRetriever(emb, lexical_gate=0.0).index.lexical_gate == 0.0
+
+
+async def test_a_saved_index_made_with_another_summary_weight_embeds_its_tools_again(tmp_path):
+    import numpy as np
+
+    from raygent.retrieval.embedders import get_embedder
+    from raygent.retrieval.tool_retriever import embed_tools
+
+    emb = get_embedder()
+    spec = ToolSpec(name="search_flights", description="Search available flights between two airports.")
+    first = ToolRetriever(emb, path=tmp_path / "idx", summary_weight=0.0)
+    await first.add([spec])
+    await first.save()
+    same = ToolRetriever(emb, path=tmp_path / "idx", summary_weight=0.0)
+    assert await same.add([spec]) == 0  # nothing changed: nothing embedded again
+    other = ToolRetriever(emb, path=tmp_path / "idx", summary_weight=1.0)
+    assert await other.add([spec]) == 1  # the saved vectors were made without the summary
+    query = "any planes to Denver?"
+    qvec = (await emb.embed([query]))[0]
+    score = dict(await other.search_scored(query, 1, method="dense"))["search_flights"]
+    assert score == pytest.approx(float(qvec @ (await embed_tools(emb, [spec], 1.0))[0]), abs=1e-4)
+    assert not np.isclose(score, float(qvec @ (await embed_tools(emb, [spec], 0.0))[0]), atol=1e-4)

@@ -13,6 +13,10 @@ async def _retrieval(args: argparse.Namespace) -> int:
     options = {"fusion": args.fusion, "min_ratio": args.min_ratio}
     if args.alpha is not None:
         options["alpha"] = args.alpha
+    if args.lexical_gate is not None:
+        options["lexical_gate"] = args.lexical_gate
+    if args.summary_weight is not None:
+        options["summary_weight"] = args.summary_weight
     return await eval_command(args.tools, args.queries, method=args.method, k=args.k, embedder=args.embedder,
                               json_out=args.json, decompose=args.decompose, **options)
 
@@ -55,6 +59,11 @@ def add_commands(sub: Any) -> None:
     ev.add_argument("--fusion", default="normalized", choices=["normalized", "weighted", "rrf"],
                     help="hybrid fusion (docs/retrieval.md)")
     ev.add_argument("--alpha", type=float, default=None, help="dense weight of weighted/normalized fusion (0.6)")
+    ev.add_argument("--lexical-gate", type=float, default=None,
+                    help="lexical weight scaled by min(1, query tokens in the top lexical match / this) (3; 0: off)")
+    ev.add_argument("--summary-weight", type=float, default=None,
+                    help="weight of the name + description text in a tool's dense vector; default by embedder: "
+                         "0 (full text only) for wordllama, 1.0 for the others")
     ev.add_argument("--decompose", action=argparse.BooleanOptionalAction, default=True,
                     help="also search each clause of multi-intent queries (default on, as in ToolRetriever)")
     ev.add_argument("--min-ratio", type=float, default=0.8,

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from raygent.retrieval.decompose import split_intents
 from raygent.retrieval.embedders import Embedder
 from raygent.retrieval.search import METHODS, Method, SearchIndex
-from raygent.retrieval.tool_retriever import as_spec, tool_text
+from raygent.retrieval.tool_retriever import as_spec, embed_tools, tool_index_defaults, tool_text
 from raygent.schema import ToolSpec
 
 PROGRESS_MIN = 200  # sets smaller than this get no progress bar
@@ -82,12 +82,20 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
 
 async def build_index(tools: Sequence[ToolSpec], embedder: Embedder | str | None = None, *,
                       method: Method = "hybrid", progress: bool = True, batch: int = 2048,
-                      **index_options: Any) -> tuple[SearchIndex, dict[str, str]]:
+                      summary_weight: float | None = None, **index_options: Any
+                      ) -> tuple[SearchIndex, dict[str, str]]:
     """Index tools under unique keys (a repeated name gets `name#2`...); returns (index, key -> name).
-    Dense vectors are computed only for methods that use them."""
+    Vectors and index settings are ToolRetriever's (`embed_tools`, `tool_index_defaults`) unless
+    given. Dense vectors are computed only for methods that use them."""
     index = SearchIndex(embedder, default_method=method, **index_options)
+    defaults = tool_index_defaults(index.embedder)
+    if summary_weight is None:
+        summary_weight = defaults["summary_weight"]
+    if "lexical_gate" not in index_options:
+        index.lexical_gate = defaults["lexical_gate"]
     keys: dict[str, str] = {}
     items: list[tuple[str, str]] = []
+    specs: list[ToolSpec] = []
     for spec in tools:
         key = spec.name
         n = 1
@@ -96,11 +104,12 @@ async def build_index(tools: Sequence[ToolSpec], embedder: Embedder | str | None
             key = f"{spec.name}#{n}"
         keys[key] = spec.name
         items.append((key, tool_text(spec)))
+        specs.append(spec)
     dense = method in ("dense", "hybrid")
     with _bar(len(items), "indexing tools", progress) as bar:
         for i in range(0, len(items), batch):
             part = items[i:i + batch]
-            vecs = await index.embedder.embed([t for _, t in part]) if dense else \
+            vecs = await embed_tools(index.embedder, specs[i:i + batch], summary_weight) if dense else \
                 np.zeros((len(part), index.vectors.dim), dtype=np.float32)
             await index.add(part, vectors=vecs)
             bar.update(len(part))

@@ -13,6 +13,11 @@ decomposition as the tool retriever runs it, normalized won on the settings-choi
 whole set: recall@5 0.884 vs 0.880 (weighted) / 0.881 (RRF) with wordllama, 0.904 vs 0.892
 (weighted) with MiniLM, whose RRF row (0.883) exists without decomposition only (docs/benchmarks.md).
 
+`lexical_gate` (default 0: off) scales the lexical weight (1 - alpha) by min(1, matched / gate),
+`matched` being how many of the query's distinct tokens the top lexical document contains: a
+request that shares one incidental word with the tools then leans on the dense ranking. The tool
+retriever sets it to 3 (tool_retriever.tool_index_defaults).
+
 `search(..., decompose=True)` (the default of `ToolRetriever`, not of the index) also searches each
 clause of a multi-intent query and merges the clauses' best hits in (raygent/retrieval/decompose.py).
 """
@@ -56,7 +61,7 @@ class SearchIndex:
                  approx_threshold: int = 50_000, default_method: Method = "hybrid",
                  fusion: Fusion = "normalized", lexical: Literal["bm25", "tfidf"] = "bm25",
                  alpha: float = 0.6, rrf_k: int = 60, candidates: int = 100, decompose: bool = False,
-                 min_ratio: float = MIN_RATIO):
+                 min_ratio: float = MIN_RATIO, lexical_gate: float = 0.0):
         self.embedder = get_embedder(embedder)
         if default_method not in METHODS:
             raise ValueError(f"unknown method {default_method!r}: use one of {', '.join(METHODS)}")
@@ -70,6 +75,9 @@ class SearchIndex:
         self.candidates = candidates
         self.decompose = decompose
         self.min_ratio = min_ratio
+        if lexical_gate < 0:
+            raise ValueError(f"lexical_gate must be >= 0, got {lexical_gate}")
+        self.lexical_gate = lexical_gate
         self.vectors = VectorIndex(self.embedder.dim, index_kind, approx_threshold=approx_threshold)
         self._ids: dict[str, int] = {}
         self._keys: dict[int, str] = {}
@@ -152,8 +160,9 @@ class SearchIndex:
             self._scorers[name] = scorer
         return self._scorers[name]
 
-    def _lexical_ranking(self, name: str, query: str, n: int) -> list[tuple[str, float]]:
-        scores = self._scorer(name).scores(tokenize(query))
+    def _lexical_ranking(self, name: str, query: str | list[str], n: int) -> list[tuple[str, float]]:
+        """The top-n (key, score) pairs of a lexical scorer; `query` is a text or its tokens."""
+        scores = self._scorer(name).scores(tokenize(query) if isinstance(query, str) else query)
         if scores.size == 0:
             return []
         n = min(n, scores.size)
@@ -231,10 +240,28 @@ class SearchIndex:
         conf = dense[0][1] if dense else 0.0
         if method == "dense":
             return dense[:k], conf
-        return self._fuse(dense, self._lexical_ranking(self.lexical, query, n))[:k], conf
+        tokens = tokenize(query)
+        lexical = self._lexical_ranking(self.lexical, tokens, n)
+        return self._fuse(dense, lexical, self._lexical_weight(tokens, lexical))[:k], conf
 
-    def _fuse(self, dense: list[tuple[str, float]], lexical: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    def _lexical_weight(self, tokens: list[str], lexical: list[tuple[str, float]]) -> float:
+        """The lexical part's weight in normalized / weighted fusion: 1 - alpha, scaled down by
+        `lexical_gate` when the best lexical match shares few words with the query: by
+        min(1, matched / lexical_gate), `matched` being how many of the query's distinct tokens the
+        top lexical document contains. A request that shares one incidental word with a tool ("any
+        planes to Denver on Friday?" vs a tool whose description says "... on a given date") then
+        leans on the dense ranking; one that names three of a tool's terms keeps the full weight."""
+        weight = 1.0 - self.alpha
+        if self.lexical_gate <= 0 or not lexical:
+            return weight
+        matched = len(set(tokens) & set(self._tokens.get(lexical[0][0], ())))
+        return weight * min(1.0, matched / self.lexical_gate)
+
+    def _fuse(self, dense: list[tuple[str, float]], lexical: list[tuple[str, float]],
+              lexical_weight: float | None = None) -> list[tuple[str, float]]:
         fused: dict[str, float] = {}
+        lexical_weight = 1.0 - self.alpha if lexical_weight is None else lexical_weight
+        dense_weight = 1.0 - lexical_weight
         if self.fusion == "rrf":
             for ranking in (dense, lexical):
                 for rank, (key, _) in enumerate(ranking):
@@ -247,9 +274,9 @@ class SearchIndex:
             floor = dense[-1][1] if dense else 0.0  # a document outside the dense top-n scores at most this
             dense_map = dict(dense)
             for key in set(dense_map) | {k for k, _ in lexical}:
-                fused[key] = self.alpha * dense_map.get(key, floor) / top_dense
+                fused[key] = dense_weight * dense_map.get(key, floor) / top_dense
             for key, s in lexical:
-                fused[key] += (1 - self.alpha) * s / top_lex
+                fused[key] += lexical_weight * s / top_lex
         return sorted(fused.items(), key=lambda kv: -kv[1])
 
     # -- persistence -------------------------------------------------------------------------

@@ -17,11 +17,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from raygent.retrieval.embedders import Embedder
+import numpy as np
+
+from raygent.retrieval.embedders import Embedder, normalize_rows
 from raygent.retrieval.search import Method, SearchIndex
 from raygent.schema import ToolSpec
 
 _SPECS = "specs.json"
+_VECTORS = "tool_vectors.json"  # how the saved tool vectors were made (summary_weight)
 
 
 def _param_lines(schema: dict[str, Any], prefix: str = "") -> list[str]:
@@ -55,6 +58,55 @@ def tool_text(spec: ToolSpec) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def _readable_name(name: str) -> str:
+    return " ".join(w for w in re.split(r"[_.\-\s]+", name) if w and not w.isdigit())
+
+
+def tool_summary(spec: ToolSpec) -> str:
+    """The tool's name (as words) and description alone: the second text of its dense vector."""
+    return ". ".join(p for p in (_readable_name(spec.name), (spec.description or "").strip()) if p)
+
+
+SUMMARY_WEIGHT = 1.0
+"""Weight of the summary text in a tool's dense vector (`embed_tools`) for contextual embedders."""
+LEXICAL_GATE = 3.0
+"""`lexical_gate` of the tool index: the BM25 part gets its full weight when the best BM25 match holds
+3 of the request's distinct tokens, less below (raygent/retrieval/search.py, `SearchIndex._lexical_weight`)."""
+
+
+def tool_index_defaults(embedder: Embedder) -> dict[str, float]:
+    """`summary_weight` and `lexical_gate` when not given: the gate (3) for every embedder, summary
+    vectors (1.0) for all but wordllama.
+
+    Measured (docs/retrieval.md, "Requests in other words"; recall@5 on the dev tools of
+    benchmarks/data/unseen_*.jsonl, then on all of BFCL): the gate raises wordllama 0.630 -> 0.655 and
+    leaves BFCL at 0.884; with MiniLM, gate and summary vectors together raise 0.772 -> 0.845 and leave
+    BFCL at 0.904. Summary vectors cost wordllama, whose vectors are averages of static token
+    embeddings, 0.005-0.007 on BFCL for about +0.01 here, so it keeps the full-text vector. Other
+    embedders (local transformers, DashScope) are contextual like MiniLM and get its settings; they
+    were not measured.
+    """
+    summary = 0.0 if embedder.name.startswith("wordllama") else SUMMARY_WEIGHT
+    return {"summary_weight": summary, "lexical_gate": LEXICAL_GATE}
+
+
+async def embed_tools(embedder: Embedder, specs: Sequence[ToolSpec], summary_weight: float = SUMMARY_WEIGHT
+                      ) -> np.ndarray:
+    """The dense vectors of tools: the unit-normalised sum of the embedding of `tool_text` (name,
+    description, parameters, examples) and `summary_weight` times that of `tool_summary` (name and
+    description alone). Parameter lines dilute what a tool is for; a short request ("any planes to
+    Denver on Friday?") matches the summary better, while one naming argument values still matches
+    the full text. Both texts go to the embedder in one call; 0 gives the full text's vector alone."""
+    specs = list(specs)
+    if not specs:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    full = [tool_text(s) for s in specs]
+    if summary_weight <= 0:
+        return await embedder.embed(full)
+    vecs = await embedder.embed(full + [tool_summary(s) for s in specs])
+    return normalize_rows(vecs[:len(specs)] + summary_weight * vecs[len(specs):])
+
+
 def _fingerprint(spec: ToolSpec) -> str:
     """Changes when anything indexed changes; pydantic's JSON dump is ~5x cheaper than tool_text."""
     raw = spec.model_dump_json(include={"name", "description", "parameters", "examples"})
@@ -81,11 +133,15 @@ class ToolRetriever:
     is loaded from that folder when present and `save()` writes it there. `decompose` (on by default)
     also searches each clause of a multi-intent request ("convert 5000 EUR to USD, then find the
     weather in Paris"), so that every tool the request needs reaches the top k
-    (raygent/retrieval/decompose.py).
+    (raygent/retrieval/decompose.py). `summary_weight` (a tool's vector mixes in its name +
+    description, `embed_tools`; on for MiniLM and other contextual embedders, off for wordllama) and
+    the index option `lexical_gate` (the BM25 part's full weight needs 3 of the request's words in the
+    best BM25 match) default by embedder (`tool_index_defaults`).
     """
 
     def __init__(self, embedder: Embedder | str | None = None, *, path: str | os.PathLike[str] | None = None,
-                 method: Method = "hybrid", decompose: bool = True, **index_options: Any):
+                 method: Method = "hybrid", decompose: bool = True, summary_weight: float | None = None,
+                 **index_options: Any):
         self.path = Path(path).expanduser() if path else None
         self.method: Method = method
         self._specs: dict[str, ToolSpec] = {}
@@ -98,6 +154,18 @@ class ToolRetriever:
             self._prints = {name: _fingerprint(s) for name, s in self._specs.items()}
         else:
             self.index = SearchIndex(embedder, default_method=method, decompose=decompose, **index_options)
+        defaults = tool_index_defaults(self.index.embedder)
+        self.summary_weight = defaults["summary_weight"] if summary_weight is None else summary_weight
+        if "lexical_gate" not in index_options:
+            self.index.lexical_gate = defaults["lexical_gate"]
+        if self._prints and self._saved_summary_weight() != self.summary_weight:
+            self._prints = {}  # vectors made another way: the next add() of these tools embeds them again
+
+    def _saved_summary_weight(self) -> float | None:
+        meta = self.path / _VECTORS if self.path is not None else None
+        if meta is None or not meta.exists():
+            return 0.0  # saved before summary vectors existed: full-text vectors
+        return float(json.loads(meta.read_text()).get("summary_weight", 0.0))
 
     # -- contents ----------------------------------------------------------------------------
     async def add(self, specs: Iterable[Any]) -> int:
@@ -109,7 +177,8 @@ class ToolRetriever:
                 fresh[spec.name] = spec
         if not fresh:
             return 0
-        await self.index.add({name: tool_text(s) for name, s in fresh.items()})
+        vecs = await embed_tools(self.index.embedder, list(fresh.values()), self.summary_weight)
+        await self.index.add({name: tool_text(s) for name, s in fresh.items()}, vectors=vecs)
         for name, spec in fresh.items():
             self._specs[name] = spec
             self._prints[name] = _fingerprint(spec)
@@ -165,4 +234,5 @@ class ToolRetriever:
         tmp = folder / (_SPECS + ".tmp")
         tmp.write_text(json.dumps([s.model_dump(mode="json") for s in self._specs.values()], ensure_ascii=False))
         os.replace(tmp, folder / _SPECS)
+        (folder / _VECTORS).write_text(json.dumps({"summary_weight": self.summary_weight}))
         return str(folder)
