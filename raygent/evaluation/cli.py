@@ -59,7 +59,9 @@ def add_commands(sub: Any) -> None:
     b.add_argument("--seed", type=int, default=0, help="shuffle seed for --limit (default 0)")
     b.add_argument("--model", default=None,
                    help="embedded (default: the embedded 0.5B with its default adapter), embedded-plain (no "
-                        "adapter), or a model config name (raygent.llm_pool.config; MODEL_CONFIG_FILE)")
+                        "adapter), embedded-raw (the same GGUF used plainly: its own chat template, greedy, no "
+                        "grammar, exemplars, biases or adapter), or a model config name (raygent.llm_pool.config; "
+                        "MODEL_CONFIG_FILE)")
     b.add_argument("--workers", type=int, default=1,
                    help="spread the cases over N Ray actors, each with its own model (default 1: in-process)")
     b.add_argument("--threads", type=int, default=None,

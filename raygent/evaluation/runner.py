@@ -27,6 +27,7 @@ from raygent.schema import GenerationParams
 #: --model values besides config names
 DEFAULT_MODEL = "embedded"
 PLAIN_MODEL = "embedded-plain"
+RAW_MODEL = "embedded-raw"
 
 
 @dataclass
@@ -44,7 +45,9 @@ class ModelChoice:
 
 def model_choice(name: str | None = None) -> ModelChoice:
     """`None`/"embedded": LlamaCppChatModel() (the embedded default, its default adapter);
-    "embedded-plain": the same without adapter (lora=None); anything else: a name from
+    "embedded-plain": the same without adapter (lora=None); "embedded-raw" (or "raw"): the same GGUF
+    used plainly, without raygent (RawLlamaChatModel: its own chat template, greedy, no grammar,
+    exemplars, biases or adapter); anything else: a name from
     `raygent.llm_pool.config.load_model_configs()` (the bundled template or MODEL_CONFIG_FILE)."""
     from raygent.llm_pool.llama_cpp import LlamaCppChatModel
 
@@ -52,11 +55,16 @@ def model_choice(name: str | None = None) -> ModelChoice:
         return ModelChoice(LlamaCppChatModel, {}, None, DEFAULT_MODEL)
     if name == PLAIN_MODEL:
         return ModelChoice(LlamaCppChatModel, {"lora": None}, None, PLAIN_MODEL)
+    if name in (RAW_MODEL, "raw"):
+        from raygent.evaluation.raw_model import RawLlamaChatModel
+
+        return ModelChoice(RawLlamaChatModel, {}, None, RAW_MODEL)
     from raygent.llm_pool.config import chat_model_spec, load_model_configs
 
     configs = load_model_configs()
     if name not in configs:
-        raise ValueError(f"unknown model {name!r}: use {DEFAULT_MODEL!r} (the default), {PLAIN_MODEL!r} or a "
+        raise ValueError(f"unknown model {name!r}: use {DEFAULT_MODEL!r} (the default), {PLAIN_MODEL!r}, "
+                         f"{RAW_MODEL!r} or a "
                          f"model config name ({', '.join(sorted(configs))})")
     cfg = configs[name]
     cls, kwargs = chat_model_spec(cfg)
@@ -203,11 +211,17 @@ async def run_cases(cases: Sequence[BFCLCase], *, model: str | ModelChoice | Non
     return [r for r in records if r is not None]
 
 
-def _thread_kwargs(choice: ModelChoice, threads: int | None, workers: int, remote: bool) -> dict[str, Any]:
-    """n_threads for llama.cpp models: given, or the CPUs here shared among the workers (remote only)."""
+def _takes_threads(cls: Any) -> bool:
+    """Whether the model class is a llama.cpp one taking `n_threads` (raygent's or the raw baseline)."""
+    from raygent.evaluation.raw_model import RawLlamaChatModel
     from raygent.llm_pool.llama_cpp import LlamaCppChatModel
 
-    if not (isinstance(choice.cls, type) and issubclass(choice.cls, LlamaCppChatModel)):
+    return isinstance(cls, type) and issubclass(cls, (LlamaCppChatModel, RawLlamaChatModel))
+
+
+def _thread_kwargs(choice: ModelChoice, threads: int | None, workers: int, remote: bool) -> dict[str, Any]:
+    """n_threads for llama.cpp models: given, or the CPUs here shared among the workers (remote only)."""
+    if not _takes_threads(choice.cls):
         return {}
     if threads:
         return {"n_threads": threads}
