@@ -17,12 +17,16 @@ Each case is run through `Agent` with the tools it needs plus distractors (5 too
                 of the earlier call's real result it must come from.
 Per case it prints the calls and a verdict (chained / args-not-from-results / stopped after N /
 wrong tool at step N / extra calls / no call); then the totals per model and each model's ratio to
-the baseline (the plain model, no adapter).
+the baseline (the plain model, no adapter). `--hint` appends the plan to each request ("Steps: first
+call lookup_order, then call customer_profile with customer_id = the customer_id from the first
+result."), a diagnostic that separates planning the chain from carrying a value between calls.
 
-Run: .venv/bin/python benchmarks/multi_step_unseen.py [--model SPEC ...] [--limit N] [--tools 5|all]
+Run: .venv/bin/python benchmarks/multi_step_unseen.py [--model SPEC ...] [--limit N] [--tools 5|all] [--hint]
 SPEC: `default` (LlamaCppChatModel() as users get it: 0.5B + the multistep adapter), `plain`
 (LlamaCppChatModel(lora=None)), or MODEL[+ADAPTER] as in benchmarks/multi_step.py.
-Default: --model plain --model default (the first is the baseline).
+Default: --model default --model plain (ratios are to plain when it runs, else to the first model).
+On a busy shared machine pass `--set n_threads=1`: with both cores taken by other work, llama.cpp's
+spinning threads made a case take 180-210 s instead of 30-45 s (same calls, same answers).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import json
 import platform
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # -- the tables the tools answer from -----------------------------------------------------------
@@ -116,10 +120,11 @@ def _digest(*parts: Any) -> str:
 
 # -- the tools (async functions; docstrings give the descriptions) ------------------------------
 async def lookup_order(order_id: str) -> dict[str, Any]:
-    """Look up a shop order: the customer who placed it, its total and currency, the item SKU and the parcel tracking number.
+    """Look up a shop order: the customer who placed it, its total and currency, the item SKU and the
+    parcel tracking number.
 
     Args:
-        order_id: the order number, e.g. A-1042
+        order_id: the order number, e.g. Z-9001
     """
     key, row = _find(ORDERS, order_id, "order")
     return {"order_id": key, **row}
@@ -129,7 +134,7 @@ async def customer_profile(customer_id: str) -> dict[str, Any]:
     """A customer's profile: name, email address, home city and loyalty tier.
 
     Args:
-        customer_id: the customer id, e.g. C-311
+        customer_id: the customer id, e.g. C-900
     """
     key, row = _find(CUSTOMERS, customer_id, "customer")
     return {"customer_id": key, **row}
@@ -139,7 +144,7 @@ async def city_forecast(city: str) -> dict[str, Any]:
     """Tomorrow's weather forecast for a city: high and low temperature in Celsius and the conditions.
 
     Args:
-        city: the city name, e.g. Lisbon
+        city: the city name, e.g. Paris
     """
     key, (high, low, sky) = _find(FORECASTS, city, "forecast for city")
     return {"city": key, "high_c": high, "low_c": low, "conditions": sky}
@@ -150,8 +155,8 @@ async def fx_convert(amount: float, from_code: str, to_code: str) -> dict[str, A
 
     Args:
         amount: the amount to convert
-        from_code: ISO code of the currency the amount is in, e.g. USD
-        to_code: ISO code of the currency wanted, e.g. EUR
+        from_code: ISO code of the currency the amount is in, e.g. CHF
+        to_code: ISO code of the currency wanted, e.g. CNY
     """
     src, rate_from = _find(USD_PER, from_code, "currency")
     dst, rate_to = _find(USD_PER, to_code, "currency")
@@ -162,8 +167,8 @@ async def next_flight(origin: str, destination: str) -> dict[str, Any]:
     """The next scheduled flight between two airports (IATA codes): its flight number and departure time.
 
     Args:
-        origin: departure airport code, e.g. LIS
-        destination: arrival airport code, e.g. OSL
+        origin: departure airport code, e.g. AMS
+        destination: arrival airport code, e.g. MAD
     """
     key, (number, departs) = _find({f"{a}-{b}": v for (a, b), v in FLIGHT_ROUTES.items()},
                                    f"{origin}-{destination}", "flight on route")
@@ -174,7 +179,7 @@ async def flight_status(flight_no: str) -> dict[str, Any]:
     """Live status of a flight by flight number: on time or delayed, gate, delay in minutes and arrival airport code.
 
     Args:
-        flight_no: the flight number, e.g. RG204
+        flight_no: the flight number, e.g. RG100
     """
     key, (status, gate, delay, arrival) = _find(FLIGHTS, str(flight_no).replace(" ", ""), "flight")
     return {"flight_no": key, "status": status, "gate": gate, "delay_min": delay, "arrival_airport": arrival}
@@ -184,7 +189,7 @@ async def airport_info(code: str) -> dict[str, Any]:
     """Details of an airport from its IATA code: the airport name, the city it serves and the country.
 
     Args:
-        code: three-letter IATA airport code, e.g. KEF
+        code: three-letter IATA airport code, e.g. AMS
     """
     key, (name, city, country) = _find(AIRPORTS, code, "airport")
     return {"code": key, "name": name, "city": city, "country": country}
@@ -194,7 +199,7 @@ async def get_employee(employee_id: str) -> dict[str, Any]:
     """An employee's record from the HR directory: name, department, manager's employee id, email and office city.
 
     Args:
-        employee_id: the employee id, e.g. E-104
+        employee_id: the employee id, e.g. E-900
     """
     key, row = _find(EMPLOYEES, employee_id, "employee")
     return {"employee_id": key, **row}
@@ -204,7 +209,7 @@ async def company_ticker(company: str) -> dict[str, Any]:
     """Find the stock ticker symbol of a listed company by its name.
 
     Args:
-        company: the company name, e.g. Northwind Robotics
+        company: the company name, e.g. Acme Corp
     """
     key, ticker = _find(COMPANIES, company, "listed company")
     return {"company": key, "ticker": ticker}
@@ -214,7 +219,7 @@ async def stock_quote(ticker: str) -> dict[str, Any]:
     """The latest share price of a stock ticker, in the currency it trades in.
 
     Args:
-        ticker: the ticker symbol, e.g. NWRB
+        ticker: the ticker symbol, e.g. ACME
     """
     key, (price, currency) = _find(QUOTES, ticker, "ticker")
     return {"ticker": key, "price": price, "currency": currency}
@@ -224,7 +229,7 @@ async def sku_details(sku: str) -> dict[str, Any]:
     """Catalogue details of a product by SKU: its name, supplier id, unit price and currency.
 
     Args:
-        sku: the product SKU, e.g. SKU-7781
+        sku: the product SKU, e.g. SKU-0001
     """
     key, (name, supplier, price, currency) = _find(PRODUCTS, sku, "product")
     return {"sku": key, "name": name, "supplier_id": supplier, "unit_price": price, "currency": currency}
@@ -234,7 +239,7 @@ async def supplier_contact(supplier_id: str) -> dict[str, Any]:
     """Contact details of a supplier: company name, email, phone number and city.
 
     Args:
-        supplier_id: the supplier id, e.g. SUP-19
+        supplier_id: the supplier id, e.g. SUP-99
     """
     key, row = _find(SUPPLIERS, supplier_id, "supplier")
     return {"supplier_id": key, **row}
@@ -244,7 +249,7 @@ async def track_package(tracking_no: str) -> dict[str, Any]:
     """Track a parcel by tracking number: delivery status, the city it is in now and days until delivery.
 
     Args:
-        tracking_no: the tracking number, e.g. TRK-55120
+        tracking_no: the tracking number, e.g. TRK-00001
     """
     key, (status, city, days) = _find(PARCELS, tracking_no, "parcel")
     return {"tracking_no": key, "status": status, "current_city": city, "days_to_delivery": days}
@@ -304,7 +309,6 @@ class Ref:
 class Case:
     request: str
     steps: list[tuple[str, dict[str, Any]]]  # (tool, {argument: literal or Ref}); unlisted arguments are free
-    distractors: list[str] = field(default_factory=list)  # set by `offered_tools`
 
     @property
     def tools(self) -> list[str]:
@@ -395,6 +399,16 @@ CASES = TWO_STEP + THREE_STEP
 OFFERED = 5  # tools offered per case: the expected ones plus distractors
 
 
+def hinted(case: Case) -> str:
+    """The request with the plan spelled out (diagnostic: planning vs. carrying values between calls)."""
+    parts = [f"first call {case.steps[0][0]}"]
+    for name, arguments in case.steps[1:]:
+        links = [f"{arg} = the {ref.field} from the {('first', 'second')[ref.step]} result"
+                 for arg, ref in arguments.items() if isinstance(ref, Ref)]
+        parts.append(f"then call {name} with {' and '.join(links)}")
+    return f"{case.request} (Steps: {', '.join(parts)}.)"
+
+
 def offered_tools(case: Case, index: int, n: int | None = OFFERED) -> list[str]:
     """The tool names offered for a case: its tools plus seeded distractors, shuffled (n=None: all)."""
     if n is None:
@@ -446,7 +460,7 @@ class Score:
     sequence: bool
     chained: bool
     verdict: str
-    links: list[str]  # per linked argument of a later call: "ok" / "invented" / "other field" / "missing"
+    links: list[str]  # per linked argument of a later call: ok / from request / other field / invented / missing
 
 
 def score(case: Case, calls: list[Any]) -> Score:
@@ -469,6 +483,8 @@ def score(case: Case, calls: list[Any]) -> Score:
                 links.append("missing")
             elif ref.field in source and same_value(got, source[ref.field]):
                 links.append("ok")
+            elif str(got).strip() and str(got).strip().lower() in case.request.lower():
+                links.append("from request")  # the request's own value (an order id where a customer id goes)
             elif any(same_value(got, v) for c in calls[:i] if isinstance(c.result, dict) for v in c.result.values()):
                 links.append("other field")
             else:
@@ -506,7 +522,7 @@ def _load_model(spec: str, options: dict[str, Any]) -> Any:
 
 
 async def _evaluate(spec: str, cases: list[tuple[int, Case]], n_tools: int | None,
-                    options: dict[str, Any]) -> dict[str, Any]:
+                    options: dict[str, Any], hint: bool = False) -> dict[str, Any]:
     from raygent import Agent
 
     llm = _load_model(spec, options)
@@ -516,7 +532,7 @@ async def _evaluate(spec: str, cases: list[tuple[int, Case]], n_tools: int | Non
     for index, case in cases:
         tools = make_tools(offered_tools(case, index, n_tools))
         start = time.perf_counter()
-        result = await Agent(llm=llm, tools=tools).run(case.request)
+        result = await Agent(llm=llm, tools=tools).run(hinted(case) if hint else case.request)
         seconds = time.perf_counter() - start
         s = score(case, result.tool_calls)
         totals["n"] += 1
@@ -548,29 +564,32 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", metavar="SPEC",
-                        help="default | plain | MODEL[+ADAPTER]; repeat for several (the first is the baseline); "
-                             "default: plain, default")
+                        help="default | plain | MODEL[+ADAPTER]; repeat for several (the baseline of the ratios is "
+                             "plain when run, else the first); default: default, plain")
     parser.add_argument("--limit", type=int, default=None, help="run only the first N cases")
     parser.add_argument("--tools", default=str(OFFERED), help=f"tools offered per case: a number (default "
                                                               f"{OFFERED}) or 'all' ({len(TOOL_NAMES)})")
+    parser.add_argument("--hint", action="store_true",
+                        help="diagnostic: append the plan to each request (which tools, which field goes where)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="a LlamaCppChatModel option for every model, e.g. --set max_calls=4")
     args = parser.parse_args()
-    models = args.model or ["plain", "default"]
+    models = args.model or ["default", "plain"]
     n_tools = None if args.tools == "all" else int(args.tools)
     options = parse_options(args.set)
     cases = list(enumerate(CASES))[:args.limit]
     print(f"machine: {platform.machine()}; models: {', '.join(models)}; cases: {len(cases)} "
           f"({sum(len(c.steps) == 2 for _, c in cases)} two-step); tools offered: {args.tools}; "
-          f"options: {options or 'defaults'}", flush=True)
-    results = {m: asyncio.run(_evaluate(m, cases, n_tools, options)) for m in models}
-    base = results[models[0]]
-    print("\nmodel | first call | sequence | sequence+args | s/case | ratio (seq+args) to " + models[0])
+          f"options: {options or 'defaults'}{'; plan hinted in each request' if args.hint else ''}", flush=True)
+    results = {m: asyncio.run(_evaluate(m, cases, n_tools, options, args.hint)) for m in models}
+    baseline = "plain" if "plain" in results else models[0]
+    base = results[baseline]
+    print(f"\nmodel | first call | sequence | sequence+args | s/case | ratios to {baseline} (first / seq / seq+args)")
     for m, t in results.items():
         n = t["n"]
-        ratio = f"{t['chained'] / base['chained']:.2f}" if base["chained"] else "n/a (baseline 0)"
+        ratios = " / ".join(f"{t[k] / base[k]:.2f}" if base[k] else "n/a" for k in ("first", "sequence", "chained"))
         print(f"{m} | {t['first']}/{n} ({t['first'] / n:.2f}) | {t['sequence']}/{n} ({t['sequence'] / n:.2f}) | "
-              f"{t['chained']}/{n} ({t['chained'] / n:.2f}) | {t['seconds'] / n:.1f} | {ratio}")
+              f"{t['chained']}/{n} ({t['chained'] / n:.2f}) | {t['seconds'] / n:.1f} | {ratios}")
 
 
 if __name__ == "__main__":
