@@ -12,10 +12,10 @@ names against BFCL's when its data is on the machine) and runs a deterministic i
 every result in a conversation is what the tool returns. Conversations come in groups that share
 one offered tool set (and so one system turn, which training computes once per batch).
 
-Kinds: `single` (one fitting call among 4-5 offered tools), `parallel` (two calls in one reply:
-the same tool twice, or two tools), `chain2` / `chain3` (a later call uses a field of an earlier
-result), `abstain` (a task none of the offered tools does, or a question answered from knowledge:
-no call, a plain answer).
+Kinds: `single` (one fitting call among the 1-5 offered tools), `parallel` (two calls in one
+reply: the same tool twice, or two tools), `chain2` / `chain3` (a later call uses a field of an
+earlier result), `abstain` (a task none of the offered tools does, most often one for a tool of the
+same domain, or a question answered from knowledge: no call, a plain answer).
 """
 
 from __future__ import annotations
@@ -506,39 +506,50 @@ class ToolUseWriter:
                                Message.assistant(tool_calls=[c3]), r3, Message.assistant(answer)], "chain3")
 
     def abstain(self, offered: list[SyntheticTool]) -> Conversation:
-        if self.rng.random() < 0.5:
+        roll = self.rng.random()
+        if roll < 0.4:
             request, answer = self.rng.choice(KNOWLEDGE)
-        else:  # a job for a tool that is not offered here
-            other = self.rng.choice([t for t in CATALOGUE if t not in offered])
+        else:
+            # a job for a tool that is not offered here: most often a near one (the partner of an
+            # offered tool in a chain, same domain), as BFCL's irrelevance cases offer a tool close
+            # to the question
+            near = [TOOLS[n] for t in offered for _, a, b, _, _ in CHAINS for n in (a, b)
+                    if t.name in (a, b) and TOOLS[n] not in offered]
+            pool = near if near and roll < 0.8 else [t for t in CATALOGUE if t not in offered]
+            other = self.rng.choice(pool)
             request, _ = other.draw(self.rng)
             can = " and ".join(t.description.split(";")[0].rstrip(".").lower() for t in offered[:2])
             answer = f"None of the tools I have here can do that. I can {can}."
         return _conv(offered, [Message.user(request), Message.assistant(answer)], "abstain")
 
     def group(self, size: int) -> list[Conversation]:
-        """`size` conversations over one offered set: a chain's two tools plus 2-3 others."""
+        """`size` conversations over one offered set. A third of the sets hold one tool and a third
+        two (BFCL's simple and irrelevance cases offer one tool, so a small model must learn to
+        decline the one tool on offer); the rest a chain's two tools plus 2-3 others."""
         link = self.rng.choice(CHAINS)
         core = [TOOLS[link[1]], TOOLS[link[2]]]
-        others = self.rng.sample([t for t in CATALOGUE if t not in core], self.rng.choice([2, 3]))
-        offered = core + others
-        if self.rng.random() < 0.25:  # the three-step chain's tools
-            offered = [TOOLS["place_coordinates"], TOOLS["sun_times"], TOOLS["set_reminder"]] + others[:2]
+        shape = self.rng.random()
+        if shape < 1 / 3:
+            offered = [self.rng.choice(core)]
+        elif shape < 2 / 3:
+            offered = core
+        else:
+            others = self.rng.sample([t for t in CATALOGUE if t not in core], self.rng.choice([2, 3]))
+            offered = core + others
+            if self.rng.random() < 0.4:  # the three-step chain's tools
+                offered = [TOOLS["place_coordinates"], TOOLS["sun_times"], TOOLS["set_reminder"]] + others[:2]
         self.rng.shuffle(offered)
+        chain3_offered = TOOLS["set_reminder"] in offered and TOOLS["sun_times"] in offered
+        # (single, parallel, chain, abstain): one tool on offer cannot chain, so it declines more
+        weights = (0.45, 0.2, 0.0, 0.35) if len(offered) == 1 else (0.3, 0.15, 0.35, 0.2)
         out = []
-        for _ in range(size):
-            roll = self.rng.random()
-            if roll < 0.35:
-                out.append(self.single(offered))
-            elif roll < 0.57:
-                out.append(self.parallel(offered))
-            elif roll < 0.80:
-                if TOOLS["set_reminder"] in offered and TOOLS["sun_times"] in offered:
-                    out.append(self.chain3(offered) if self.rng.random() < 0.5 else
-                               self.chain(offered, CHAINS[0]))
-                else:
-                    out.append(self.chain(offered, link))
+        for kind in self.rng.choices(("single", "parallel", "chain", "abstain"), weights=weights, k=size):
+            if kind != "chain":
+                out.append(getattr(self, kind)(offered))
+            elif chain3_offered:
+                out.append(self.chain3(offered) if self.rng.random() < 0.5 else self.chain(offered, CHAINS[0]))
             else:
-                out.append(self.abstain(offered))
+                out.append(self.chain(offered, link))
         return out
 
 
