@@ -132,8 +132,8 @@ def test_two_ray_train_workers_train_the_same_adapter_as_one_process(tmp_path, r
                                   train=[False, True, True, True, True, True]) for i in range(10)]
     settings = LoraSettings(rank=8, alpha=16, learning_rate=3e-2, epochs=3, batch_size=4, warmup_steps=1)
     alone_losses: list[float] = []
-    alone = train_lora(load_base_model(tmp_path / "tiny"), examples, settings,
-                       log=lambda line: alone_losses.append(float(line.split("loss ")[1].split()[0])))
+    alone = train_lora(load_base_model(tmp_path / "tiny"), examples, settings, log=lambda line: None,
+                       on_step=alone_losses.append)
     pair = train_lora_on_ray(tmp_path / "tiny", examples, settings, workers=2, cpus_per_worker=1,
                              storage_path=tmp_path / "runs", log=lambda line: None)
     assert pair.workers == 2 and len(pair.losses) == 9  # 3 batches (4 + 4 + 2) x 3 epochs

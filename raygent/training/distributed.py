@@ -104,13 +104,12 @@ def _worker_loop(config: dict[str, Any]) -> None:
             t.copy_(flat[at:at + t.numel()].view_as(t))
             at += t.numel()
 
-    def record(line: str) -> None:
-        losses.append(float(line.split("loss ")[1].split()[0]))
+    def log(line: str) -> None:
         if rank == 0:
             print(f"[rank 0 of {world}] {line}", flush=True)
 
-    model = train_lora(load_base_model(config["base"]), examples, settings, log=record, shard=(rank, world),
-                       sum_gradients=sum_gradients)
+    model = train_lora(load_base_model(config["base"]), examples, settings, log=log, shard=(rank, world),
+                       sum_gradients=sum_gradients, on_step=losses.append)
     metrics = {"losses": losses, "rank": rank}
     if rank != 0:
         ray.train.report(metrics)

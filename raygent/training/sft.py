@@ -100,13 +100,15 @@ def load_base_model(base: str | os.PathLike) -> Any:
 
 def train_lora(model: Any, examples: Sequence[SupervisedExample], settings: LoraSettings | None = None,
                log: Callable[[str], None] = print, *, shard: tuple[int, int] = (0, 1),
-               sum_gradients: Callable[[list[Any]], None] | None = None) -> Any:
+               sum_gradients: Callable[[list[Any]], None] | None = None,
+               on_step: Callable[[float], None] | None = None) -> Any:
     """Wrap `model` with a LoRA adapter, train it on `examples`, return the peft model.
 
     Data-parallel use (`raygent.training.distributed`): every worker makes the same batches (same
     seed) and handles its `shard` = (rank, world size) of each; `sum_gradients` adds the trainable
     gradients up over the workers before the step. Losses are scaled by the whole batch's trained
-    tokens, so the summed gradient is the one a single process computes."""
+    tokens, so the summed gradient is the one a single process computes. `on_step` gets each step's
+    loss per trained token (over the whole batch)."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -143,7 +145,10 @@ def train_lora(model: Any, examples: Sequence[SupervisedExample], settings: Lora
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
-        log(f"step {step + 1}/{total}: loss {loss_sum / max(1, n_tokens):.4f} over {n_tokens} tokens "
+        loss_per_token = loss_sum / max(1, n_tokens)
+        if on_step is not None:
+            on_step(loss_per_token)
+        log(f"step {step + 1}/{total}: loss {loss_per_token:.4f} over {n_tokens} tokens "
             f"({time.perf_counter() - start:.0f} s)")
     peft_model.eval()
     return peft_model
