@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from raygent.retrieval.decompose import split_intents
 from raygent.retrieval.embedders import Embedder
 from raygent.retrieval.search import METHODS, Method, SearchIndex
-from raygent.retrieval.tool_retriever import as_spec, embed_tools, tool_index_defaults, tool_text
+from raygent.retrieval.tool_retriever import apply_tool_index_defaults, as_spec, embed_tools, tool_text
 from raygent.schema import ToolSpec
 
 PROGRESS_MIN = 200  # sets smaller than this get no progress bar
@@ -88,11 +88,7 @@ async def build_index(tools: Sequence[ToolSpec], embedder: Embedder | str | None
     Vectors and index settings are ToolRetriever's (`embed_tools`, `tool_index_defaults`) unless
     given. Dense vectors are computed only for methods that use them."""
     index = SearchIndex(embedder, default_method=method, **index_options)
-    defaults = tool_index_defaults(index.embedder)
-    if summary_weight is None:
-        summary_weight = defaults["summary_weight"]
-    if "lexical_gate" not in index_options:
-        index.lexical_gate = defaults["lexical_gate"]
+    summary_weight = apply_tool_index_defaults(index, summary_weight, index_options)
     keys: dict[str, str] = {}
     items: list[tuple[str, str]] = []
     specs: list[ToolSpec] = []

@@ -90,6 +90,16 @@ def tool_index_defaults(embedder: Embedder) -> dict[str, float]:
     return {"summary_weight": summary, "lexical_gate": LEXICAL_GATE}
 
 
+def apply_tool_index_defaults(index: SearchIndex, summary_weight: float | None,
+                              index_options: dict[str, Any]) -> float:
+    """Give a tool index the `lexical_gate` of `tool_index_defaults` unless `index_options` set one;
+    returns the summary weight to embed tools with (the given one, else the default)."""
+    defaults = tool_index_defaults(index.embedder)
+    if "lexical_gate" not in index_options:
+        index.lexical_gate = defaults["lexical_gate"]
+    return defaults["summary_weight"] if summary_weight is None else summary_weight
+
+
 async def embed_tools(embedder: Embedder, specs: Sequence[ToolSpec], summary_weight: float = SUMMARY_WEIGHT
                       ) -> np.ndarray:
     """The dense vectors of tools: the unit-normalised sum of the embedding of `tool_text` (name,
@@ -154,10 +164,7 @@ class ToolRetriever:
             self._prints = {name: _fingerprint(s) for name, s in self._specs.items()}
         else:
             self.index = SearchIndex(embedder, default_method=method, decompose=decompose, **index_options)
-        defaults = tool_index_defaults(self.index.embedder)
-        self.summary_weight = defaults["summary_weight"] if summary_weight is None else summary_weight
-        if "lexical_gate" not in index_options:
-            self.index.lexical_gate = defaults["lexical_gate"]
+        self.summary_weight = apply_tool_index_defaults(self.index, summary_weight, index_options)
         if self._prints and self._saved_summary_weight() != self.summary_weight:
             self._prints = {}  # vectors made another way: the next add() of these tools embeds them again
 
