@@ -5,7 +5,12 @@ prompt, tool section and exemplars unchanged between turns, as in an agent sessi
 baseline, measured in the same run, is the same turns with the KV cache cleared before each one
 (what a server without prefix reuse pays). Goal: median at most 1.5 s per tool call on 2 cores.
 
+With an adapter, the run ends with the adapter folded into the weights (`merge_lora=True`, the
+default) against llama.cpp's run-time adapter (`merge_lora=False`), both loaded and measured in
+alternation: free-text tokens/s, the warm tool-calling turn, and whether both call the same tools.
+
 Run: .venv/bin/python benchmarks/embedded_model.py [--model NAME_OR_GGUF] [--lora auto|none|ADAPTER]
+     [--no-merge-ab]
 """
 
 from __future__ import annotations
@@ -45,6 +50,55 @@ async def turns(llm: LlamaCppChatModel, cold: bool) -> tuple[list[float], int]:
         seconds.append(time.perf_counter() - start)
         correct += bool(c.tool_calls) and c.tool_calls[0].name == gold
     return seconds, correct
+
+
+def free_text_tps(llm: LlamaCppChatModel) -> float:
+    """Generated tokens per second of a free-text reply (no grammar), prompt time taken out."""
+    llama = llm.load()
+    llama.reset()
+    text = "<|im_start|>user\nWrite a long story about a lighthouse.<|im_end|>\n<|im_start|>assistant\n"
+    t0 = time.perf_counter()
+    llama.eval(llama.tokenize(text.encode(), add_bos=False, special=True))
+    prompt_s = time.perf_counter() - t0
+    llama.reset()
+    t0 = time.perf_counter()
+    out = llama.create_completion(text, max_tokens=96, temperature=0.0)
+    return out["usage"]["completion_tokens"] / max(1e-9, time.perf_counter() - t0 - prompt_s)
+
+
+async def merge_ab(model: str | None, lora: str, options: dict, rounds: int = 3) -> None:
+    """The adapter merged into the weights vs llama.cpp's run-time adapter, alternating."""
+    merged = LlamaCppChatModel(model, lora=lora, **{**options, "merge_lora": True})
+    runtime = LlamaCppChatModel(model, lora=lora, **{**options, "merge_lora": False})
+    if merged.lora is None:
+        return
+    t0 = time.perf_counter()
+    merged.load()
+    merge_load_s = time.perf_counter() - t0
+    runtime.load()
+    tps: dict[str, list[float]] = {"merged": [], "runtime": []}
+    turn: dict[str, list[float]] = {"merged": [], "runtime": []}
+    calls: dict[str, list] = {"merged": [], "runtime": []}
+    for llm in (merged, runtime):
+        await turns(llm, cold=False)  # warm the shared prefix
+    specs = [t.spec for t in default_tools()]
+    for _ in range(rounds):
+        for name, llm in (("merged", merged), ("runtime", runtime)):
+            tps[name].append(free_text_tps(llm))
+            turn[name] += (await turns(llm, cold=False))[0]
+    for name, llm in (("merged", merged), ("runtime", runtime)):
+        for text, _ in REQUESTS:
+            c = await llm.chat([Message.user(text)], specs, GenerationParams(max_tokens=128))
+            calls[name].append([(call.name, call.arguments) for call in c.tool_calls])
+    same = sum(a == b for a, b in zip(calls["merged"], calls["runtime"]))
+    m_tps, r_tps = statistics.median(tps["merged"]), statistics.median(tps["runtime"])
+    m_turn, r_turn = statistics.median(turn["merged"]), statistics.median(turn["runtime"])
+    print(f"adapter merged into the weights (load incl. merge if not cached {merge_load_s:.1f} s) vs run-time adapter, "
+          f"alternating, {rounds} rounds:")
+    print(f"  free text: merged {m_tps:.1f} tok/s, run-time {r_tps:.1f} tok/s; ratio {m_tps / r_tps:.2f}")
+    print(f"  tool-calling turn, prefix cached: merged median {m_turn:.2f} s, run-time {r_turn:.2f} s; "
+          f"ratio {m_turn / r_turn:.2f}")
+    print(f"  same tool calls (names and arguments) on {same}/{len(REQUESTS)} requests")
 
 
 async def main(model: str | None, lora: str, options: dict | None = None) -> None:
@@ -99,9 +153,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
     parser.add_argument("--lora", default="auto", help="LoRA adapter: auto (the model's default), none, or a name/path")
+    parser.add_argument("--no-merge-ab", action="store_true", help="skip the merged vs run-time adapter comparison")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="a LlamaCppChatModel option, e.g. --set max_calls=4 --set relevance_bias=null")
     args = parser.parse_args()
     from raygent.evaluation.cli import parse_options
 
-    asyncio.run(main(args.model, args.lora, parse_options(args.set)))
+    options = parse_options(args.set)
+    asyncio.run(main(args.model, args.lora, options))
+    if not args.no_merge_ab:
+        asyncio.run(merge_ab(args.model, args.lora, options))

@@ -101,6 +101,9 @@ class LlamaCppChatModel(ChatModel):
         "auto" (default): the shipped adapter made for this embedded model, if any — the 0.5B gets
         "multistep" (measured: 6 of 8 two-step requests chained against 0 without it); None: none.
     lora_scale: how strongly the adapter applies (1.0: as trained).
+    merge_lora: fold the adapter into the model's weights once (`gguf_merge.py`, cached beside the
+        model, about 20 s the first time) and run the merged model: llama.cpp's run-time adapter
+        costs two extra matmuls per adapted weight on every token. False: the run-time adapter.
     parallel: decode up to this many requests at once on one llama.cpp context (continuous
         batching, `llama_batch.py`): concurrent requests are admitted into sequence slots and
         decoded together, one `llama_decode` per step for all of them; each slot keeps its KV for
@@ -127,11 +130,12 @@ class LlamaCppChatModel(ChatModel):
                  relevance_bias: tuple[float, float, float] | None = RELEVANCE_BIAS,
                  n_batch: int = 256, speculate: bool = True,
                  verbose: bool = False, session_cache: int = 0, lora: str | os.PathLike | None = AUTO_ADAPTER,
-                 lora_scale: float = 1.0, parallel: int = 1, **llama_kwargs: Any):
+                 lora_scale: float = 1.0, merge_lora: bool = True, parallel: int = 1, **llama_kwargs: Any):
         self.model_spec = str(model) if model is not None else DEFAULT_MODEL
         self.model_name = Path(self.model_spec).stem if self.model_spec not in EMBEDDED_MODELS else self.model_spec
         self.lora = choose_adapter(lora, self.model_spec)
         self.lora_scale = lora_scale
+        self.merge_lora = merge_lora
         if self.lora is not None:  # the adapter is part of the model's identity (answers differ)
             self.model_name += "+" + (self.lora if self.lora in EMBEDDED_ADAPTERS else Path(self.lora).stem)
         self.n_ctx = n_ctx
@@ -193,11 +197,17 @@ class LlamaCppChatModel(ChatModel):
                 # ran two per process during prompts and spun against each other (measured: a
                 # 2 x 1-thread run took 30 s or 57-61 s depending on how the prompts overlapped)
                 options = {"n_threads_batch": self.n_threads, **self.llama_kwargs}
+                runtime_adapter = self.lora is not None and not (self.merge_lora and _can_merge())
                 if self.lora is not None:
-                    options.update(lora_path=str(resolve_adapter_path(self.lora, self.model_spec)),
-                                   lora_scale=self.lora_scale)
+                    adapter = resolve_adapter_path(self.lora, self.model_spec)
+                    if not runtime_adapter:
+                        from raygent.llm_pool.gguf_merge import ensure_merged_model
+
+                        path = ensure_merged_model(path, adapter, scale=self.lora_scale)
+                    else:
+                        options.update(lora_path=str(adapter), lora_scale=self.lora_scale)
                 # llama.cpp logs a line per adapter tensor outside llama-cpp-python's quiet mode
-                quiet = _quiet_native_output(self.lora is not None and not self.verbose)
+                quiet = _quiet_native_output(runtime_adapter and not self.verbose)
                 with quiet, _model_loading(extra_buffers=_extra_buffers_safe()):
                     self._llama = Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
                                         n_batch=self.n_batch, verbose=self.verbose, **options)
@@ -620,6 +630,20 @@ def _cpu_has_amx() -> bool:
                     return " amx_tile" in line or " amx_int8" in line
     except OSError:
         pass
+    return False
+
+
+def _can_merge() -> bool:
+    """Whether gguf-py is here to fold an adapter into the weights; an install from before the llama
+    extra required it falls back to llama.cpp's run-time adapter (same answers, slower), with a warning."""
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is not None:
+        return True
+    import warnings
+
+    warnings.warn("the LoRA adapter runs as a llama.cpp run-time adapter, about a third slower per token; "
+                  "pip install gguf (part of 'raygent[llama]') to fold it into the weights", stacklevel=3)
     return False
 
 
