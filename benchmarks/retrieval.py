@@ -14,7 +14,9 @@ the tool's own words). Tools are split 30 % dev / 70 % test (a query's "category
 the corpus either way): settings may be tuned on dev only, figures are reported on test. recall@1,
 recall@5 and MRR for bm25, dense and the default hybrid (normalized fusion + decomposition, as
 `ToolRetriever()` runs it), with wordllama and, when its weights package is installed, MiniLM.
-Goal (issue 15): test recall@5 >= 0.85. `--skip-unseen` leaves it out.
+Goal (issue 15): test recall@5 >= 0.85. `--skip-unseen` leaves it out. `--examples FILE` adds the
+rows with generated example requests as extra tool vectors (benchmarks/data/unseen_tool_examples.json,
+raygent/retrieval/expand.py).
 
 Scale: synthetic catalogues (raygent/retrieval/synthetic.py) of 1k, 10k, 100k and 1M tools. For
 each size: index memory, build time, query latency p50/p99 of the dense search alone with an exact
@@ -22,7 +24,9 @@ each size: index memory, build time, query latency p50/p99 of the dense search a
 full hybrid query (embed + BM25 + faiss + fusion) on the default index. Vectors are real wordllama
 embeddings up to --real-max tools (default 100k); above that they are random unit vectors with
 queries made by perturbing stored vectors (said in the output), and the hybrid query is skipped
-unless --hybrid-1m. Goal: p50 <= 5 ms at 10k and <= 20 ms at 1M on 2 cores.
+unless --hybrid-1m. Goal: p50 <= 5 ms at 10k and <= 20 ms at 1M on 2 cores. `--examples-per-tool N`
+also times the hybrid query with N example vectors per tool (templated requests, as the cost of
+expanded tools; raygent/retrieval/expand.py).
 
 Run: .venv/bin/python benchmarks/retrieval.py [--skip-quality] [--skip-unseen] [--skip-scale]
      [--sizes 1000,10000,100000,1000000]
@@ -48,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from raygent.retrieval.embedders import Embedder, EmbedderError, get_embedder, normalize_rows  # noqa: E402
 from raygent.retrieval.evaluate import EvalQuery, build_index, evaluate, load_queries, load_tools  # noqa: E402
 from raygent.retrieval.search import SearchIndex  # noqa: E402
-from raygent.retrieval.synthetic import synthetic_query, synthetic_tool  # noqa: E402
+from raygent.retrieval.synthetic import _combo, synthetic_query, synthetic_tool  # noqa: E402
 from raygent.retrieval.tool_retriever import as_spec, tool_index_defaults, tool_text  # noqa: E402
 from raygent.retrieval.vector_index import VectorIndex  # noqa: E402
 
@@ -144,8 +148,9 @@ DATA = Path(__file__).resolve().parent / "data"
 ROWS_UNSEEN = [("bm25", False), ("dense", False), ("hybrid", True)]
 
 
-async def unseen(embedders: list[str | None]) -> list[dict]:
-    """recall@1 / recall@5 / MRR on the unseen-style set (module docstring), dev and test apart."""
+async def unseen(embedders: list[str | None], examples: str | None = None) -> list[dict]:
+    """recall@1 / recall@5 / MRR on the unseen-style set (module docstring), dev and test apart; with
+    `examples`, the default hybrid again with the generated requests as extra tool vectors."""
     tools = load_tools(DATA / "unseen_tools.jsonl")
     queries = load_queries(DATA / "unseen_queries.jsonl")
     parts = {split: [q for q in queries if q.category == split] for split in ("dev", "test")}
@@ -164,6 +169,14 @@ async def unseen(embedders: list[str | None]) -> list[dict]:
             row = {"embedder": label, "method": method + (" (default)" if method == "hybrid" else "")}
             for split, qs in parts.items():
                 r = await evaluate(tools, qs, method=method, index=index, progress=False, decompose=decompose)
+                row.update({f"{split} {m}": r[m] for m in ("recall@1", "recall@5", "mrr")})
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        if examples:
+            index = await build_index(tools, embedder, method="hybrid", progress=False, examples=examples)
+            row = {"embedder": label, "method": "hybrid (default) + examples"}
+            for split, qs in parts.items():
+                r = await evaluate(tools, qs, method="hybrid", index=index, progress=False, decompose=True)
                 row.update({f"{split} {m}": r[m] for m in ("recall@1", "recall@5", "mrr")})
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -186,7 +199,16 @@ def _time_queries(index: VectorIndex, queries: np.ndarray, k: int = 10) -> tuple
     return lat, np.vstack(found)
 
 
-async def scale(sizes: list[int], real_max: int, n_queries: int, hybrid_1m: bool) -> list[dict]:
+def _example_texts(i: int, n: int) -> list[str]:
+    """n templated requests for synthetic tool i (stand-ins for generated ones: the cost, not the quality)."""
+    action, obj, ctx, _ = _combo(i)
+    forms = ["can you {a} my {o} {c}", "I want to {a} a {o}", "{a} the {o} {c} for me", "need to {a} {o} now",
+             "how do I {a} my {o}", "quick: {a} {o} {c}", "help me {a} the {o}", "{o}: {a} it {c}"]
+    return [forms[j % len(forms)].format(a=action, o=obj, c=ctx) for j in range(n)]
+
+
+async def scale(sizes: list[int], real_max: int, n_queries: int, hybrid_1m: bool,
+                examples_per_tool: int = 0) -> list[dict]:
     embedder = get_embedder()
     rows = []
     print(f"\n== scale: synthetic catalogues, {n_queries} queries per size, one query at a time, k=10")
@@ -261,6 +283,24 @@ async def scale(sizes: list[int], real_max: int, n_queries: int, hybrid_1m: bool
                              "p99_ms": round(_pct(lat, 99), 3),
                              "target_in_top10": round(hits / (2 * len(pairs)), 3)})
                 print(json.dumps(rows[-1]), flush=True)
+            if examples_per_tool:
+                t = time.perf_counter()
+                evecs = await embedder.embed([e for i in range(n) for e in _example_texts(i, examples_per_tool)])
+                search.set_extra({f"t{i}": evecs[i * examples_per_tool:(i + 1) * examples_per_tool] for i in range(n)})
+                build = time.perf_counter() - t
+                await search.search(qtexts[0], 10)
+                lat, hits = [], 0
+                for qi, qt in zip(q_ids, qtexts):
+                    t = time.perf_counter()
+                    res = await search.search(qt, 10)
+                    lat.append((time.perf_counter() - t) * 1000)
+                    hits += f"t{qi}" in {h.key for h in res}
+                rows.append({"tools": n, "vectors": "wordllama" if real else "random",
+                             "index": f"hybrid query + {examples_per_tool} examples/tool "
+                                      f"({search.vectors.built_kind}, extra {search.extra.built_kind})",
+                             "build_s": round(build, 2), "p50_ms": round(_pct(lat, 50), 3),
+                             "p99_ms": round(_pct(lat, 99), 3), "target_in_top10": round(hits / len(q_ids), 3)})
+                print(json.dumps(rows[-1]), flush=True)
             del search
         print(f"   (vectors for {n} tools prepared in {t_embed:.1f} s)", flush=True)
     print("\n| tools | vectors | index | build s | memory MB | p50 ms | p99 ms | recall@10 vs exact |\n"
@@ -283,6 +323,11 @@ async def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--hybrid-1m", action="store_true", help="also time hybrid queries above --real-max")
     ap.add_argument("--out", default=None, help="write all rows as JSON here")
+    ap.add_argument("--examples", default=None,
+                    help="generated example requests for the unseen-style tools "
+                         "(benchmarks/data/unseen_tool_examples.json)")
+    ap.add_argument("--examples-per-tool", type=int, default=0,
+                    help="also time the hybrid query with this many example vectors per synthetic tool")
     args = ap.parse_args()
     import faiss
 
@@ -292,10 +337,10 @@ async def main() -> None:
     if not args.skip_quality:
         out["quality"] = await quality([None] + args.embedder)
     if not args.skip_unseen:
-        out["unseen"] = await unseen([None] + (args.embedder or ["minilm"]))
+        out["unseen"] = await unseen([None] + (args.embedder or ["minilm"]), args.examples)
     if not args.skip_scale:
         out["scale"] = await scale([int(s) for s in args.sizes.split(",")], args.real_max, args.queries,
-                                   args.hybrid_1m)
+                                   args.hybrid_1m, args.examples_per_tool)
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
 

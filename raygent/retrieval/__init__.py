@@ -13,6 +13,7 @@ from raygent.retrieval.embedders import (
     WordLlamaEmbedder,
     get_embedder,
 )
+from raygent.retrieval.expand import ExampleCache, expand_tools
 from raygent.retrieval.knowledge import KnowledgeChunk, KnowledgeRetriever, KnowledgeSearchTool
 from raygent.retrieval.search import Hit, SearchIndex
 from raygent.retrieval.tool_retriever import ToolRetriever, tool_text
@@ -21,4 +22,4 @@ from raygent.retrieval.vector_index import VectorIndex
 __all__ = ["Embedder", "EmbedderError", "WordLlamaEmbedder", "TransformersEmbedder", "MiniLMEmbedder",
            "DashScopeEmbedder",
            "get_embedder", "SearchIndex", "Hit", "VectorIndex", "ToolRetriever", "tool_text", "KnowledgeRetriever",
-           "KnowledgeChunk", "KnowledgeSearchTool"]
+           "KnowledgeChunk", "KnowledgeSearchTool", "ExampleCache", "expand_tools"]

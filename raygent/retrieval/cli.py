@@ -8,6 +8,10 @@ from typing import Any
 
 
 async def _retrieval(args: argparse.Namespace) -> int:
+    if args.retrieval_command == "expand":
+        from raygent.retrieval.expand import expand_command
+
+        return await expand_command(args.tools, args.out, model=args.model, n=args.n, samples=args.samples)
     from raygent.retrieval.evaluate import eval_command
 
     options = {"fusion": args.fusion, "min_ratio": args.min_ratio}
@@ -17,6 +21,10 @@ async def _retrieval(args: argparse.Namespace) -> int:
         options["lexical_gate"] = args.lexical_gate
     if args.summary_weight is not None:
         options["summary_weight"] = args.summary_weight
+    if args.examples:
+        options["examples"] = args.examples
+    if args.example_weight is not None:
+        options["extra_weight"] = args.example_weight
     return await eval_command(args.tools, args.queries, method=args.method, k=args.k, embedder=args.embedder,
                               json_out=args.json, decompose=args.decompose, **options)
 
@@ -68,7 +76,18 @@ def add_commands(sub: Any) -> None:
                     help="also search each clause of multi-intent queries (default on, as in ToolRetriever)")
     ev.add_argument("--min-ratio", type=float, default=0.8,
                     help="a clause's best hit is merged in when its top cosine >= this share of the query's")
+    ev.add_argument("--examples", default=None,
+                    help="generated example requests (JSON from `raygent retrieval expand`) as extra tool vectors")
+    ev.add_argument("--example-weight", type=float, default=None,
+                    help="a tool's example cosines count this much against its own (1.0)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ex = rsub.add_parser("expand", help="have a chat model write example requests for each tool, once (cached)")
+    ex.add_argument("--tools", required=True, help='JSONL, one {"name", "description", "parameters"} per line')
+    ex.add_argument("--out", required=True, help="JSON cache: tools already in it are skipped, new ones added")
+    ex.add_argument("--model", default=None, help="GGUF path or embedded model name (default: the embedded 0.5B)")
+    ex.add_argument("--n", type=int, default=6, help="requests per tool and reply")
+    ex.add_argument("--samples", type=int, default=1,
+                    help="replies per tool, merged: the first greedy, the others sampled (seed = reply number)")
     r.set_defaults(handler=_retrieval)
 
     k = sub.add_parser("knowledge", help="knowledge bases for question answering with citations")

@@ -22,7 +22,9 @@ from pydantic import BaseModel, Field, ValidationError
 from raygent.retrieval.decompose import split_intents
 from raygent.retrieval.embedders import Embedder
 from raygent.retrieval.search import METHODS, Method, SearchIndex
-from raygent.retrieval.tool_retriever import apply_tool_index_defaults, as_spec, embed_tools, tool_text
+from raygent.retrieval.expand import ExampleSource, load_examples
+from raygent.retrieval.tool_retriever import (apply_tool_index_defaults, as_spec, embed_examples, embed_tools,
+                                              tool_text)
 from raygent.schema import ToolSpec
 
 PROGRESS_MIN = 200  # sets smaller than this get no progress bar
@@ -82,11 +84,12 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
 
 async def build_index(tools: Sequence[ToolSpec], embedder: Embedder | str | None = None, *,
                       method: Method = "hybrid", progress: bool = True, batch: int = 2048,
-                      summary_weight: float | None = None, **index_options: Any
-                      ) -> tuple[SearchIndex, dict[str, str]]:
+                      summary_weight: float | None = None, examples: ExampleSource = None,
+                      **index_options: Any) -> tuple[SearchIndex, dict[str, str]]:
     """Index tools under unique keys (a repeated name gets `name#2`...); returns (index, key -> name).
     Vectors and index settings are ToolRetriever's (`embed_tools`, `tool_index_defaults`) unless
-    given. Dense vectors are computed only for methods that use them."""
+    given. Dense vectors are computed only for methods that use them. `examples` (tool name ->
+    generated requests, raygent/retrieval/expand.py) become extra vectors, as in ToolRetriever."""
     index = SearchIndex(embedder, default_method=method, **index_options)
     summary_weight = apply_tool_index_defaults(index, summary_weight, index_options)
     keys: dict[str, str] = {}
@@ -109,6 +112,10 @@ async def build_index(tools: Sequence[ToolSpec], embedder: Embedder | str | None
                 np.zeros((len(part), index.vectors.dim), dtype=np.float32)
             await index.add(part, vectors=vecs)
             bar.update(len(part))
+    by_name = load_examples(examples)
+    if by_name and dense:
+        extra = await embed_examples(index.embedder, by_name)
+        index.set_extra({key: extra[name] for key, name in keys.items() if name in extra})
     return index, keys
 
 

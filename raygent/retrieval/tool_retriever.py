@@ -5,6 +5,9 @@ parameters' names and descriptions. The index follows the registry incrementally
 embeds only tools that are new or whose spec changed and drops tools no longer registered, so an
 agent can call `select(query, specs, k)` every turn at the cost of a fingerprint comparison.
 Works in-process and as a Ray actor (`runtime.deploy(ToolRetriever, remote=True, ...)`).
+
+Generated example requests (`examples=`, `expander=`; raygent/retrieval/expand.py) become extra
+vectors of their tool (`SearchIndex.set_extra`); tools without them are indexed exactly as before.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from typing import Any
 import numpy as np
 
 from raygent.retrieval.embedders import Embedder, normalize_rows
+from raygent.retrieval.expand import ExampleCache, ExampleSource, expand_tools, load_examples
 from raygent.retrieval.search import Method, SearchIndex
 from raygent.schema import ToolSpec
 
 _SPECS = "specs.json"
 _VECTORS = "tool_vectors.json"  # how the saved tool vectors were made (summary_weight)
+_EXAMPLES = "tool_examples.json"  # generated example requests the saved extra vectors were made from
 
 
 def _param_lines(schema: dict[str, Any], prefix: str = "") -> list[str]:
@@ -72,11 +77,14 @@ SUMMARY_WEIGHT = 1.0
 LEXICAL_GATE = 3.0
 """`lexical_gate` of the tool index: the BM25 part gets its full weight when the best BM25 match holds
 3 of the request's distinct tokens, less below (raygent/retrieval/search.py, `SearchIndex._lexical_weight`)."""
+EXAMPLE_WEIGHT = 0.5
+"""`extra_weight` of the tool index: a tool with generated example requests scores (own cosine + this x its
+best example's cosine) / (1 + this) in the dense part (docs/retrieval.md, "Example requests")."""
 
 
 def tool_index_defaults(embedder: Embedder) -> dict[str, float]:
-    """`summary_weight` and `lexical_gate` when not given: the gate (3) for every embedder, summary
-    vectors (1.0) for all but wordllama.
+    """`summary_weight`, `lexical_gate` and `extra_weight` when not given: the gate (3) for every
+    embedder, summary vectors (1.0) for all but wordllama, example weight 0.5 for all.
 
     Measured (docs/retrieval.md, "Requests in other words"; recall@5 on the dev tools of
     benchmarks/data/unseen_*.jsonl, then on all of BFCL): the gate raises wordllama 0.630 -> 0.655 and
@@ -84,19 +92,24 @@ def tool_index_defaults(embedder: Embedder) -> dict[str, float]:
     BFCL at 0.904. Summary vectors cost wordllama, whose vectors are averages of static token
     embeddings, 0.005-0.007 on BFCL for about +0.01 here, so it keeps the full-text vector. Other
     embedders (local transformers, DashScope) are contextual like MiniLM and get its settings; they
-    were not measured.
+    were not measured. Example weight (tools with generated requests, raygent/retrieval/expand.py): 0.5
+    was best or tied on the dev tools against 1.0 and 2.0 for both embedders (dev recall@5 with
+    benchmarks/data/unseen_tool_examples.json: wordllama 0.688 / 0.682 / 0.660, MiniLM 0.863 / 0.853 / 0.845).
     """
-    summary = 0.0 if embedder.name.startswith("wordllama") else SUMMARY_WEIGHT
-    return {"summary_weight": summary, "lexical_gate": LEXICAL_GATE}
+    wordllama = embedder.name.startswith("wordllama")
+    return {"summary_weight": 0.0 if wordllama else SUMMARY_WEIGHT, "lexical_gate": LEXICAL_GATE,
+            "extra_weight": EXAMPLE_WEIGHT}
 
 
 def apply_tool_index_defaults(index: SearchIndex, summary_weight: float | None,
                               index_options: dict[str, Any]) -> float:
-    """Give a tool index the `lexical_gate` of `tool_index_defaults` unless `index_options` set one;
-    returns the summary weight to embed tools with (the given one, else the default)."""
+    """Give a tool index the `lexical_gate` and `extra_weight` of `tool_index_defaults` unless
+    `index_options` set them; returns the summary weight to embed tools with (the given one, else the
+    default)."""
     defaults = tool_index_defaults(index.embedder)
-    if "lexical_gate" not in index_options:
-        index.lexical_gate = defaults["lexical_gate"]
+    for option in ("lexical_gate", "extra_weight"):
+        if option not in index_options:
+            setattr(index, option, defaults[option])
     return defaults["summary_weight"] if summary_weight is None else summary_weight
 
 
@@ -117,10 +130,23 @@ async def embed_tools(embedder: Embedder, specs: Sequence[ToolSpec], summary_wei
     return normalize_rows(vecs[:len(specs)] + summary_weight * vecs[len(specs):])
 
 
-def _fingerprint(spec: ToolSpec) -> str:
+def _fingerprint(spec: ToolSpec, examples: Sequence[str] = ()) -> str:
     """Changes when anything indexed changes; pydantic's JSON dump is ~5x cheaper than tool_text."""
     raw = spec.model_dump_json(include={"name", "description", "parameters", "examples"})
+    if examples:
+        raw += json.dumps(list(examples))
     return hashlib.sha1(raw.encode("utf-8")).hexdigest()
+
+
+async def embed_examples(embedder: Embedder, examples: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """Each tool's example requests embedded (name -> unit rows), all in one embedder call."""
+    names = [n for n, qs in examples.items() if qs]
+    vecs = await embedder.embed([q for n in names for q in examples[n]])
+    out, pos = {}, 0
+    for n in names:
+        out[n] = vecs[pos:pos + len(examples[n])]
+        pos += len(examples[n])
+    return out
 
 
 def as_spec(obj: Any) -> ToolSpec:
@@ -147,21 +173,37 @@ class ToolRetriever:
     description, `embed_tools`; on for MiniLM and other contextual embedders, off for wordllama) and
     the index option `lexical_gate` (the BM25 part's full weight needs 3 of the request's words in the
     best BM25 match) default by embedder (`tool_index_defaults`).
+
+    `examples`: generated example requests (an `ExampleCache`, its JSON file, or name -> requests);
+    each becomes an extra vector of its tool, whose dense score is then (own cosine + `example_weight`
+    x its best example's cosine) / (1 + `example_weight`) (default by embedder, `tool_index_defaults`;
+    index options `extra_weight`, `extra_mode`). `expander`: a ChatModel that writes them for
+    tools that have none at `add` (once: they go into the cache, `examples` when that is a cache or a
+    file). Tools without examples rank exactly as without this option.
     """
 
     def __init__(self, embedder: Embedder | str | None = None, *, path: str | os.PathLike[str] | None = None,
                  method: Method = "hybrid", decompose: bool = True, summary_weight: float | None = None,
+                 examples: ExampleSource = None, expander: Any = None, example_weight: float | None = None,
                  **index_options: Any):
         self.path = Path(path).expanduser() if path else None
         self.method: Method = method
         self._specs: dict[str, ToolSpec] = {}
         self._prints: dict[str, str] = {}
+        if example_weight is not None:
+            index_options["extra_weight"] = example_weight
+        self.expander = expander
+        self._cache = examples if isinstance(examples, ExampleCache) else \
+            ExampleCache(examples if isinstance(examples, (str, os.PathLike)) else None)
+        self.examples = load_examples(examples)
+        if self.path is not None and (self.path / _EXAMPLES).exists():  # what the saved vectors were made from
+            self.examples = {**json.loads((self.path / _EXAMPLES).read_text()), **self.examples}
         if self.path is not None and (self.path / _SPECS).exists():
             self.index = SearchIndex.load(self.path, embedder, default_method=method, decompose=decompose,
                                           **index_options)
             saved = json.loads((self.path / _SPECS).read_text())
             self._specs = {s["name"]: ToolSpec(**s) for s in saved}
-            self._prints = {name: _fingerprint(s) for name, s in self._specs.items()}
+            self._prints = {name: _fingerprint(s, self.examples.get(name, ())) for name, s in self._specs.items()}
         else:
             self.index = SearchIndex(embedder, default_method=method, decompose=decompose, **index_options)
         self.summary_weight = apply_tool_index_defaults(self.index, summary_weight, index_options)
@@ -177,19 +219,32 @@ class ToolRetriever:
     # -- contents ----------------------------------------------------------------------------
     async def add(self, specs: Iterable[Any]) -> int:
         """Index (or re-index) tools; returns how many were embedded (unchanged ones are skipped)."""
+        specs = [as_spec(obj) for obj in specs]
+        if self.expander is not None:
+            await self._expand(specs)
         fresh: dict[str, ToolSpec] = {}
-        for obj in specs:
-            spec = as_spec(obj)
-            if self._prints.get(spec.name) != _fingerprint(spec):
+        for spec in specs:
+            if self._prints.get(spec.name) != _fingerprint(spec, self.examples.get(spec.name, ())):
                 fresh[spec.name] = spec
         if not fresh:
             return 0
         vecs = await embed_tools(self.index.embedder, list(fresh.values()), self.summary_weight)
         await self.index.add({name: tool_text(s) for name, s in fresh.items()}, vectors=vecs)
+        examples = {name: self.examples.get(name, []) for name in fresh}
+        extra = await embed_examples(self.index.embedder, examples)
+        self.index.set_extra({name: extra.get(name, np.zeros((0, self.index.extra.dim), dtype=np.float32))
+                              for name in fresh})
         for name, spec in fresh.items():
             self._specs[name] = spec
-            self._prints[name] = _fingerprint(spec)
+            self._prints[name] = _fingerprint(spec, examples[name])
         return len(fresh)
+
+    async def _expand(self, specs: Sequence[ToolSpec]) -> None:
+        """Have `expander` write example requests for new or changed tools (cached: once per tool)."""
+        todo = [s for s in specs if s.name not in self.examples or (
+            s.name in self._prints and self._prints[s.name] != _fingerprint(s, self.examples[s.name]))]
+        if todo:
+            self.examples.update(await expand_tools(todo, self.expander, self._cache))
 
     async def remove(self, names: Iterable[str]) -> int:
         names = [n for n in names if n in self._specs]
@@ -242,4 +297,7 @@ class ToolRetriever:
         tmp.write_text(json.dumps([s.model_dump(mode="json") for s in self._specs.values()], ensure_ascii=False))
         os.replace(tmp, folder / _SPECS)
         (folder / _VECTORS).write_text(json.dumps({"summary_weight": self.summary_weight}))
+        used = {n: self.examples[n] for n in self._specs if self.examples.get(n)}
+        if used or (folder / _EXAMPLES).exists():
+            (folder / _EXAMPLES).write_text(json.dumps(used, ensure_ascii=False))
         return str(folder)
