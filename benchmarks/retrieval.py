@@ -199,6 +199,17 @@ def _time_queries(index: VectorIndex, queries: np.ndarray, k: int = 10) -> tuple
     return lat, np.vstack(found)
 
 
+async def _timed_hybrid(search: SearchIndex, q_ids, qtexts: list[str]) -> tuple[list[float], int]:
+    """Milliseconds per hybrid query, and how many found their target tool in the top 10."""
+    lat, hits = [], 0
+    for qi, qt in zip(q_ids, qtexts):
+        t = time.perf_counter()
+        res = await search.search(qt, 10)
+        lat.append((time.perf_counter() - t) * 1000)
+        hits += f"t{qi}" in {h.key for h in res}
+    return lat, hits
+
+
 def _example_texts(i: int, n: int) -> list[str]:
     """n templated requests for synthetic tool i (stand-ins for generated ones: the cost, not the quality)."""
     action, obj, ctx, _ = _combo(i)
@@ -254,12 +265,7 @@ async def scale(sizes: list[int], real_max: int, n_queries: int, hybrid_1m: bool
             build = time.perf_counter() - t
             qtexts = [synthetic_query(int(i)) for i in q_ids]
             await search.search(qtexts[0], 10)
-            lat, hits = [], 0
-            for qi, qt in zip(q_ids, qtexts):
-                t = time.perf_counter()
-                res = await search.search(qt, 10)
-                lat.append((time.perf_counter() - t) * 1000)
-                hits += f"t{qi}" in {h.key for h in res}
+            lat, hits = await _timed_hybrid(search, q_ids, qtexts)
             rows.append({"tools": n, "vectors": "wordllama" if real else "random", "index": f"hybrid query ({search.vectors.built_kind})",
                          "build_s": round(build, 2), "p50_ms": round(_pct(lat, 50), 3),
                          "p99_ms": round(_pct(lat, 99), 3), "target_in_top10": round(hits / len(q_ids), 3)})
@@ -289,12 +295,7 @@ async def scale(sizes: list[int], real_max: int, n_queries: int, hybrid_1m: bool
                 search.set_extra({f"t{i}": evecs[i * examples_per_tool:(i + 1) * examples_per_tool] for i in range(n)})
                 build = time.perf_counter() - t
                 await search.search(qtexts[0], 10)
-                lat, hits = [], 0
-                for qi, qt in zip(q_ids, qtexts):
-                    t = time.perf_counter()
-                    res = await search.search(qt, 10)
-                    lat.append((time.perf_counter() - t) * 1000)
-                    hits += f"t{qi}" in {h.key for h in res}
+                lat, hits = await _timed_hybrid(search, q_ids, qtexts)
                 rows.append({"tools": n, "vectors": "wordllama" if real else "random",
                              "index": f"hybrid query + {examples_per_tool} examples/tool "
                                       f"({search.vectors.built_kind}, extra {search.extra.built_kind})",

@@ -125,18 +125,12 @@ def merge_lora_gguf(base: str | os.PathLike, adapter: str | os.PathLike, out: st
     return out_path
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def merged_model_path(base: Path, adapter: Path, *, scale: float, quant: QuantChoice, cache_dir: Path) -> Path:
     """Where the merged file for this (model, adapter, scale, quant) lives: the key hashes the adapter's
     bytes and the base's name and size, so a retrained adapter gets a new file."""
-    key = hashlib.sha256("|".join([MERGE_VERSION, base.name, str(base.stat().st_size), _file_digest(adapter),
+    from raygent.llm_pool.embedded import file_sha256
+
+    key = hashlib.sha256("|".join([MERGE_VERSION, base.name, str(base.stat().st_size), file_sha256(adapter),
                                    repr(float(scale)), quant]).encode()).hexdigest()[:12]
     return cache_dir / f"{base.stem}+{adapter.stem}-{key}.gguf"
 

@@ -14,7 +14,6 @@ the recorded error, and a cancelled or incomplete book a banner listing what is 
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import json
 import mimetypes
@@ -30,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from raygent.apps.story.book import AssetProblem, StoryBook, StoryPage
+from raygent.llm_pool.embedded import file_sha256
 from raygent.schema import Artifact
 from raygent.toolhub.artifacts import probe_metadata
 
@@ -99,14 +99,6 @@ def _mime(artifact: Artifact, path: Path) -> str:
              else "application/octet-stream"))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _copy_asset(artifact: Artifact, name: str, assets_dir: Path, number: str) -> _Asset:
     source = _local_path(artifact)
     if not source.is_file():
@@ -121,7 +113,7 @@ def _copy_asset(artifact: Artifact, name: str, assets_dir: Path, number: str) ->
     metadata = dict(probe_metadata(target, mime))
     metadata.update(artifact.metadata)
     return _Asset(file=f"assets/{target.name}", path=target, mime_type=mime, size_bytes=target.stat().st_size,
-                  sha256=_sha256(target), metadata=metadata)
+                  sha256=file_sha256(target), metadata=metadata)
 
 
 def _collect(book: StoryBook, assets_dir: Path) -> list[_Page]:
