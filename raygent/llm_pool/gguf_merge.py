@@ -5,9 +5,10 @@ token; on the embedded 0.5B that costs about a third more time per generated tok
 runs at the base model's speed and gives the adapter's answers.
 
 How: every adapted weight W (stored quantized) becomes dequant(W) + scale * alpha / rank * B @ A and
-is quantized again; every other tensor and all metadata are copied byte for byte. `quant="same"`
-keeps each merged tensor's own type where gguf-py can write it (Q5_0, Q8_0, ...) and uses Q8_0 for
-the k-quants it can only read (Q4_K, Q6_K); `quant="q8_0"` writes every merged tensor as Q8_0.
+is quantized again; every other tensor and all metadata are copied byte for byte. `quant="q8_0"`
+(default) writes every merged tensor as Q8_0; `quant="same"` keeps each one's own type where gguf-py
+can write it (Q5_0, ...; Q8_0 for the k-quants it can only read), a smaller file, but rounding the
+0.5B's Q5_0 weights twice changed its calls (docs/training.md, "Folded into the weights").
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
+
+from raygent.llm_pool.embedded import file_sha256, raygent_home
 
 MERGE_VERSION = "1"  # part of the cache key: bump when the merge arithmetic changes
 QuantChoice = Literal["same", "q8_0"]
@@ -128,8 +131,6 @@ def merge_lora_gguf(base: str | os.PathLike, adapter: str | os.PathLike, out: st
 def merged_model_path(base: Path, adapter: Path, *, scale: float, quant: QuantChoice, cache_dir: Path) -> Path:
     """Where the merged file for this (model, adapter, scale, quant) lives: the key hashes the adapter's
     bytes and the base's name and size, so a retrained adapter gets a new file."""
-    from raygent.llm_pool.embedded import file_sha256
-
     key = hashlib.sha256("|".join([MERGE_VERSION, base.name, str(base.stat().st_size), file_sha256(adapter),
                                    repr(float(scale)), quant]).encode()).hexdigest()[:12]
     return cache_dir / f"{base.stem}+{adapter.stem}-{key}.gguf"
@@ -138,8 +139,6 @@ def merged_model_path(base: Path, adapter: Path, *, scale: float, quant: QuantCh
 def ensure_merged_model(base: str | os.PathLike, adapter: str | os.PathLike, *, scale: float = 1.0,
                         quant: QuantChoice = "q8_0", cache_dir: str | os.PathLike | None = None) -> Path:
     """The merged model for `base` + `adapter`, merging it on first use (about 20 s for the 0.5B)."""
-    from raygent.llm_pool.embedded import raygent_home
-
     base_path, adapter_path = Path(base), Path(adapter)
     folder = Path(cache_dir) if cache_dir is not None else raygent_home() / "models"
     target = merged_model_path(base_path, adapter_path, scale=scale, quant=quant, cache_dir=folder)
