@@ -25,8 +25,8 @@ full hybrid query (embed + BM25 + faiss + fusion) on the default index. Vectors 
 embeddings up to --real-max tools (default 100k); above that they are random unit vectors with
 queries made by perturbing stored vectors (said in the output), and the hybrid query is skipped
 unless --hybrid-1m. Goal: p50 <= 5 ms at 10k and <= 20 ms at 1M on 2 cores. `--examples-per-tool N`
-also times the hybrid query with N example vectors per tool (templated requests, as the cost of
-expanded tools; raygent/retrieval/expand.py).
+also times the hybrid query on tools expanded with N templated requests each (their centroid, the
+default pooling, is one extra vector per tool; raygent/retrieval/expand.py).
 
 Run: .venv/bin/python benchmarks/retrieval.py [--skip-quality] [--skip-unseen] [--skip-scale]
      [--sizes 1000,10000,100000,1000000]
@@ -53,7 +53,7 @@ from raygent.retrieval.embedders import Embedder, EmbedderError, get_embedder, n
 from raygent.retrieval.evaluate import EvalQuery, build_index, evaluate, load_queries, load_tools  # noqa: E402
 from raygent.retrieval.search import SearchIndex  # noqa: E402
 from raygent.retrieval.synthetic import _combo, synthetic_query, synthetic_tool  # noqa: E402
-from raygent.retrieval.tool_retriever import as_spec, tool_index_defaults, tool_text  # noqa: E402
+from raygent.retrieval.tool_retriever import as_spec, embed_examples, tool_index_defaults, tool_text  # noqa: E402
 from raygent.retrieval.vector_index import VectorIndex  # noqa: E402
 
 
@@ -150,7 +150,8 @@ ROWS_UNSEEN = [("bm25", False), ("dense", False), ("hybrid", True)]
 
 async def unseen(embedders: list[str | None], examples: str | None = None) -> list[dict]:
     """recall@1 / recall@5 / MRR on the unseen-style set (module docstring), dev and test apart; with
-    `examples`, the default hybrid again with the generated requests as extra tool vectors."""
+    `examples`, the default hybrid again with the generated requests as extra tool vectors: one per
+    request (the first pooling, the baseline) and their centroid (the default)."""
     tools = load_tools(DATA / "unseen_tools.jsonl")
     queries = load_queries(DATA / "unseen_queries.jsonl")
     parts = {split: [q for q in queries if q.category == split] for split in ("dev", "test")}
@@ -172,9 +173,11 @@ async def unseen(embedders: list[str | None], examples: str | None = None) -> li
                 row.update({f"{split} {m}": r[m] for m in ("recall@1", "recall@5", "mrr")})
             rows.append(row)
             print(json.dumps(row), flush=True)
-        if examples:
-            index = await build_index(tools, embedder, method="hybrid", progress=False, examples=examples)
-            row = {"embedder": label, "method": "hybrid (default) + examples"}
+        for pooling in ("each", "centroid") if examples else ():
+            index = await build_index(tools, embedder, method="hybrid", progress=False, examples=examples,
+                                      example_pooling=pooling)
+            row = {"embedder": label, "method": "hybrid (default) + examples" + (
+                " (centroid, default)" if pooling == "centroid" else " (each request)")}
             for split, qs in parts.items():
                 r = await evaluate(tools, qs, method="hybrid", index=index, progress=False, decompose=True)
                 row.update({f"{split} {m}": r[m] for m in ("recall@1", "recall@5", "mrr")})
@@ -291,13 +294,14 @@ async def scale(sizes: list[int], real_max: int, n_queries: int, hybrid_1m: bool
                 print(json.dumps(rows[-1]), flush=True)
             if examples_per_tool:
                 t = time.perf_counter()
-                evecs = await embedder.embed([e for i in range(n) for e in _example_texts(i, examples_per_tool)])
-                search.set_extra({f"t{i}": evecs[i * examples_per_tool:(i + 1) * examples_per_tool] for i in range(n)})
+                texts = {f"t{i}": _example_texts(i, examples_per_tool) for i in range(n)}
+                extra = await embed_examples(embedder, texts)
+                search.set_extra(extra)  # the default pooling: one centroid vector per tool
                 build = time.perf_counter() - t
                 await search.search(qtexts[0], 10)
                 lat, hits = await _timed_hybrid(search, q_ids, qtexts)
                 rows.append({"tools": n, "vectors": "wordllama" if real else "random",
-                             "index": f"hybrid query + {examples_per_tool} examples/tool "
+                             "index": f"hybrid query + centroid of {examples_per_tool} examples/tool "
                                       f"({search.vectors.built_kind}, extra {search.extra.built_kind})",
                              "build_s": round(build, 2), "p50_ms": round(_pct(lat, 50), 3),
                              "p99_ms": round(_pct(lat, 99), 3), "target_in_top10": round(hits / len(q_ids), 3)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from raygent.llm_pool.scripted import ScriptedChatModel, ScriptExhausted
@@ -102,7 +103,7 @@ async def test_index_with_examples_saves_loads_and_follows_changes(tmp_path):
     ranked = await retriever.search_scored(request, 5)
     await retriever.save()
     again = ToolRetriever(path=tmp_path / "tools")  # the examples come back with the index
-    assert len(again.index.extra) == 2
+    assert len(again.index.extra) == 1  # their centroid: one extra vector for the tool
     assert await again.search_scored(request, 5) == ranked
     assert await again.add(_catalogue()) == 0  # nothing re-embedded
     assert await again.remove(["book_train_ticket"]) == 1
@@ -117,11 +118,39 @@ async def test_expander_writes_examples_once_at_registration(tmp_path):
     await retriever.add([TRAINS])
     assert retriever.examples == {"book_train_ticket": ["need a seat on the 8:15 to Leeds tomorrow",
                                                         "two tickets to York on Friday"]}
-    assert len(retriever.index.extra) == 2 and len(model.requests) == 1
+    assert len(retriever.index.extra) == 1 and len(model.requests) == 1
     assert await retriever.add([TRAINS]) == 0 and len(model.requests) == 1
     fresh = ToolRetriever(expander=model, examples=cache)  # a new retriever reads the cache file
     await fresh.add([TRAINS])
-    assert len(model.requests) == 1 and len(fresh.index.extra) == 2
+    assert len(model.requests) == 1 and len(fresh.index.extra) == 1
+
+
+async def test_example_pooling_centroid_or_each_request(tmp_path):
+    from raygent.retrieval.tool_retriever import embed_examples
+
+    examples = {"book_train_ticket": ["need a seat on the 8:15 to Leeds tomorrow", "two tickets to York on Friday",
+                                      "a return to Bath on Sunday"], "search_flights": []}
+    each = ToolRetriever(examples=examples, example_pooling="each")
+    centroid = ToolRetriever(examples=examples)
+    for r in (each, centroid):
+        await r.add(_catalogue())
+    assert len(each.index.extra) == 3 and len(centroid.index.extra) == 1
+    rows = (await embed_examples(centroid.index.embedder, examples, "each"))["book_train_ticket"]
+    mean = (await embed_examples(centroid.index.embedder, examples))["book_train_ticket"]
+    assert mean.shape == (1, rows.shape[1]) and abs(float(np.linalg.norm(mean)) - 1) < 1e-5
+    assert np.allclose(mean[0], rows.mean(axis=0) / np.linalg.norm(rows.mean(axis=0)), atol=1e-5)
+    # the defaults differ by pooling: the consensus vector may outweigh the description, one request may not
+    assert centroid.index.extra_weight == 1.5 and each.index.extra_weight == 0.5
+    request = "get me to Leeds before nine tomorrow, two of us"
+    assert [n for n, _ in await centroid.search_scored(request, 1)] == ["book_train_ticket"]
+    with pytest.raises(ValueError, match="unknown example pooling 'sum'"):
+        ToolRetriever(examples=examples, example_pooling="sum")
+    # an index saved with one vector per request is embedded again when loaded for the centroid
+    await each.save(tmp_path / "tools")
+    again = ToolRetriever(path=tmp_path / "tools")
+    assert await again.add(_catalogue()) == len(_catalogue()) and len(again.index.extra) == 1
+    same = ToolRetriever(path=tmp_path / "tools", example_pooling="each")
+    assert await same.add(_catalogue()) == 0 and len(same.index.extra) == 3
 
 
 async def test_expand_command_fills_the_cache_and_eval_uses_it(tmp_path, monkeypatch, capsys):

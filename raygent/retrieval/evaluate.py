@@ -23,8 +23,8 @@ from raygent.retrieval.decompose import split_intents
 from raygent.retrieval.embedders import Embedder
 from raygent.retrieval.search import METHODS, Method, SearchIndex
 from raygent.retrieval.expand import ExampleSource, load_examples
-from raygent.retrieval.tool_retriever import (apply_tool_index_defaults, as_spec, embed_examples, embed_tools,
-                                              tool_text)
+from raygent.retrieval.tool_retriever import (ExamplePooling, apply_tool_index_defaults, as_spec, embed_examples,
+                                              embed_tools, tool_text)
 from raygent.schema import ToolSpec
 
 PROGRESS_MIN = 200  # sets smaller than this get no progress bar
@@ -85,13 +85,15 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
 async def build_index(tools: Sequence[ToolSpec], embedder: Embedder | str | None = None, *,
                       method: Method = "hybrid", progress: bool = True, batch: int = 2048,
                       summary_weight: float | None = None, examples: ExampleSource = None,
+                      example_pooling: ExamplePooling = "centroid",
                       **index_options: Any) -> tuple[SearchIndex, dict[str, str]]:
     """Index tools under unique keys (a repeated name gets `name#2`...); returns (index, key -> name).
     Vectors and index settings are ToolRetriever's (`embed_tools`, `tool_index_defaults`) unless
     given. Dense vectors are computed only for methods that use them. `examples` (tool name ->
-    generated requests, raygent/retrieval/expand.py) become extra vectors, as in ToolRetriever."""
+    generated requests, raygent/retrieval/expand.py) become extra vectors, as in ToolRetriever
+    (`example_pooling`: their centroid, or each request)."""
     index = SearchIndex(embedder, default_method=method, **index_options)
-    summary_weight = apply_tool_index_defaults(index, summary_weight, index_options)
+    summary_weight = apply_tool_index_defaults(index, summary_weight, index_options, example_pooling)
     keys: dict[str, str] = {}
     items: list[tuple[str, str]] = []
     specs: list[ToolSpec] = []
@@ -114,7 +116,7 @@ async def build_index(tools: Sequence[ToolSpec], embedder: Embedder | str | None
             bar.update(len(part))
     by_name = load_examples(examples)
     if by_name and dense:
-        extra = await embed_examples(index.embedder, by_name)
+        extra = await embed_examples(index.embedder, by_name, example_pooling)
         index.set_extra({key: extra[name] for key, name in keys.items() if name in extra})
     return index, keys
 

@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -72,19 +72,24 @@ def tool_summary(spec: ToolSpec) -> str:
     return ". ".join(p for p in (_readable_name(spec.name), (spec.description or "").strip()) if p)
 
 
+ExamplePooling = Literal["centroid", "each"]
+EXAMPLE_POOLINGS: tuple[str, ...] = ("centroid", "each")
 SUMMARY_WEIGHT = 1.0
 """Weight of the summary text in a tool's dense vector (`embed_tools`) for contextual embedders."""
 LEXICAL_GATE = 3.0
 """`lexical_gate` of the tool index: the BM25 part gets its full weight when the best BM25 match holds
 3 of the request's distinct tokens, less below (raygent/retrieval/search.py, `SearchIndex._lexical_weight`)."""
-EXAMPLE_WEIGHT = 0.5
-"""`extra_weight` of the tool index: a tool with generated example requests scores (own cosine + this x its
-best example's cosine) / (1 + this) in the dense part (docs/retrieval.md, "Example requests")."""
+EXAMPLE_WEIGHTS = {("centroid", "wordllama"): 1.5, ("centroid", "contextual"): 3.0, ("each", "wordllama"): 0.5,
+                   ("each", "contextual"): 0.5}
+"""`extra_weight` of the tool index by example pooling and embedder: a tool with generated example
+requests scores (own cosine + w x its example vector's cosine) / (1 + w) in the dense part
+(docs/retrieval.md, "Example requests"). With the centroid the examples' consensus outweighs the
+tool's own one-sentence description; a single noisy request (`each`) must not."""
 
 
-def tool_index_defaults(embedder: Embedder) -> dict[str, float]:
+def tool_index_defaults(embedder: Embedder, example_pooling: str = "centroid") -> dict[str, float]:
     """`summary_weight`, `lexical_gate` and `extra_weight` when not given: the gate (3) for every
-    embedder, summary vectors (1.0) for all but wordllama, example weight 0.5 for all.
+    embedder, summary vectors (1.0) for all but wordllama, example weights from `EXAMPLE_WEIGHTS`.
 
     Measured (docs/retrieval.md, "Requests in other words"; recall@5 on the dev tools of
     benchmarks/data/unseen_*.jsonl, then on all of BFCL): the gate raises wordllama 0.630 -> 0.655 and
@@ -92,21 +97,25 @@ def tool_index_defaults(embedder: Embedder) -> dict[str, float]:
     BFCL at 0.904. Summary vectors cost wordllama, whose vectors are averages of static token
     embeddings, 0.005-0.007 on BFCL for about +0.01 here, so it keeps the full-text vector. Other
     embedders (local transformers, DashScope) are contextual like MiniLM and get its settings; they
-    were not measured. Example weight (tools with generated requests, raygent/retrieval/expand.py): 0.5
-    was best or tied on the dev tools against 1.0 and 2.0 for both embedders (dev recall@5 with
-    benchmarks/data/unseen_tool_examples.json: wordllama 0.688 / 0.682 / 0.660, MiniLM 0.863 / 0.853 / 0.845).
+    were not measured. Example weights (tools with generated requests, raygent/retrieval/expand.py),
+    the best on the dev tools with benchmarks/data/unseen_tool_examples.json: centroid, weights
+    0.5 / 1 / 1.5 / 2 / 3 / 4: MiniLM dev recall@5 0.868 / 0.878 / 0.885 / 0.890 / **0.892** / 0.882,
+    wordllama 0.688 / 0.702 / **0.703** / 0.700 / 0.698 / 0.690; each request, 0.5 / 1 / 2: MiniLM
+    **0.863** / 0.853 / 0.845, wordllama **0.688** / 0.682 / 0.660.
     """
-    wordllama = embedder.name.startswith("wordllama")
-    return {"summary_weight": 0.0 if wordllama else SUMMARY_WEIGHT, "lexical_gate": LEXICAL_GATE,
-            "extra_weight": EXAMPLE_WEIGHT}
+    kind = "wordllama" if embedder.name.startswith("wordllama") else "contextual"
+    if (example_pooling, kind) not in EXAMPLE_WEIGHTS:
+        raise ValueError(f"unknown example pooling {example_pooling!r}: use one of {', '.join(EXAMPLE_POOLINGS)}")
+    return {"summary_weight": 0.0 if kind == "wordllama" else SUMMARY_WEIGHT, "lexical_gate": LEXICAL_GATE,
+            "extra_weight": EXAMPLE_WEIGHTS[(example_pooling, kind)]}
 
 
 def apply_tool_index_defaults(index: SearchIndex, summary_weight: float | None,
-                              index_options: dict[str, Any]) -> float:
+                              index_options: dict[str, Any], example_pooling: str = "centroid") -> float:
     """Give a tool index the `lexical_gate` and `extra_weight` of `tool_index_defaults` unless
     `index_options` set them; returns the summary weight to embed tools with (the given one, else the
     default)."""
-    defaults = tool_index_defaults(index.embedder)
+    defaults = tool_index_defaults(index.embedder, example_pooling)
     for option in ("lexical_gate", "extra_weight"):
         if option not in index_options:
             setattr(index, option, defaults[option])
@@ -138,13 +147,23 @@ def _fingerprint(spec: ToolSpec, examples: Sequence[str] = ()) -> str:
     return hashlib.sha1(raw.encode("utf-8")).hexdigest()
 
 
-async def embed_examples(embedder: Embedder, examples: dict[str, list[str]]) -> dict[str, np.ndarray]:
-    """Each tool's example requests embedded (name -> unit rows), all in one embedder call."""
+async def embed_examples(embedder: Embedder, examples: dict[str, list[str]],
+                         pooling: ExamplePooling = "centroid") -> dict[str, np.ndarray]:
+    """Each tool's example requests embedded, all in one embedder call: name -> one unit row, the
+    normalised mean of its requests' vectors (`centroid`), or one unit row per request (`each`).
+
+    Why the centroid: generated requests are noisy one by one (a 0.5B model's guesses); their mean
+    keeps what they share, the tool's job in users' words. On the dev tools of the unseen-style set
+    it beat the best single request at every weight (MiniLM dev recall@5 0.892 vs 0.863, wordllama
+    0.703 vs 0.688; docs/retrieval.md), and it is one extra vector per tool instead of eight."""
+    if pooling not in EXAMPLE_POOLINGS:
+        raise ValueError(f"unknown example pooling {pooling!r}: use one of {', '.join(EXAMPLE_POOLINGS)}")
     names = [n for n, qs in examples.items() if qs]
     vecs = await embedder.embed([q for n in names for q in examples[n]])
     out, pos = {}, 0
     for n in names:
-        out[n] = vecs[pos:pos + len(examples[n])]
+        rows = vecs[pos:pos + len(examples[n])]
+        out[n] = normalize_rows(rows.mean(axis=0, keepdims=True)) if pooling == "centroid" else rows
         pos += len(examples[n])
     return out
 
@@ -175,9 +194,10 @@ class ToolRetriever:
     best BM25 match) default by embedder (`tool_index_defaults`).
 
     `examples`: generated example requests (an `ExampleCache`, its JSON file, or name -> requests);
-    each becomes an extra vector of its tool, whose dense score is then (own cosine + `example_weight`
-    x its best example's cosine) / (1 + `example_weight`) (default by embedder, `tool_index_defaults`;
-    index options `extra_weight`, `extra_mode`). `expander`: a ChatModel that writes them for
+    their normalised mean (`example_pooling="centroid"`; `"each"`: every request) becomes an extra
+    vector of its tool, whose dense score is then (own cosine + `example_weight` x the best extra
+    cosine) / (1 + `example_weight`) (default by embedder and pooling, `tool_index_defaults`; index
+    options `extra_weight`, `extra_mode`). `expander`: a ChatModel that writes them for
     tools that have none at `add` (once: they go into the cache, `examples` when that is a cache or a
     file). Tools without examples rank exactly as without this option.
     """
@@ -185,13 +205,16 @@ class ToolRetriever:
     def __init__(self, embedder: Embedder | str | None = None, *, path: str | os.PathLike[str] | None = None,
                  method: Method = "hybrid", decompose: bool = True, summary_weight: float | None = None,
                  examples: ExampleSource = None, expander: Any = None, example_weight: float | None = None,
-                 **index_options: Any):
+                 example_pooling: ExamplePooling = "centroid", **index_options: Any):
         self.path = Path(path).expanduser() if path else None
         self.method: Method = method
         self._specs: dict[str, ToolSpec] = {}
         self._prints: dict[str, str] = {}
         if example_weight is not None:
             index_options["extra_weight"] = example_weight
+        if example_pooling not in EXAMPLE_POOLINGS:
+            raise ValueError(f"unknown example pooling {example_pooling!r}: use one of {', '.join(EXAMPLE_POOLINGS)}")
+        self.example_pooling: ExamplePooling = example_pooling
         self.expander = expander
         self._cache = examples if isinstance(examples, ExampleCache) else \
             ExampleCache(examples if isinstance(examples, (str, os.PathLike)) else None)
@@ -206,15 +229,20 @@ class ToolRetriever:
             self._prints = {name: _fingerprint(s, self.examples.get(name, ())) for name, s in self._specs.items()}
         else:
             self.index = SearchIndex(embedder, default_method=method, decompose=decompose, **index_options)
-        self.summary_weight = apply_tool_index_defaults(self.index, summary_weight, index_options)
-        if self._prints and self._saved_summary_weight() != self.summary_weight:
+        self.summary_weight = apply_tool_index_defaults(self.index, summary_weight, index_options, example_pooling)
+        if self._prints and self._saved_vector_settings() != self._vector_settings():
             self._prints = {}  # vectors made another way: the next add() of these tools embeds them again
 
-    def _saved_summary_weight(self) -> float | None:
+    def _vector_settings(self) -> dict[str, Any]:
+        return {"summary_weight": self.summary_weight, "example_pooling": self.example_pooling}
+
+    def _saved_vector_settings(self) -> dict[str, Any]:
+        """How the saved vectors were made; files from before a setting existed get its old behaviour
+        (full-text vectors, one extra vector per example)."""
         meta = self.path / _VECTORS if self.path is not None else None
-        if meta is None or not meta.exists():
-            return 0.0  # saved before summary vectors existed: full-text vectors
-        return float(json.loads(meta.read_text()).get("summary_weight", 0.0))
+        saved = json.loads(meta.read_text()) if meta is not None and meta.exists() else {}
+        return {"summary_weight": float(saved.get("summary_weight", 0.0)),
+                "example_pooling": saved.get("example_pooling", "each")}
 
     # -- contents ----------------------------------------------------------------------------
     async def add(self, specs: Iterable[Any]) -> int:
@@ -231,7 +259,7 @@ class ToolRetriever:
         vecs = await embed_tools(self.index.embedder, list(fresh.values()), self.summary_weight)
         await self.index.add({name: tool_text(s) for name, s in fresh.items()}, vectors=vecs)
         examples = {name: self.examples.get(name, []) for name in fresh}
-        extra = await embed_examples(self.index.embedder, examples)
+        extra = await embed_examples(self.index.embedder, examples, self.example_pooling)
         self.index.set_extra({name: extra.get(name, np.zeros((0, self.index.extra.dim), dtype=np.float32))
                               for name in fresh})
         for name, spec in fresh.items():
@@ -296,7 +324,7 @@ class ToolRetriever:
         tmp = folder / (_SPECS + ".tmp")
         tmp.write_text(json.dumps([s.model_dump(mode="json") for s in self._specs.values()], ensure_ascii=False))
         os.replace(tmp, folder / _SPECS)
-        (folder / _VECTORS).write_text(json.dumps({"summary_weight": self.summary_weight}))
+        (folder / _VECTORS).write_text(json.dumps(self._vector_settings()))
         used = {n: self.examples[n] for n in self._specs if self.examples.get(n)}
         if used or (folder / _EXAMPLES).exists():
             (folder / _EXAMPLES).write_text(json.dumps(used, ensure_ascii=False))
