@@ -1,4 +1,5 @@
-"""Which of several calls in one reply a small model's output keeps (raygent.llm_pool.call_filter)."""
+"""Which calls of a small model's reply are kept (raygent.llm_pool.call_filter: repeats, ungrounded
+extra calls, made-up calls) and how an answer may begin (raygent.llm_pool.grammar)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,73 @@ def test_eval_set_options_parse_as_json_where_they_can():
         "call_bias": 4, "relevance_bias": None, "format": "hermes", "max_calls": 4}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_options(["call_bias"])
+
+
+def _schema(**properties) -> dict:
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+BMI = _schema(weight_kg={"type": "number"}, height_cm={"type": "number"},
+              unit={"type": "string", "enum": ["metric", "imperial"], "default": "metric"})
+
+
+def test_a_call_whose_every_value_is_made_up_is_invented():
+    from raygent.llm_pool.call_filter import invented_call
+
+    chit_chat = [Message.user("What's the capital of France?")]
+    assert invented_call(_call("calculate_bmi", weight_kg=70, height_cm=175), BMI, chit_chat)
+    fits = [Message.user("I weigh 70 kg and I'm 1.75 m tall, what's my BMI?")]
+    assert not invented_call(_call("calculate_bmi", weight_kg=70, height_cm=175), BMI, fits)  # 70 is there
+
+
+def test_enum_members_defaults_booleans_and_no_arguments_are_no_evidence():
+    from raygent.llm_pool.call_filter import invented_call
+
+    messages = [Message.user("What time is it?")]
+    assert not invented_call(_call("current_datetime"), None, messages)
+    assert not invented_call(_call("calculate_bmi", unit="imperial"), BMI, messages)  # nothing to judge by
+    flags = _schema(verbose={"type": "boolean"}, city={"type": "string"})
+    assert not invented_call(_call("t", verbose=True), flags, messages)
+    assert invented_call(_call("t", verbose=True, city="Paris"), flags, messages)  # Paris came from nowhere
+
+
+def test_values_may_come_from_numbers_inside_a_string_tool_results_and_earlier_answers():
+    from raygent.llm_pool.call_filter import invented_call
+
+    expression = _schema(expression={"type": "string"})
+    assert grounded("3.5*4-2", "计算 3.5 乘以 4 再减去 2")
+    assert not invented_call(_call("calculator", expression="3.5*4-2"), expression,
+                             [Message.user("计算 3.5 乘以 4 再减去 2")])
+    history = [Message.user("What is 120/8?"), Message(role="tool", tool_call_id="c1", name="calculator",
+                                                        content='{"result": 15}'),
+               Message.assistant("It is 15."), Message.user("Now double that.")]
+    assert not invented_call(_call("calculator", expression="15*2"), expression, history)
+    assert invented_call(_call("calculator", expression="2*2"), expression, [Message.user("Tell me a joke")])
+
+
+def test_a_call_with_mostly_made_up_values_is_invented():
+    from raygent.llm_pool.call_filter import invented_call
+
+    hotels = _schema(city={"type": "string"}, check_in={"type": "string"}, check_out={"type": "string"})
+    ask = [Message.user("Find me a hotel in Lisbon")]
+    assert invented_call(_call("search_hotels", city="Lisbon", check_in="2024-06-01", check_out="2024-06-03"),
+                         hotels, ask)  # one value of three from the user: the dates were made up
+    weather = _schema(city={"type": "string"}, unit={"type": "string"})
+    assert not invented_call(_call("get_weather", city="Lisbon", unit="celsius"), weather,
+                             [Message.user("Weather in Lisbon?")])  # half of them: kept
+
+
+def test_an_answer_may_not_begin_like_a_call_or_with_an_underscore():
+    """The adapter writes `_Pods` where it means `<tool_call>`, then the call's JSON as text."""
+    from llama_cpp import LlamaGrammar
+
+    from raygent.llm_pool.grammar import tool_call_grammar
+    from raygent.schema import ToolSpec
+
+    spec = ToolSpec(name="calculator", description="Evaluate arithmetic",
+                    parameters=_schema(expression={"type": "string"}))
+    for choice in ("auto", "none"):
+        grammar = tool_call_grammar([spec], choice)
+        LlamaGrammar.from_string(grammar, verbose=False)  # valid GBNF
+        first = next(line for line in grammar.splitlines() if line.startswith("answer ::="))
+        assert first.startswith("answer ::= [^{`<( \\t\\n_]"), first

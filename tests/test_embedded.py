@@ -250,3 +250,30 @@ def test_prompt_evaluation_uses_the_threads_it_is_given():
     assert (one.n_threads, one.n_threads_batch) == (1, 1)
     explicit = LlamaCppChatModel(n_threads=1, n_ctx=512, n_threads_batch=2).load()
     assert explicit.n_threads_batch == 2
+
+
+async def test_a_made_up_call_gives_way_to_a_plain_answer(embedded_llm, monkeypatch):
+    """With the old fixed call bias the model calls the calculator for a joke with an expression it
+    made up ("2*2"); `answer_invented` (default) sees that no value of the call is in the conversation
+    and asks the model again for a plain answer, in `chat` and in `stream`."""
+    from raygent.llm_pool.call_filter import invented_call
+
+    monkeypatch.setattr(embedded_llm, "_relevance", None)  # the fixed bias of 8 after a user message
+    tools = [t.spec for t in default_tools()]
+    joke = [Message.user("Tell me a joke about cats.")]
+    monkeypatch.setattr(embedded_llm, "answer_invented", False)
+    kept = await embedded_llm.chat(joke, tools)
+    assert [c.name for c in kept.tool_calls] == ["calculator"]
+    calculator = next(t for t in tools if t.name == "calculator")
+    assert invented_call(kept.tool_calls[0], calculator.parameters, joke)
+    monkeypatch.setattr(embedded_llm, "answer_invented", True)
+    answered = await embedded_llm.chat(joke, tools)
+    assert answered.tool_calls == [] and answered.finish_reason == "stop"
+    # a joke in plain words (asked again without tools: not a stray token and the call as text)
+    assert answered.text.strip()[:1].isalpha() and "{" not in answered.text and "Pods" not in answered.text
+    assert answered.usage.completion_tokens > kept.usage.completion_tokens  # both generations counted
+    deltas = [d async for d in embedded_llm.stream(joke, tools)]
+    assert not any(d.tool_calls for d in deltas) and "".join(d.text for d in deltas) == answered.text
+    # a call with the user's own values is kept
+    sums = await embedded_llm.chat([Message.user("What is 365*24?")], tools)
+    assert [c.name for c in sums.tool_calls] == ["calculator"]

@@ -2,7 +2,7 @@
 
 A call must name an offered tool and carry arguments matching that tool's JSON schema; with
 tool_choice "auto" the model may instead answer in plain text, which must not begin like a call
-(`{`, a code fence, a tag or white space), so a half-hearted call cannot escape the grammar.
+(`{`, a code fence, a tag, white space or `_`), so a half-hearted call cannot escape the grammar.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def _call_schema(tools: Sequence[ToolSpec]) -> dict:
 def tool_call_grammar(tools: Sequence[ToolSpec], tool_choice: str = "auto", *, open_tag: str = "<tool_call>\n",
                       close_tag: str = "\n</tool_call>", max_calls: int = 3) -> str | None:
     """GBNF for Hermes-style calls; None without tools. tool_choice "none" allows only an answer."""
-    answer = "answer ::= [^{`<( \\t\\n] [^\\x00]*\n"
+    # an answer may not start like a call, nor with "_": the `multistep` adapter writes `_Pods` (an
+    # under-trained token) where it means `<tool_call>`, then the call's JSON as text
+    answer = "answer ::= [^{`<( \\t\\n_] [^\\x00]*\n"
     if not tools:
         return None
     if tool_choice == "none":

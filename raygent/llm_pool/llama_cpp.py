@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from raygent.llm_pool.base import ChatModel, as_params
-from raygent.llm_pool.call_filter import keep_grounded_calls
+from raygent.llm_pool.call_filter import invented_call, keep_grounded_calls
 from raygent.llm_pool.tool_relevance import ToolRelevance
 from raygent.llm_pool.embedded import (AUTO_ADAPTER, DEFAULT_MODEL, EMBEDDED_ADAPTERS, EMBEDDED_MODELS,
                                        choose_adapter, resolve_adapter_path, resolve_model_path)
@@ -96,6 +96,11 @@ class LlamaCppChatModel(ChatModel):
         multiple 44 -> 42 of 59, the multi-step benchmark 8/8 chained either way, the tool-call turn
         of benchmarks/embedded_model.py unchanged (2.13 vs 2.11 s in one slow phase). 1: one call per
         reply, the grammar admits no second.
+    answer_invented: where a reply to a user message calls tools with made-up values only (none of
+        them in the conversation, enum members and schema defaults aside: `call_filter.invented_call`),
+        no offered tool fits the request; the model is asked again for a plain answer with no tools in
+        the prompt (a short prompt: the tools' cached prefix is not used), which costs that second
+        generation. tool_choice "auto" only. False: keep such calls.
     lora: a LoRA adapter applied on top of the model: a GGUF adapter path or the name of one shipped
         with raygent ("multistep": the 0.5B fine-tuned to chain tool calls; see raygent.training).
         "auto" (default): the shipped adapter made for this embedded model, if any — the 0.5B gets
@@ -130,7 +135,8 @@ class LlamaCppChatModel(ChatModel):
                  relevance_bias: tuple[float, float, float] | None = RELEVANCE_BIAS,
                  n_batch: int = 256, speculate: bool = True,
                  verbose: bool = False, session_cache: int = 0, lora: str | os.PathLike | None = AUTO_ADAPTER,
-                 lora_scale: float = 1.0, merge_lora: bool = True, parallel: int = 1, **llama_kwargs: Any):
+                 lora_scale: float = 1.0, merge_lora: bool = True, parallel: int = 1, answer_invented: bool = True,
+                 **llama_kwargs: Any):
         self.model_spec = str(model) if model is not None else DEFAULT_MODEL
         self.model_name = Path(self.model_spec).stem if self.model_spec not in EMBEDDED_MODELS else self.model_spec
         self.lora = choose_adapter(lora, self.model_spec)
@@ -148,6 +154,7 @@ class LlamaCppChatModel(ChatModel):
         self.followup_call_bias = followup_call_bias
         self.open_tag_bias = open_tag_bias
         self.max_calls = max_calls
+        self.answer_invented = answer_invented
         self.relevance_bias = tuple(relevance_bias) if relevance_bias is not None else None
         self._relevance = ToolRelevance() if self.relevance_bias is not None else None
         self.n_batch = n_batch
@@ -493,7 +500,26 @@ class LlamaCppChatModel(ChatModel):
         n_prompt = len(kwargs["prompt"])
         usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out,
                       cached_prompt_tokens=cached)
-        return self._finish(raw, finish, usage, tools, p.tool_choice, messages)
+        completion = self._finish(raw, finish, usage, tools, p.tool_choice, messages)
+        if self._invented(completion.tool_calls, messages, tools, p):
+            # asked again without the tools: with them in the prompt and calls forbidden, the adapter
+            # writes an under-trained token (`_Pods`, `ᴩ`) and the call's JSON as text
+            answer = await self.chat(messages, None, p)
+            return answer.model_copy(update={"usage": usage + answer.usage})
+        return completion
+
+    def _invented(self, calls: Sequence[ToolCall], messages: Sequence[Message], tools: Sequence[ToolSpec] | None,
+                  p: GenerationParams) -> bool:
+        """Whether a reply's calls should give way to a plain answer (`answer_invented`)."""
+        if not (self.answer_invented and calls and tools and p.tool_choice == "auto" and messages
+                and messages[-1].role == "user"):
+            return False
+        specs = {t.name: t for t in tools}
+        invented = all(c.name in specs and invented_call(c, specs[c.name].parameters, messages) for c in calls)
+        if invented:
+            log.info("answering instead of calling %s: none of the call's values appear in the conversation",
+                     ", ".join(c.name for c in calls))
+        return invented
 
     async def stream(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None = None,
                      params: GenerationParams | dict | None = None) -> AsyncIterator[Delta]:
@@ -517,6 +543,13 @@ class LlamaCppChatModel(ChatModel):
         usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out,
                       cached_prompt_tokens=cached)
         completion = self._finish(raw, finish, usage, tools, p.tool_choice, messages)
+        if looks_like_call and self._invented(completion.tool_calls, messages, tools, p):
+            # the held-back calls were made up: stream a plain answer instead
+            async for delta in self.stream(messages, None, p):
+                if delta.usage is not None:
+                    delta = delta.model_copy(update={"usage": usage + delta.usage})
+                yield delta
+            return
         # a held-back reply (tool calls, maybe with a thought) arrives whole in the final delta
         yield Delta(text=completion.text if looks_like_call else "", tool_calls=completion.tool_calls,
                     finish_reason=completion.finish_reason, usage=usage, parse_errors=completion.parse_errors)
