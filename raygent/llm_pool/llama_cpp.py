@@ -96,11 +96,11 @@ class LlamaCppChatModel(ChatModel):
         multiple 44 -> 42 of 59, the multi-step benchmark 8/8 chained either way, the tool-call turn
         of benchmarks/embedded_model.py unchanged (2.13 vs 2.11 s in one slow phase). 1: one call per
         reply, the grammar admits no second.
-    answer_invented: where a reply to a user message calls tools with made-up values only (none of
-        them in the conversation, enum members and schema defaults aside: `call_filter.invented_call`),
-        no offered tool fits the request; the model is asked again for a plain answer with no tools in
-        the prompt (a short prompt: the tools' cached prefix is not used), which costs that second
-        generation. tool_choice "auto" only. False: keep such calls.
+    answer_invented: where a reply to a user message calls tools with mostly made-up values (fewer
+        than half of them in the conversation, enum members and schema defaults aside:
+        `call_filter.invented_call`), no offered tool fits the request; the model is asked again for
+        a plain answer with no tools in the prompt (a short prompt: the tools' cached prefix is not
+        used), which costs that second generation. tool_choice "auto" only. False: keep such calls.
     lora: a LoRA adapter applied on top of the model: a GGUF adapter path or the name of one shipped
         with raygent ("multistep": the 0.5B fine-tuned to chain tool calls; see raygent.training).
         "auto" (default): the shipped adapter made for this embedded model, if any — the 0.5B gets
@@ -517,7 +517,7 @@ class LlamaCppChatModel(ChatModel):
         specs = {t.name: t for t in tools}
         invented = all(c.name in specs and invented_call(c, specs[c.name].parameters, messages) for c in calls)
         if invented:
-            log.info("answering instead of calling %s: none of the call's values appear in the conversation",
+            log.info("answering instead of calling %s: most of the call's values appear nowhere in the conversation",
                      ", ".join(c.name for c in calls))
         return invented
 

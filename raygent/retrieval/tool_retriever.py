@@ -74,6 +74,13 @@ def tool_summary(spec: ToolSpec) -> str:
 
 ExamplePooling = Literal["centroid", "each"]
 EXAMPLE_POOLINGS: tuple[str, ...] = ("centroid", "each")
+
+
+def check_example_pooling(pooling: str) -> None:
+    if pooling not in EXAMPLE_POOLINGS:
+        raise ValueError(f"unknown example pooling {pooling!r}: use one of {', '.join(EXAMPLE_POOLINGS)}")
+
+
 SUMMARY_WEIGHT = 1.0
 """Weight of the summary text in a tool's dense vector (`embed_tools`) for contextual embedders."""
 LEXICAL_GATE = 3.0
@@ -103,9 +110,8 @@ def tool_index_defaults(embedder: Embedder, example_pooling: str = "centroid") -
     wordllama 0.688 / 0.702 / **0.703** / 0.700 / 0.698 / 0.690; each request, 0.5 / 1 / 2: MiniLM
     **0.863** / 0.853 / 0.845, wordllama **0.688** / 0.682 / 0.660.
     """
+    check_example_pooling(example_pooling)
     kind = "wordllama" if embedder.name.startswith("wordllama") else "contextual"
-    if (example_pooling, kind) not in EXAMPLE_WEIGHTS:
-        raise ValueError(f"unknown example pooling {example_pooling!r}: use one of {', '.join(EXAMPLE_POOLINGS)}")
     return {"summary_weight": 0.0 if kind == "wordllama" else SUMMARY_WEIGHT, "lexical_gate": LEXICAL_GATE,
             "extra_weight": EXAMPLE_WEIGHTS[(example_pooling, kind)]}
 
@@ -156,8 +162,7 @@ async def embed_examples(embedder: Embedder, examples: dict[str, list[str]],
     keeps what they share, the tool's job in users' words. On the dev tools of the unseen-style set
     it beat the best single request at every weight (MiniLM dev recall@5 0.892 vs 0.863, wordllama
     0.703 vs 0.688; docs/retrieval.md), and it is one extra vector per tool instead of eight."""
-    if pooling not in EXAMPLE_POOLINGS:
-        raise ValueError(f"unknown example pooling {pooling!r}: use one of {', '.join(EXAMPLE_POOLINGS)}")
+    check_example_pooling(pooling)
     names = [n for n, qs in examples.items() if qs]
     vecs = await embedder.embed([q for n in names for q in examples[n]])
     out, pos = {}, 0
@@ -212,8 +217,7 @@ class ToolRetriever:
         self._prints: dict[str, str] = {}
         if example_weight is not None:
             index_options["extra_weight"] = example_weight
-        if example_pooling not in EXAMPLE_POOLINGS:
-            raise ValueError(f"unknown example pooling {example_pooling!r}: use one of {', '.join(EXAMPLE_POOLINGS)}")
+        check_example_pooling(example_pooling)
         self.example_pooling: ExamplePooling = example_pooling
         self.expander = expander
         self._cache = examples if isinstance(examples, ExampleCache) else \
