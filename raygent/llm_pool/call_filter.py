@@ -71,9 +71,10 @@ def grounded(value: Any, text: str) -> bool:
     return any(grounded(float(n), text) for n in _NUMBER.findall(s))
 
 
-def conversation_text(messages: Sequence[Message]) -> str:
-    """What the user wrote and the tools returned: where a call's values may come from."""
-    return "\n".join((m.content or "") for m in messages if m.role in ("user", "tool")).lower()
+def conversation_text(messages: Sequence[Message], roles: tuple[str, ...] = ("user", "tool")) -> str:
+    """What the user wrote and the tools returned (and the other `roles` said), lower-cased: where a
+    call's values may come from."""
+    return "\n".join((m.content or "") for m in messages if m.role in roles).lower()
 
 
 def keep_grounded_calls(calls: Sequence[ToolCall], messages: Sequence[Message]) -> tuple[list[ToolCall], list[str]]:
@@ -146,5 +147,5 @@ def invented_call(call: ToolCall, parameters: dict[str, Any] | None, messages: S
     if not values:
         return False
     # earlier answers count too: "add 5 to that" may use a number the model said a turn ago
-    text = "\n".join((m.content or "") for m in messages if m.role in ("user", "tool", "assistant")).lower()
+    text = conversation_text(messages, ("user", "tool", "assistant"))
     return 2 * sum(grounded(v, text) for v in values) < len(values)
