@@ -3,7 +3,7 @@ extra calls, made-up calls) and how an answer may begin (raygent.llm_pool.gramma
 
 from __future__ import annotations
 
-from raygent.llm_pool.call_filter import grounded, keep_grounded_calls
+from raygent.llm_pool.call_filter import grounded, keep_grounded_calls, named_in
 from raygent.schema import Message, ToolCall
 
 
@@ -42,10 +42,71 @@ def test_a_different_tool_may_share_the_values_of_the_first_call():
     assert keep_grounded_calls(calls, messages)[0] == calls
 
 
+def test_a_different_tool_fed_made_up_values_is_dropped():
+    # BFCL multiple_142: the 0.5B follows the right call with a neighbouring tool's call
+    messages = [Message.user("What is the humidity forecast for Miami for the next 7 days?")]
+    first = _call("weather.humidity_forecast", location="Miami", days=7)
+    kept, dropped = keep_grounded_calls(
+        [first, _call("get_team_score", team_name="Miami", league="NFL", include_player_stats=True)], messages)
+    assert kept == [first]
+    assert dropped == ["dropped an extra call to 'get_team_score': its values \"NFL\" appear nowhere in the conversation"]
+
+
+def test_a_different_tool_must_be_asked_for_or_bring_a_value_of_its_own():
+    # BFCL parallel_multiple_22: the interest coverage is asked for, the weather is not
+    messages = [Message.user("Find me the sales growth rate for company XYZ for the last 3 years and also "
+                             "the interest coverage ratio for the same duration.")]
+    wanted = [_call("sales_growth.calculate", company="XYZ", years=3),
+              _call("financial_ratios.interest_coverage", company_name="XYZ", years=3)]
+    kept, dropped = keep_grounded_calls([*wanted, _call("weather_forecast", location="XYZ", days=3)], messages)
+    assert kept == wanted
+    assert dropped == ["dropped an extra call to 'weather_forecast': the conversation names no such tool and it "
+                       "only repeats the earlier calls' values"]
+    # not named, but fed a value of its own from the request: kept
+    messages = [Message.user("Convert 24 inches to centimeters and tell me what 75 kg weighs on Mars.")]
+    calls = [_call("unit_conversion.convert", value=24, from_unit="inches", to_unit="centimeters"),
+             _call("planet_gravity", weight_earth_kg=75, planet="Mars")]
+    assert keep_grounded_calls(calls, messages)[0] == calls
+
+
+def test_enum_members_and_defaults_are_not_made_up_values():
+    messages = [Message.user("Get me the weather and the local time in Tokyo")]
+    parameters = {"get_time": {"type": "object", "properties": {
+        "city": {"type": "string"}, "format": {"type": "string", "enum": ["12h", "24h"]},
+        "zone": {"type": "string", "default": "local"}}}}
+    calls = [_call("get_weather", city="Tokyo"), _call("get_time", city="Tokyo", format="24h", zone="local")]
+    assert keep_grounded_calls(calls, messages, parameters)[0] == calls
+    assert keep_grounded_calls(calls, messages)[0] == calls[:1]  # without the schema, "24h" is made up
+
+
+def test_an_extra_call_giving_two_arguments_the_same_text_is_dropped():
+    messages = [Message.user("Fastest route from San Francisco to Palo Alto, then on to San Jose.")]
+    calls = [_call("fastest_route", start="San Francisco", end="Palo Alto"),
+             _call("fastest_route", start="Palo Alto", end="San Jose"),
+             _call("fastest_route", start="San Jose", end="San Jose")]
+    kept, dropped = keep_grounded_calls(calls, messages)
+    assert kept == calls[:2]
+    assert dropped == ["dropped an extra call to 'fastest_route': two of its arguments carry the same text"]
+
+
+def test_a_tool_is_named_by_a_word_of_its_name_but_not_by_a_generic_verb():
+    assert named_in("calculate.weight_in_space", "how much would i weigh on mars?")
+    assert named_in("unit_conversion.convert", "convert 24 inches to cm")
+    assert named_in("getStockPrice", "the stock of apple")
+    assert not named_in("weather_forecast", "sales growth of xyz")
+    assert not named_in("get_details", "get me the details")  # only generic words
+
+
 def test_numbers_and_tool_results_ground_values():
     text = "find the area of circles with radius 5 and 7.5; the rate is 3%; earlier result: 1,200 units"
     assert grounded(5, text) and grounded(7.5, text) and grounded(0.03, text) and grounded(1200, text)
     assert not grounded(6, text) and not grounded(True, text) and not grounded(None, text)
+    # written with other digits: trailing zeros, thousands separators and decimals
+    assert grounded(-74.006, "the point [40.7128, -74.0060]") and grounded(1e6, "pay 1,000,000.00 now")
+    assert not grounded(123, "the list [1,2,3]")
+    # currency codes for currencies named in words
+    assert grounded("GBP", "from british pounds to japanese yen") and grounded("JPY", "from british pounds to japanese yen")
+    assert grounded("CNY", "100美元换成人民币") and not grounded("EUR", "from british pounds to japanese yen")
     assert grounded("浙江省", "地址：浙江杭州市江干区") and not grounded("北京", "地址：浙江杭州市江干区")
     messages = [Message.user("Compute the areas of both shapes."), Message(role="tool", content="sides: 12 and 14", tool_call_id="call_1")]
     calls = [_call("area", side=12), _call("area", side=14)]
@@ -141,13 +202,13 @@ def test_an_answer_may_not_begin_like_a_call_or_with_an_underscore():
     """The adapter writes `_Pods` where it means `<tool_call>`, then the call's JSON as text."""
     from llama_cpp import LlamaGrammar
 
-    from raygent.llm_pool.grammar import tool_call_grammar
+    from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
     from raygent.schema import ToolSpec
 
     spec = ToolSpec(name="calculator", description="Evaluate arithmetic",
                     parameters=_schema(expression={"type": "string"}))
-    for choice in ("auto", "none"):
-        grammar = tool_call_grammar([spec], choice)
+    # the last is the grammar of the answer that replaces made-up calls (asked without tools)
+    for grammar in (tool_call_grammar([spec], "auto"), tool_call_grammar([spec], "none"), answer_grammar()):
         LlamaGrammar.from_string(grammar, verbose=False)  # valid GBNF
         first = next(line for line in grammar.splitlines() if line.startswith("answer ::="))
         assert first.startswith("answer ::= [^{`<( \\t\\n_]"), first

@@ -1,29 +1,48 @@
 """Which of a small model's several calls in one reply to keep.
 
 Allowed more than one call per reply, a 0.5B model fills the extra slots with repeats of its first
-call, or with calls copied from the prompt's exemplars. Both are easy to tell from real parallel
-calls ("the weather in Boston and in Paris"): a real extra call differs from the calls before it in
-values the user actually wrote, or combines values already used in a new way. So the first call is
-always kept; exact repeats are dropped; a further call of a tool already called is kept where one of
-its values new to that tool's calls is grounded in the conversation's user messages or tool
-results, or where it has no new value (a new combination).
+call, with calls copied from the prompt's exemplars, and with calls of neighbouring offered tools
+fed the first call's values ("the humidity in Miami" followed by `get_team_score("Miami", "NFL")`).
+These are easy to tell from real parallel calls ("the weather in Boston and in Paris"): a real
+extra call differs from the calls before it in values the user actually wrote, or combines values
+already used in a new way. So the first call is always kept; exact repeats are dropped; so is a
+further call that gives two of its arguments the same text (`start="San Jose", end="San Jose"`);
+a further call of a tool already called is kept where one of its values new to that tool's calls
+is grounded in the conversation's user messages or tool results, or where it has no new value (a
+new combination). A call of another tool must have every value the user could have given
+grounded, and either be named in the conversation (a word of its name, "weather" for
+`weather_forecast`) or bring a grounded value no earlier call used.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from raygent.schema import Message, ToolCall
 
 _WORD = re.compile(r"[^\W_]{3,}", re.UNICODE)
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
+#: a number as written in text: sign, thousands separators, decimals ("-74.0060", "1,200.50")
+_TEXT_NUMBER = re.compile(r"(?<![\d.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 #: words too common to ground a value by themselves
 _COMMON = frozenset("the and for with from into that this what which when where who how are was were per "
                     "not all any can get set use new one two".split())
+
+
+#: ISO 4217 codes a model writes for currencies the user named in words
+_CURRENCY_NAMES: dict[str, tuple[str, ...]] = {
+    "usd": ("dollar", "美元"), "eur": ("euro", "欧元"), "gbp": ("pound", "sterling", "英镑"), "jpy": ("yen", "日元"),
+    "cny": ("yuan", "renminbi", "rmb", "人民币"), "inr": ("rupee",), "cad": ("canadian dollar",),
+    "aud": ("australian dollar",), "nzd": ("new zealand dollar",), "hkd": ("hong kong dollar", "港币"),
+    "sgd": ("singapore dollar",), "chf": ("swiss franc",), "krw": ("korean won", "韩元"), "rub": ("ruble", "rouble"),
+    "brl": ("brazilian real", "reais"), "mxn": ("mexican peso",), "sek": ("swedish krona",), "nok": ("norwegian krone",),
+    "dkk": ("danish krone",), "zar": ("rand",), "try": ("turkish lira",), "thb": ("baht",), "btc": ("bitcoin",),
+}
 
 
 def _leaves(value: Any) -> Iterator[Any]:
@@ -50,6 +69,14 @@ def _number_forms(value: float) -> set[str]:
     return forms
 
 
+def _numbers_in(text: str) -> Iterator[float]:
+    for match in _TEXT_NUMBER.finditer(text):
+        try:
+            yield float(match.group().replace(",", ""))
+        except ValueError:  # pragma: no cover - the pattern only matches numbers
+            continue
+
+
 def grounded(value: Any, text: str) -> bool:
     """Whether a leaf argument value appears in `text` (lower-cased conversation text): a number in
     any usual form, a string whole, by one of its words, by a two-character piece of CJK text, or by
@@ -57,12 +84,18 @@ def grounded(value: Any, text: str) -> bool:
     if isinstance(value, bool) or value is None:
         return False
     if isinstance(value, (int, float)):
-        return any(re.search(rf"(?<![\d.]){re.escape(f)}(?![\d])", text) for f in _number_forms(value))
+        if any(re.search(rf"(?<![\d.]){re.escape(f)}(?![\d])", text) for f in _number_forms(value)):
+            return True
+        # the same number written otherwise: "-74.0060" for -74.006, "1,000,000.00" for 1e6
+        return any(math.isclose(n, value, rel_tol=1e-9) for n in _numbers_in(text))
     s = str(value).strip().lower()
     if not s:
         return False
     if s in text:
         return True
+    if s in _CURRENCY_NAMES:  # "GBP" for "British pounds"
+        return any(name in text if _CJK.search(name) else re.search(rf"(?<!\w){re.escape(name)}", text)
+                   for name in _CURRENCY_NAMES[s])
     if _CJK.search(s):  # no spaces to split on: any two-character piece of it
         return any(s[i:i + 2] in text for i in range(len(s) - 1))
     words = [w for w in _WORD.findall(s) if w not in _COMMON]
@@ -77,8 +110,10 @@ def conversation_text(messages: Sequence[Message], roles: tuple[str, ...] = ("us
     return "\n".join((m.content or "") for m in messages if m.role in roles).lower()
 
 
-def keep_grounded_calls(calls: Sequence[ToolCall], messages: Sequence[Message]) -> tuple[list[ToolCall], list[str]]:
-    """(calls kept, one reason per call dropped)."""
+def keep_grounded_calls(calls: Sequence[ToolCall], messages: Sequence[Message],
+                        parameters: Mapping[str, Any] | None = None) -> tuple[list[ToolCall], list[str]]:
+    """(calls kept, one reason per call dropped). `parameters`: each offered tool's JSON schema by
+    name, so that its enum members and defaults do not count as values the user must have given."""
     if len(calls) <= 1:
         return list(calls), []
     text = conversation_text(messages)
@@ -86,26 +121,68 @@ def keep_grounded_calls(calls: Sequence[ToolCall], messages: Sequence[Message]) 
     dropped: list[str] = []
     seen: set[str] = set()
     for call in calls:
-        key = call.name + json.dumps(call.arguments, sort_keys=True, default=str)
+        key = call.name + _key(call.arguments)
         if key in seen:
             dropped.append(f"dropped a repeat of the call to {call.name!r}")
             continue
-        if kept and call.arguments:
-            # another call of a tool already called must bring a value of its own; a call of a new
-            # tool may share its values with the others ("the weather and the time in Boston")
-            same_tool = [c for c in kept if c.name == call.name]
-            earlier = {json.dumps(v, sort_keys=True, default=str) for c in same_tool for v in _leaves(c.arguments)}
-            new = [v for v in _leaves(call.arguments) if json.dumps(v, sort_keys=True, default=str) not in earlier]
-            # no new value at all: a new combination of values already used ("Lakers 2020" after
-            # "Lakers 2018" and "Bulls 2020"), kept; otherwise one new value must come from the text
-            if new and not any(grounded(v, text) for v in new):
-                dropped.append(f"dropped an extra call to {call.name!r}: none of its new values "
-                               f"({', '.join(json.dumps(v, default=str)[:40] for v in new[:4]) or 'none'}) "
-                               "appear in the conversation")
-                continue
+        why = _extra_call_fault(call, kept, text, (parameters or {}).get(call.name)) if kept else None
+        if why:
+            dropped.append(f"dropped an extra call to {call.name!r}: {why}")
+            continue
         seen.add(key)
         kept.append(call)
     return kept, dropped
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _extra_call_fault(call: ToolCall, kept: Sequence[ToolCall], text: str, parameters: Any) -> str | None:
+    """Why a call after the first is no real one of its own (None: it is)."""
+    if not call.arguments:
+        return None
+    texts = [_key(v) for v in call.arguments.values() if isinstance(v, str) and v.strip()]
+    if len(texts) != len(set(texts)):
+        return "two of its arguments carry the same text"
+    same_tool = [c for c in kept if c.name == call.name]
+    if same_tool:
+        # another call of a tool already called must bring a value of its own; no new value at all
+        # is a new combination of values already used ("Lakers 2020" after "Lakers 2018" and
+        # "Bulls 2020"), kept; otherwise one new value must come from the text
+        earlier = {_key(v) for c in same_tool for v in _leaves(c.arguments)}
+        new = [v for v in _leaves(call.arguments) if _key(v) not in earlier]
+        if new and not any(grounded(v, text) for v in new):
+            return (f"none of its new values ({', '.join(_key(v)[:40] for v in new[:4])}) "
+                    "appear in the conversation")
+        return None
+    # a call of a tool not called yet may share its values with the others ("the weather and the
+    # time in Boston"), but may not make any up, and must be asked for: named in the conversation,
+    # or fed a value of the conversation that no earlier call used
+    values = user_values(call, parameters)
+    made_up = [v for v in values if not grounded(v, text)]
+    if made_up:
+        return f"its values {', '.join(_key(v)[:40] for v in made_up[:4])} appear nowhere in the conversation"
+    used = {_key(v) for c in kept for v in _leaves(c.arguments)}
+    if not named_in(call.name, text) and not any(_key(v) not in used for v in values):
+        return "the conversation names no such tool and it only repeats the earlier calls' values"
+    return None
+
+
+#: words of tool names that say nothing about what the tool is for
+_GENERIC_NAME_WORDS = frozenset("get set find calc calculate compute fetch search info api list create update "
+                                "delete the for and with from data details detail query lookup retrieve check "
+                                "run make new".split())
+
+
+def named_in(tool_name: str, text: str) -> bool:
+    """Whether the (lower-cased) text names the tool: a word of its name other than generic verbs
+    (`get`, `calculate`), matched on its first five letters so that "weigh" names
+    `weight_in_space` and "convert" `unit_conversion`."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", tool_name)
+    words = [w.lower() for w in re.split(r"[^0-9A-Za-z]+", spaced) if len(w) >= 3]
+    stems = {w[:5] for w in words if w not in _GENERIC_NAME_WORDS}
+    return any(token.startswith(stem) for token in set(_WORD.findall(text)) for stem in stems)
 
 
 def _schema_constants(schema: Any) -> set[str]:
@@ -127,6 +204,14 @@ def _schema_constants(schema: Any) -> set[str]:
     return out
 
 
+def user_values(call: ToolCall, parameters: dict[str, Any] | None) -> list[Any]:
+    """The call's leaf values that the user could have given: not booleans or nulls, not the
+    schema's enum members or defaults."""
+    constants = _schema_constants(parameters or {})
+    return [v for v in _leaves(call.arguments) if not isinstance(v, bool) and v is not None
+            and str(v).strip() and _key(v) not in constants]
+
+
 def invented_call(call: ToolCall, parameters: dict[str, Any] | None, messages: Sequence[Message]) -> bool:
     """Whether a call's values are mostly made up: it has values the user might have given (not
     booleans, not the schema's enum members or defaults), and fewer than half of them appear in what
@@ -141,9 +226,7 @@ def invented_call(call: ToolCall, parameters: dict[str, Any] | None, messages: S
     BFCL categories (docs/evaluation.md) "fewer than half" and "none" cost the same 2 of 150 right
     calls (currency codes written as names, a full house's deck size) and "fewer than half" turned 4
     more of 100 made-up calls into answers."""
-    constants = _schema_constants(parameters or {})
-    values = [v for v in _leaves(call.arguments) if not isinstance(v, bool) and v is not None
-              and str(v).strip() and json.dumps(v, sort_keys=True, default=str) not in constants]
+    values = user_values(call, parameters)
     if not values:
         return False
     # earlier answers count too: "add 5 to that" may use a number the model said a turn ago

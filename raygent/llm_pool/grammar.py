@@ -29,16 +29,24 @@ def _call_schema(tools: Sequence[ToolSpec]) -> dict:
     return alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
 
 
+#: an answer may not start like a call, nor with "_": the `multistep` adapter writes `_Pods` (an
+#: under-trained token) where it means `<tool_call>`, then the call's JSON as text
+_ANSWER_RULE = "answer ::= [^{`<( \\t\\n_] [^\\x00]*\n"
+
+
+def answer_grammar() -> str:
+    """GBNF for a plain answer that does not begin like a call (no `{`, `<`, backtick, `(` or `_`)."""
+    return "root ::= answer\n" + _ANSWER_RULE
+
+
 def tool_call_grammar(tools: Sequence[ToolSpec], tool_choice: str = "auto", *, open_tag: str = "<tool_call>\n",
                       close_tag: str = "\n</tool_call>", max_calls: int = 3) -> str | None:
     """GBNF for Hermes-style calls; None without tools. tool_choice "none" allows only an answer."""
-    # an answer may not start like a call, nor with "_": the `multistep` adapter writes `_Pods` (an
-    # under-trained token) where it means `<tool_call>`, then the call's JSON as text
-    answer = "answer ::= [^{`<( \\t\\n_] [^\\x00]*\n"
     if not tools:
         return None
+    answer = _ANSWER_RULE
     if tool_choice == "none":
-        return "root ::= answer\n" + answer
+        return answer_grammar()
     if tool_choice not in ("auto", "required"):
         named = [t for t in tools if t.name == tool_choice]
         if not named:
