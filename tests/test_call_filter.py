@@ -89,6 +89,14 @@ def test_an_extra_call_giving_two_arguments_the_same_text_is_dropped():
     assert dropped == ["dropped an extra call to 'fastest_route': two of its arguments carry the same text"]
 
 
+def test_an_extra_call_swapping_the_values_of_an_earlier_one_is_dropped():
+    messages = [Message.user("Calculate the greatest common divisor of 12 and 15.")]
+    calls = [_call("math.gcd", num1=12, num2=15), _call("math.gcd", num1=15, num2=12)]
+    kept, dropped = keep_grounded_calls(calls, messages)
+    assert kept == calls[:1]
+    assert dropped == ["dropped an extra call to 'math.gcd': it swaps the values of an earlier call"]
+
+
 def test_a_tool_is_named_by_a_word_of_its_name_but_not_by_a_generic_verb():
     assert named_in("calculate.weight_in_space", "how much would i weigh on mars?")
     assert named_in("unit_conversion.convert", "convert 24 inches to cm")
@@ -212,3 +220,12 @@ def test_an_answer_may_not_begin_like_a_call_or_with_an_underscore():
         LlamaGrammar.from_string(grammar, verbose=False)  # valid GBNF
         first = next(line for line in grammar.splitlines() if line.startswith("answer ::="))
         assert first.startswith("answer ::= [^{`<( \\t\\n_]"), first
+
+
+def test_the_next_call_bias_applies_right_after_a_closed_call():
+    from raygent.llm_pool.lazy_decode import bias_following
+
+    rule = ("</tool_call>", {198: 1.5})
+    assert bias_following('<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>', rule) == {198: 1.5}
+    assert bias_following('<tool_call>\n{"name": "f"', rule) is None
+    assert bias_following("</tool_call>", None) is None

@@ -277,3 +277,19 @@ async def test_a_made_up_call_gives_way_to_a_plain_answer(embedded_llm, monkeypa
     # a call with the user's own values is kept
     sums = await embedded_llm.chat([Message.user("What is 365*24?")], tools)
     assert [c.name for c in sums.tool_calls] == ["calculator"]
+
+
+async def test_the_next_call_bias_decides_whether_a_reply_goes_on_after_its_first_call(embedded_llm, monkeypatch):
+    """`next_call_bias` is a logit bias on the newline that opens another call after a closed one:
+    pushed far up the model writes further calls (which the call filter drops here, as repeats or
+    made-up calls), pushed far down it stops after the first; the kept call is the same."""
+    tools = [t.spec for t in default_tools()]
+    ask = [Message.user("What is 365*24?")]
+    replies = {}
+    for bias in (-30.0, 30.0):
+        monkeypatch.setattr(embedded_llm, "next_call_bias", bias)
+        replies[bias] = await embedded_llm.chat(ask, tools)
+    assert replies[-30.0].raw.count("<tool_call>") == 1
+    assert replies[30.0].raw.count("<tool_call>") >= 2
+    for reply in replies.values():
+        assert [(c.name, c.arguments) for c in reply.tool_calls] == [("calculator", {"expression": "365*24"})]

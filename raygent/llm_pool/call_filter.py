@@ -6,7 +6,8 @@ fed the first call's values ("the humidity in Miami" followed by `get_team_score
 These are easy to tell from real parallel calls ("the weather in Boston and in Paris"): a real
 extra call differs from the calls before it in values the user actually wrote, or combines values
 already used in a new way. So the first call is always kept; exact repeats are dropped; so is a
-further call that gives two of its arguments the same text (`start="San Jose", end="San Jose"`);
+further call that swaps an earlier call's values (`gcd(15, 12)` after `gcd(12, 15)`) or gives two
+of its arguments the same text (`start="San Jose", end="San Jose"`);
 a further call of a tool already called is kept where one of its values new to that tool's calls
 is grounded in the conversation's user messages or tool results, or where it has no new value (a
 new combination). A call of another tool must have every value the user could have given
@@ -146,6 +147,9 @@ def _extra_call_fault(call: ToolCall, kept: Sequence[ToolCall], text: str, param
     if len(texts) != len(set(texts)):
         return "two of its arguments carry the same text"
     same_tool = [c for c in kept if c.name == call.name]
+    values = sorted(_key(v) for v in _leaves(call.arguments))
+    if any(sorted(_key(v) for v in _leaves(c.arguments)) == values for c in same_tool):
+        return "it swaps the values of an earlier call"
     if same_tool:
         # another call of a tool already called must bring a value of its own; no new value at all
         # is a new combination of values already used ("Lakers 2020" after "Lakers 2018" and

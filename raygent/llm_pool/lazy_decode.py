@@ -41,6 +41,17 @@ def with_first_token_bias(logits: np.ndarray, bias: dict[int, float] | None) -> 
     return logits
 
 
+#: (text, {token: bias}): a bias on the token that follows `text`
+BiasAfter = tuple[str, dict[int, float]]
+
+
+def bias_following(text: str, bias_after: BiasAfter | None) -> dict[int, float] | None:
+    """The bias of `bias_after` where `text` (the reply so far) ends with its text."""
+    if bias_after is not None and text.endswith(bias_after[0]):
+        return bias_after[1]
+    return None
+
+
 class StopText:
     """A reply's text, decoded token by token and cut at the first stop string. `add` releases only
     text that no stop string can still claim (the last `hold` characters wait)."""
@@ -152,8 +163,12 @@ class LazyGrammarDecoder:
 
     def generate(self, prompt: list[int], *, max_tokens: int, stop: list[str],
                  first_token_bias: dict[int, float] | None = None,
-                 lookup: PromptLookup | None = None) -> Iterator[tuple[str, str | None]]:
+                 lookup: PromptLookup | None = None,
+                 bias_after: BiasAfter | None = None) -> Iterator[tuple[str, str | None]]:
         """Yield (text piece, finish_reason or None); the last item carries 'stop' or 'length'.
+
+        `bias_after` (text, bias): the bias applies to every token that follows the text (the next
+        call's opening after a closed call).
 
         With `lookup` (a PromptLookup over `prompt`), each evaluated token goes with the tokens the
         lookup guesses come next, in one batch; the guesses the model confirms are kept (the
@@ -168,7 +183,8 @@ class LazyGrammarDecoder:
         rows = [self._logits()]  # the logits for the next positions, one row each
         drafted: list[int] = []  # guessed tokens in the cache beyond those generated
         for i in range(max_tokens):
-            token = self._choose(with_first_token_bias(rows.pop(0), first_token_bias if i == 0 else None))
+            token = self._choose(with_first_token_bias(rows.pop(0), first_token_bias if i == 0
+                                                       else bias_following(out.text, bias_after)))
             if drafted:
                 if token == drafted[0]:
                     drafted.pop(0)  # already in the cache, and `rows` holds what follows it

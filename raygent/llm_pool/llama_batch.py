@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, StopText, common_prefix, with_first_token_bias
+from raygent.llm_pool.lazy_decode import (BiasAfter, LazyGrammarDecoder, StopText, bias_following, common_prefix,
+                                          with_first_token_bias)
 
 #: (text piece, finish reason or None, tokens generated so far) or an exception, then None at the end
 Emit = Callable[[Any], None]
@@ -50,6 +51,7 @@ class BatchRequest:
     stop: list[str]
     grammar: str | None = None
     first_token_bias: dict[int, float] | None = None
+    bias_after: BiasAfter | None = None  # (text, bias): a bias on the token after that text
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
@@ -228,7 +230,8 @@ class BatchedLlama:
         assert request is not None and slot.chooser is not None
         ptr = self._lib.llama_get_logits_ith(self.ctx, slot.batch_index)
         logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-        bias = request.first_token_bias if slot.n_generated == 0 else None
+        bias = (request.first_token_bias if slot.n_generated == 0
+                else bias_following(slot.out.text, request.bias_after))
         try:
             token = self._choose(slot, with_first_token_bias(logits, bias))
         except Exception as exc:
