@@ -7,12 +7,12 @@ These are easy to tell from real parallel calls ("the weather in Boston and in P
 extra call differs from the calls before it in values the user actually wrote, or combines values
 already used in a new way. So the first call is always kept; exact repeats are dropped; so is a
 further call that swaps an earlier call's values (`gcd(15, 12)` after `gcd(12, 15)`) or gives two
-of its arguments the same text (`start="San Jose", end="San Jose"`);
-a further call of a tool already called is kept where one of its values new to that tool's calls
-is grounded in the conversation's user messages or tool results, or where it has no new value (a
-new combination). A call of another tool must have every value the user could have given
-grounded, and either be named in the conversation (a word of its name, "weather" for
-`weather_forecast`) or bring a grounded value no earlier call used.
+of its arguments the same text (`start="San Jose", end="San Jose"`). A further call of a tool
+already called is kept where one of its values new to that tool's calls is grounded in the
+conversation's user messages or tool results, or where it has no new value (a new combination). A
+call of another tool must have every value the user could have given grounded, and either be named
+in the conversation (a word of its name, "weather" for `weather_forecast`) or bring a grounded
+value no earlier call used.
 """
 
 from __future__ import annotations
@@ -147,8 +147,8 @@ def _extra_call_fault(call: ToolCall, kept: Sequence[ToolCall], text: str, param
     if len(texts) != len(set(texts)):
         return "two of its arguments carry the same text"
     same_tool = [c for c in kept if c.name == call.name]
-    values = sorted(_key(v) for v in _leaves(call.arguments))
-    if any(sorted(_key(v) for v in _leaves(c.arguments)) == values for c in same_tool):
+    signature = sorted(_key(v) for v in _leaves(call.arguments))
+    if any(sorted(_key(v) for v in _leaves(c.arguments)) == signature for c in same_tool):
         return "it swaps the values of an earlier call"
     if same_tool:
         # another call of a tool already called must bring a value of its own; no new value at all

@@ -96,8 +96,8 @@ class LlamaCppChatModel(ChatModel):
         multiple 44 -> 42 of 59, the multi-step benchmark 8/8 chained either way, the tool-call turn
         of benchmarks/embedded_model.py unchanged (2.13 vs 2.11 s in one slow phase). 1: one call per
         reply, the grammar admits no second.
-    next_call_bias: logit bias on the newline that goes on from a closed call to another (with
-        `max_calls` > 1 and the grammar). At the end of a first call the 0.5B stopped where BFCL's
+    next_call_bias: logit bias on the newline that goes on from a closed call to another (greedy
+        replies, with `max_calls` > 1 and the grammar). At the end of a first call the 0.5B stopped where BFCL's
         parallel cases wanted more calls with its newline 0.7-1.5 logits below the end of the reply;
         1.5 lets it go on. Extra calls it then writes where one was wanted are repeats or made up,
         and the call filter drops them. Measured on the first 20 parallel and parallel_multiple and
