@@ -16,7 +16,7 @@ import pytest
 from raygent import Agent
 from raygent.llm_pool import embedded
 from raygent.llm_pool.embedded import EmbeddedModelError, ensure_embedded_model, resolve_model_path
-from raygent.schema import GenerationParams, Message
+from raygent.schema import GenerationParams, Message, ToolSpec
 from raygent.toolhub.builtin import default_tools
 from raygent.toolhub.builtin.clock import CurrentDatetimeTool
 
@@ -293,3 +293,16 @@ async def test_the_next_call_bias_decides_whether_a_reply_goes_on_after_its_firs
     assert replies[30.0].raw.count("<tool_call>") >= 2
     for reply in replies.values():
         assert [(c.name, c.arguments) for c in reply.tool_calls] == [("calculator", {"expression": "365*24"})]
+
+
+async def test_an_option_the_request_states_reaches_the_call(embedded_llm):
+    """The 0.5B leaves optional arguments out even where the request states them; `fill_options`
+    (default) adds the enum member the request names."""
+    weather = ToolSpec(name="get_current_weather", description="Current weather at a place", parameters={
+        "type": "object", "required": ["location"],
+        "properties": {"location": {"type": "string", "description": "city and state, e.g. Boston, MA"},
+                       "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}})
+    ask = [Message.user("What's the weather like in Mariposa, CA? Give me the temperature in Celsius.")]
+    reply = await embedded_llm.chat(ask, [weather])
+    assert [c.name for c in reply.tool_calls] == ["get_current_weather"]
+    assert reply.tool_calls[0].arguments.get("unit") == "celsius"

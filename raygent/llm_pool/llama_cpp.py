@@ -27,6 +27,7 @@ from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
 from raygent.llm_pool.prompt_lookup import PromptLookup
+from raygent.llm_pool.stated_options import fill_stated_options
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolCall, ToolSpec, Usage
 
 # Exemplar conversations shown after the tools' own examples. Those with tool responses teach the
@@ -103,6 +104,10 @@ class LlamaCppChatModel(ChatModel):
         and the call filter drops them. Measured on the first 20 parallel and parallel_multiple and
         first 50 simple_python and multiple of seed 0: parallel 5 -> 6 of 20, the rest unchanged, the
         same 1,031 s for the 140 cases. 0: no bias.
+    fill_options: fill optional arguments the latest request states but the call left out: a string
+        enum member named in it as a word ("in Celsius" -> `unit="celsius"`), a flag whose name's
+        words it uses ("with the timelines aligned" -> `aligned=true`), see `stated_options.py`.
+        Measured on BFCL (docs/evaluation.md, session 26). False: the calls as the model wrote them.
     answer_invented: where a reply to a user message calls tools with mostly made-up values (fewer
         than half of them in the conversation, enum members and schema defaults aside:
         `call_filter.invented_call`), no offered tool fits the request; the model is asked again for
@@ -143,7 +148,7 @@ class LlamaCppChatModel(ChatModel):
                  n_batch: int = 256, speculate: bool = True,
                  verbose: bool = False, session_cache: int = 0, lora: str | os.PathLike | None = AUTO_ADAPTER,
                  lora_scale: float = 1.0, merge_lora: bool = True, parallel: int = 1, answer_invented: bool = True,
-                 next_call_bias: float = 1.5, **llama_kwargs: Any):
+                 next_call_bias: float = 1.5, fill_options: bool = True, **llama_kwargs: Any):
         self.model_spec = str(model) if model is not None else DEFAULT_MODEL
         self.model_name = Path(self.model_spec).stem if self.model_spec not in EMBEDDED_MODELS else self.model_spec
         self.lora = choose_adapter(lora, self.model_spec)
@@ -163,6 +168,7 @@ class LlamaCppChatModel(ChatModel):
         self.max_calls = max_calls
         self.answer_invented = answer_invented
         self.next_call_bias = next_call_bias
+        self.fill_options = fill_options
         self.relevance_bias = tuple(relevance_bias) if relevance_bias is not None else None
         self._relevance = ToolRelevance() if self.relevance_bias is not None else None
         self.n_batch = n_batch
@@ -478,6 +484,10 @@ class LlamaCppChatModel(ChatModel):
             calls, dropped = keep_grounded_calls(calls, messages, {t.name: t.parameters for t in tools or ()})
             for why in dropped:
                 log.debug("%s", why)
+        if self.fill_options and calls:  # "in Celsius" -> unit="celsius", left out by the small model
+            calls, added = fill_stated_options(calls, tools, messages)
+            for note in added:
+                log.debug("%s", note)
         reason = "tool_calls" if calls else ("length" if finish == "length" else "stop")
         return Completion(text=parsed.text, tool_calls=calls, usage=usage, finish_reason=reason,
                           model=self.model_name, raw=raw, parse_errors=parsed.errors)
