@@ -112,6 +112,11 @@ def test_numbers_and_tool_results_ground_values():
     # written with other digits: trailing zeros, thousands separators and decimals
     assert grounded(-74.006, "the point [40.7128, -74.0060]") and grounded(1e6, "pay 1,000,000.00 now")
     assert not grounded(123, "the list [1,2,3]")
+    # a longer text needs half its words in the conversation, not just one
+    ask = "what's the weather like in the two cities of boston and san francisco? translate 'what is your name?'"
+    assert not grounded("http://api.openweathermap.org/data/2.5/weather?q=Boston&appid=YOUR_API_KEY", ask)
+    assert not grounded("Wie ist dein Name?", ask)
+    assert grounded("San Francisco, CA", ask) and grounded("the weather in Boston", ask)
     # currency codes for currencies named in words
     assert grounded("GBP", "from british pounds to japanese yen") and grounded("JPY", "from british pounds to japanese yen")
     assert grounded("CNY", "100美元换成人民币") and not grounded("EUR", "from british pounds to japanese yen")

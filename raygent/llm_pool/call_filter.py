@@ -80,8 +80,8 @@ def _numbers_in(text: str) -> Iterator[float]:
 
 def grounded(value: Any, text: str) -> bool:
     """Whether a leaf argument value appears in `text` (lower-cased conversation text): a number in
-    any usual form, a string whole, by one of its words, by a two-character piece of CJK text, or by
-    a number inside it ("3.5*4-2" for "3.5 乘以 4 再减去 2")."""
+    any usual form, a string whole, by one of its words (half of them, from three words on), by a
+    two-character piece of CJK text, or by a number inside it ("3.5*4-2" for "3.5 乘以 4 再减去 2")."""
     if isinstance(value, bool) or value is None:
         return False
     if isinstance(value, (int, float)):
@@ -100,7 +100,10 @@ def grounded(value: Any, text: str) -> bool:
     if _CJK.search(s):  # no spaces to split on: any two-character piece of it
         return any(s[i:i + 2] in text for i in range(len(s) - 1))
     words = [w for w in _WORD.findall(s) if w not in _COMMON]
-    if any(re.search(rf"\b{re.escape(w)}", text) for w in words):
+    found = sum(bool(re.search(rf"\b{re.escape(w)}", text)) for w in words)
+    # a longer text needs half its words there: a made-up URL or sentence shares a word or two
+    # with any request ("weather" in an invented openweathermap URL, "name" in a made-up translation)
+    if found and (len(words) < 3 or 2 * found >= len(words)):
         return True
     return any(grounded(float(n), text) for n in _NUMBER.findall(s))
 
