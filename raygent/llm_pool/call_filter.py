@@ -182,13 +182,17 @@ _GENERIC_NAME_WORDS = frozenset("get set find calc calculate compute fetch searc
                                 "run make new".split())
 
 
+def identifier_words(name: str) -> list[str]:
+    """The lower-cased words of a tool or parameter name: `getStockPrice`, `unit_conversion.convert`."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [w.lower() for w in re.split(r"[^0-9A-Za-z]+", spaced) if w]
+
+
 def named_in(tool_name: str, text: str) -> bool:
     """Whether the (lower-cased) text names the tool: a word of its name other than generic verbs
     (`get`, `calculate`), matched on its first five letters so that "weigh" names
     `weight_in_space` and "convert" `unit_conversion`."""
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", tool_name)
-    words = [w.lower() for w in re.split(r"[^0-9A-Za-z]+", spaced) if len(w) >= 3]
-    stems = {w[:5] for w in words if w not in _GENERIC_NAME_WORDS}
+    stems = {w[:5] for w in identifier_words(tool_name) if len(w) >= 3 and w not in _GENERIC_NAME_WORDS}
     return any(token.startswith(stem) for token in set(_WORD.findall(text)) for stem in stems)
 
 

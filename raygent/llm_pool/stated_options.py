@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from raygent.llm_pool.call_filter import identifier_words
 from raygent.schema import Message, ToolCall, ToolSpec
 
 #: name words that say nothing about what a flag turns on
@@ -36,13 +37,8 @@ def latest_request(messages: Sequence[Message]) -> str:
     return next(((m.content or "").lower() for m in reversed(messages) if m.role == "user"), "")
 
 
-def _flag_words(name: str) -> list[str]:
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).lower()
-    return [w for w in re.split(r"[^a-z0-9]+", spaced) if len(w) >= 4 and w not in _FLAG_FILLER]
-
-
 def _stated_flag(name: str, request: str) -> bool:
-    words = _flag_words(name)
+    words = [w for w in identifier_words(name) if len(w) >= 4 and w not in _FLAG_FILLER]
     if not words:
         return False
     for word in words:
