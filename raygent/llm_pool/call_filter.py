@@ -139,6 +139,7 @@ def keep_grounded_calls(calls: Sequence[ToolCall], messages: Sequence[Message],
 
 
 def _key(value: Any) -> str:
+    """A value as canonical JSON: how values are compared across calls and with schema constants."""
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -202,11 +203,11 @@ def _schema_constants(schema: Any) -> set[str]:
     out: set[str] = set()
     if isinstance(schema, dict):
         for value in schema.get("enum") or ():
-            out.add(json.dumps(value, sort_keys=True, default=str))
+            out.add(_key(value))
         if "default" in schema:
-            out.add(json.dumps(schema["default"], sort_keys=True, default=str))
+            out.add(_key(schema["default"]))
         if "const" in schema:
-            out.add(json.dumps(schema["const"], sort_keys=True, default=str))
+            out.add(_key(schema["const"]))
         for sub in schema.values():
             out |= _schema_constants(sub)
     elif isinstance(schema, list):
