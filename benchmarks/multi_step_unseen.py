@@ -14,7 +14,10 @@ Each case is run through `Agent` with the tools it needs plus distractors (5 too
   first call  - the first call is the expected tool with the expected literal arguments;
   sequence    - the called tools are exactly the expected ones, in order;
   chained     - the sequence is right AND every linked argument of a later call equals the field
-                of the earlier call's real result it must come from.
+                of the earlier call's real result it must come from;
+  refused calls aside - chained once the calls a tool refused with an error are left out (what the
+                user gets: `mail_message("C-227")` failed and changed nothing, the chain after it
+                did the job).
 Per case it prints the calls and a verdict (chained / args-not-from-results / stopped after N /
 wrong tool at step N / extra calls / no call); then the totals per model and each model's ratio to
 the baseline (the plain model, no adapter). `--hint` appends the plan to each request ("Steps: first
@@ -527,7 +530,8 @@ async def _evaluate(spec: str, cases: list[tuple[int, Case]], n_tools: int | Non
 
     llm = _load_model(spec, options)
     print(f"== {spec} ({llm.model_name})", flush=True)
-    totals = {"first": 0, "sequence": 0, "chained": 0, "n": 0, "two": [0, 0], "three": [0, 0], "seconds": 0.0}
+    totals = {"first": 0, "sequence": 0, "chained": 0, "n": 0, "two": [0, 0], "three": [0, 0], "seconds": 0.0,
+              "recovered": 0}
     verdicts: dict[str, int] = {}
     for index, case in cases:
         tools = make_tools(offered_tools(case, index, n_tools))
@@ -539,6 +543,8 @@ async def _evaluate(spec: str, cases: list[tuple[int, Case]], n_tools: int | Non
         totals["first"] += s.first_call
         totals["sequence"] += s.sequence
         totals["chained"] += s.chained
+        # the user's view: calls the tools refused did nothing; the rest chained right after them
+        totals["recovered"] += score(case, [c for c in result.tool_calls if not c.error]).chained
         totals["two" if len(case.steps) == 2 else "three"][0] += s.chained
         totals["two" if len(case.steps) == 2 else "three"][1] += 1
         totals["seconds"] += seconds
@@ -551,7 +557,8 @@ async def _evaluate(spec: str, cases: list[tuple[int, Case]], n_tools: int | Non
               flush=True)
     n = totals["n"]
     print(f"{spec}: first call {totals['first']}/{n}, sequence {totals['sequence']}/{n}, "
-          f"sequence+linked args {totals['chained']}/{n} (two-step {totals['two'][0]}/{totals['two'][1]}, "
+          f"sequence+linked args {totals['chained']}/{n}, the same with refused calls set aside "
+          f"{totals['recovered']}/{n} (two-step {totals['two'][0]}/{totals['two'][1]}, "
           f"three-step {totals['three'][0]}/{totals['three'][1]}); verdicts {verdicts}; "
           f"{totals['seconds']:.0f} s", flush=True)
     return totals
@@ -584,12 +591,13 @@ def main() -> None:
     results = {m: asyncio.run(_evaluate(m, cases, n_tools, options, args.hint)) for m in models}
     baseline = "plain" if "plain" in results else models[0]
     base = results[baseline]
-    print(f"\nmodel | first call | sequence | sequence+args | s/case | ratios to {baseline} (first / seq / seq+args)")
+    print(f"\nmodel | first call | sequence | sequence+args | refused calls aside | s/case | "
+          f"ratios to {baseline} (first / seq / seq+args)")
     for m, t in results.items():
         n = t["n"]
         ratios = " / ".join(f"{t[k] / base[k]:.2f}" if base[k] else "n/a" for k in ("first", "sequence", "chained"))
         print(f"{m} | {t['first']}/{n} ({t['first'] / n:.2f}) | {t['sequence']}/{n} ({t['sequence'] / n:.2f}) | "
-              f"{t['chained']}/{n} ({t['chained'] / n:.2f}) | {t['seconds'] / n:.1f} | {ratios}")
+              f"{t['chained']}/{n} ({t['chained'] / n:.2f}) | {t['recovered']}/{n} | {t['seconds'] / n:.1f} | {ratios}")
 
 
 if __name__ == "__main__":

@@ -234,3 +234,20 @@ def test_the_next_call_bias_applies_right_after_a_closed_call():
     assert bias_following('<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>', rule) == {198: 1.5}
     assert bias_following('<tool_call>\n{"name": "f"', rule) is None
     assert bias_following("</tool_call>", None) is None
+
+
+def test_a_made_up_first_call_gives_way_to_the_grounded_call_after_it():
+    """The 0.5B opens with a tool's schema example (`city_forecast("Paris")`) and then makes the call
+    the request needs; the made-up one is dropped. A first call with some value of the request
+    stays first."""
+    ask = [Message.user("What will the weather be like tomorrow in the office city of employee E-233?")]
+    paris = ToolCall(id="a", name="city_forecast", arguments={"city": "Paris"})
+    employee = ToolCall(id="b", name="get_employee", arguments={"employee_id": "E-233"})
+    kept, dropped = keep_grounded_calls([paris, employee], ask)
+    assert [c.name for c in kept] == ["get_employee"] and "none of its values" in dropped[0]
+    # nothing grounded after it: the first call stays (answer_invented judges it)
+    kept, _ = keep_grounded_calls([paris, ToolCall(id="c", name="city_forecast", arguments={"city": "Rome"})], ask)
+    assert kept[0] is paris
+    tomorrow = ToolCall(id="d", name="city_forecast", arguments={"city": "E-233", "day": "tomorrow"})
+    kept, _ = keep_grounded_calls([tomorrow, employee], ask)
+    assert kept[0] is tomorrow

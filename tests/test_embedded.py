@@ -306,3 +306,74 @@ async def test_an_option_the_request_states_reaches_the_call(embedded_llm):
     reply = await embedded_llm.chat(ask, [weather])
     assert [c.name for c in reply.tool_calls] == ["get_current_weather"]
     assert reply.tool_calls[0].arguments.get("unit") == "celsius"
+
+
+async def _lookup_order(order_id: str) -> dict:
+    """Look up a shop order: the customer who placed it, its total and currency, and the item SKU.
+
+    Args:
+        order_id: the order number, e.g. Z-9001
+    """
+    orders = {"A-1042": {"customer_id": "C-311", "total": 86.5, "currency": "USD", "item_sku": "SKU-7781"}}
+    if order_id not in orders:
+        raise KeyError(f"no order {order_id!r}")
+    return {"order_id": order_id, **orders[order_id]}
+
+
+async def _customer_profile(customer_id: str) -> dict:
+    """A customer's profile: name, email address, home city and loyalty tier.
+
+    Args:
+        customer_id: the customer id, e.g. C-900
+    """
+    customers = {"C-311": {"name": "Maria Keller", "email": "maria.keller@example.com", "city": "Lisbon"}}
+    if customer_id not in customers:
+        raise KeyError(f"no customer {customer_id!r}")
+    return {"customer_id": customer_id, **customers[customer_id]}
+
+
+async def _mail_message(to: str, subject: str, body: str = "") -> dict:
+    """Send an email message to an address.
+
+    Args:
+        to: the recipient's email address
+        subject: the subject line
+        body: the message text
+    """
+    return {"sent": True, "to": to}
+
+
+def _shop_tools() -> list:
+    from raygent.toolhub.base import FunctionTool
+
+    return [FunctionTool(fn, name=fn.__name__.lstrip("_"), idempotent=True)
+            for fn in (_lookup_order, _customer_profile, _mail_message)]
+
+
+async def test_after_a_result_the_model_goes_on_to_the_call_the_request_still_needs(embedded_llm, monkeypatch):
+    """The 0.5B answers after the order's lookup with a made-up email; `continue_chains` (default)
+    asks it for a call first and keeps `customer_profile` with the id the order returned, then lets
+    it answer once the profile gave the email (the probe's further call is no next step)."""
+    monkeypatch.setattr(embedded_llm, "continue_chains", True)
+    result = await Agent(llm=embedded_llm, tools=_shop_tools()).run(
+        "Who placed order A-1042? I need their email address.")
+    assert [(c.name, c.arguments) for c in result.tool_calls][:2] == [
+        ("lookup_order", {"order_id": "A-1042"}), ("customer_profile", {"customer_id": "C-311"})]
+    assert "Maria Keller" in result.answer  # a fact of the profile (the wording varies)
+    monkeypatch.setattr(embedded_llm, "continue_chains", False)
+    alone = await Agent(llm=embedded_llm, tools=_shop_tools()).run(
+        "Who placed order A-1042? I need their email address.")
+    assert [c.name for c in alone.tool_calls] == ["lookup_order"]  # and an answer with an email it made up
+
+
+async def test_a_customer_id_is_not_sent_mail_the_profile_is_looked_up_first(embedded_llm, monkeypatch):
+    """The 0.5B mails "C-311" itself; a call giving an email parameter no address is not made, and
+    asked again without `mail_message` the model looks the customer up; with `continue_chains` the
+    mail then goes to the address the profile returned."""
+    monkeypatch.setattr(embedded_llm, "continue_chains", True)
+    result = await Agent(llm=embedded_llm, tools=_shop_tools()).run(
+        "Send customer C-311 an email saying their refund has been approved.")
+    names = [c.name for c in result.tool_calls]
+    assert names[:2] == ["customer_profile", "mail_message"]
+    assert result.tool_calls[1].arguments["to"] == "maria.keller@example.com"
+    assert all(c.error is None for c in result.tool_calls)

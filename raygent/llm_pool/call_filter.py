@@ -5,7 +5,8 @@ call, with calls copied from the prompt's exemplars, and with calls of neighbour
 fed the first call's values ("the humidity in Miami" followed by `get_team_score("Miami", "NFL")`).
 These are easy to tell from real parallel calls ("the weather in Boston and in Paris"): a real
 extra call differs from the calls before it in values the user actually wrote, or combines values
-already used in a new way. So the first call is always kept; exact repeats are dropped; so is a
+already used in a new way. So the first call is kept (unless none of its values is in the
+conversation and a later call's values all are); exact repeats are dropped; so is a
 further call that swaps an earlier call's values (`gcd(15, 12)` after `gcd(12, 15)`) or gives two
 of its arguments the same text (`start="San Jose", end="San Jose"`). A further call of a tool
 already called is kept where one of its values new to that tool's calls is grounded in the
@@ -123,6 +124,15 @@ def keep_grounded_calls(calls: Sequence[ToolCall], messages: Sequence[Message],
     text = conversation_text(messages)
     kept: list[ToolCall] = []
     dropped: list[str] = []
+    schemas = parameters or {}
+    # a first call with nothing but made-up values (`city_forecast("Paris")`, its schema's example,
+    # or `next_flight("AMS", "MAD")`) before a call whose values are all in the conversation: the
+    # later calls are the reply
+    calls = list(calls)
+    while len(calls) > 1 and _all_made_up(calls[0], schemas.get(calls[0].name), text) and any(
+            all(grounded(v, text) for v in user_values(c, schemas.get(c.name))) for c in calls[1:]):
+        dropped.append(f"dropped a first call to {calls[0].name!r}: none of its values appear in the conversation")
+        calls.pop(0)
     seen: set[str] = set()
     for call in calls:
         key = call.name + _key(call.arguments)
@@ -136,6 +146,11 @@ def keep_grounded_calls(calls: Sequence[ToolCall], messages: Sequence[Message],
         seen.add(key)
         kept.append(call)
     return kept, dropped
+
+
+def _all_made_up(call: ToolCall, parameters: Any, text: str) -> bool:
+    values = user_values(call, parameters)
+    return bool(values) and not any(grounded(v, text) for v in values)
 
 
 def _key(value: Any) -> str:

@@ -1,0 +1,111 @@
+"""Whether a call asked of a small model after tool results is a real next step of the request.
+
+After a first call returns, the embedded 0.5B answers at once where a second call is needed: it
+states the customer's email as "C-311@example.com" instead of calling `customer_profile` with the
+order's `customer_id`. Made to call (tool_choice "required"), it writes the right next call in 25
+of 27 such positions of `benchmarks/multi_step_unseen.py`, but it also writes a call where the
+request is already answered (a meeting nobody asked for, a conversion back). A real next step:
+
+- is not a call already made since the user's message, nor a third call of one tool in it;
+- makes no value up (every value the user could have given is in the conversation);
+- carries a value a tool returned this turn that the user did not write and no call used yet (the
+  order's `customer_id`), or, where the latest results failed, calls another tool with values
+  found whole in the conversation (an order's parcel is found from the order, not by passing the
+  order id as a tracking number);
+- gives an email parameter an email address (`misfit_values`).
+
+The chat model adds the last test, which needs its embedder: the tool must fit the request
+(`LlamaCppChatModel.continue_chains`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from raygent.llm_pool.call_filter import _NUMBER, _key, _leaves, conversation_text, grounded, user_values
+from raygent.schema import Message, ToolCall
+
+#: a parameter whose name or description says this wants an email address
+_EMAIL_WORDS = re.compile(r"e-?mail|邮箱|邮件地址", re.IGNORECASE)
+#: how a failed tool result reaches the model (`ToolResult.content_for_model`)
+_ERROR_PREFIX = "ERROR:"
+
+
+def misfit_values(call: ToolCall, parameters: Mapping[str, Any] | None) -> list[str]:
+    """What is wrong with the call's values for their parameters' kind: a parameter that wants an
+    email address (by its name or description) given text without an "@" (`to="C-227"`, a customer
+    id where the customer's email belongs). Empty: nothing found."""
+    properties = (parameters or {}).get("properties") or {}
+    problems = []
+    for name, value in call.arguments.items():
+        schema = properties.get(name)
+        if not isinstance(schema, dict) or not isinstance(value, str) or not value.strip():
+            continue
+        if _EMAIL_WORDS.search(name) or _EMAIL_WORDS.search(str(schema.get("description") or "")):
+            if "@" not in value:
+                problems.append(f"{name}={value!r} is not an email address")
+    return problems
+
+
+def _this_turn(messages: Sequence[Message]) -> list[Message]:
+    """The messages after the latest user message: the calls and results of the turn under way."""
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].role == "user":
+            return list(messages[i + 1:])
+    return list(messages)
+
+
+def _whole(value: Any, text: str) -> bool:
+    """A value found whole in lower-cased text (numbers in any usual form)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return grounded(value, text)
+    s = str(value).strip().lower()
+    return bool(s) and s in text
+
+
+def _carried(value: Any, results: str, user_text: str) -> bool:
+    """Whether a value brings what a tool returned and the user did not write: whole, or as a
+    number inside it (`"391*3"` after a result of 391)."""
+    if _whole(value, results) and not _whole(value, user_text):
+        return True
+    if isinstance(value, str):
+        numbers = [float(n) for n in _NUMBER.findall(value)]
+        return any(grounded(n, results) and not grounded(n, user_text) for n in numbers)
+    return False
+
+
+def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Mapping[str, Any] | None) -> str | None:
+    """Why a call made after tool results is no real next step of the request (None: it is)."""
+    turn = _this_turn(messages)
+    earlier = [c for m in turn if m.role == "assistant" for c in (m.tool_calls or [])]
+    if any(c.name == call.name and _key(c.arguments) == _key(call.arguments) for c in earlier):
+        return "it repeats a call already made"
+    if sum(c.name == call.name for c in earlier) >= 2:
+        # 17*23, then that times 3, then the probe's "1173*3": a tool's own chain ends at two links
+        return "a third call of the same tool in one turn"
+    misfit = misfit_values(call, parameters)
+    if misfit:
+        return "; ".join(misfit)
+    values = user_values(call, dict(parameters) if parameters else None)
+    made_up = [v for v in values if not grounded(v, conversation_text(messages))]
+    if made_up:
+        return f"its values {', '.join(_key(v)[:40] for v in made_up[:4])} appear nowhere in the conversation"
+    user_text = conversation_text(messages, ("user",))
+    results = conversation_text(turn, ("tool",))
+    used = {_key(v) for c in earlier for v in _leaves(c.arguments)}
+    if any(_key(v) not in used and _carried(v, results, user_text) for v in values):
+        return None  # it carries a result forward: the order's customer_id to the customer's profile
+    latest: list[Message] = []
+    for m in reversed(turn):
+        if m.role != "tool":
+            break
+        latest.append(m)
+    failed = {m.name for m in latest if (m.content or "").startswith(_ERROR_PREFIX)}
+    if failed and call.name not in failed and all(_whole(v, conversation_text(messages)) for v in values):
+        return None  # the latest call failed: another tool may find what it needed, from the same values
+    return "it carries no value the tools returned"
+
+
+__all__ = ["misfit_values", "next_call_fault"]

@@ -1,0 +1,88 @@
+"""What makes a call after tool results a real next step (`raygent.llm_pool.next_call`)."""
+
+from __future__ import annotations
+
+import json
+
+from raygent.llm_pool.next_call import misfit_values, next_call_fault
+from raygent.schema import Message, ToolCall
+
+PROFILE = {"type": "object", "required": ["customer_id"],
+           "properties": {"customer_id": {"type": "string", "description": "the customer id, e.g. C-900"}}}
+MAIL = {"type": "object", "required": ["to", "subject"],
+        "properties": {"to": {"type": "string", "description": "the recipient's email address"},
+                       "subject": {"type": "string", "description": "the subject line"}}}
+ORDER = {"customer_id": "C-311", "total": 86.5, "email_hint": None}
+
+
+def _turn(request: str, *steps: tuple[str, dict, dict | str]) -> list[Message]:
+    """A user message followed by (tool, arguments, result or error text) steps."""
+    messages = [Message.user(request)]
+    for i, (name, arguments, result) in enumerate(steps):
+        messages.append(Message.assistant(tool_calls=[ToolCall(id=f"c{i}", name=name, arguments=arguments)]))
+        content = result if isinstance(result, str) else json.dumps(result)
+        messages.append(Message(role="tool", tool_call_id=f"c{i}", name=name, content=content))
+    return messages
+
+
+def _call(name: str, **arguments) -> ToolCall:
+    return ToolCall(id="probe", name=name, arguments=arguments)
+
+
+def test_a_call_that_carries_a_returned_value_is_a_next_step():
+    messages = _turn("Who placed order A-1042? I need their email address.",
+                     ("lookup_order", {"order_id": "A-1042"}, ORDER))
+    assert next_call_fault(_call("customer_profile", customer_id="C-311"), messages, PROFILE) is None
+
+
+def test_repeats_made_up_values_and_the_users_own_values_are_not():
+    messages = _turn("Who placed order A-1042? I need their email address.",
+                     ("lookup_order", {"order_id": "A-1042"}, ORDER))
+    assert "repeats" in next_call_fault(_call("lookup_order", order_id="A-1042"), messages, None)
+    assert "appear nowhere" in next_call_fault(_call("customer_profile", customer_id="C-900"), messages, PROFILE)
+    # the request's own id again, to another tool, after a call that worked: nothing carried forward
+    assert "carries no value" in next_call_fault(_call("customer_profile", customer_id="A-1042"), messages, PROFILE)
+
+
+def test_a_value_an_earlier_call_already_used_is_not_carried_again():
+    """After the mail went out with the address the profile gave, a meeting with that address is no
+    next step of "email them"."""
+    messages = _turn("Email customer C-227 that the refund is approved.",
+                     ("customer_profile", {"customer_id": "C-227"}, {"email": "jonas.berg@example.com"}),
+                     ("mail_message", {"to": "jonas.berg@example.com", "subject": "Refund approved"},
+                      {"sent": True, "to": "jonas.berg@example.com"}))
+    meeting = _call("schedule_meeting", attendee_email="jonas.berg@example.com")
+    assert "carries no value" in next_call_fault(meeting, messages, None)
+
+
+def test_after_a_failed_call_another_tool_with_the_users_value_is_a_next_step():
+    messages = _turn("Where is the parcel for order B-6023?",
+                     ("track_package", {"tracking_no": "B-6023"}, "ERROR: tool 'track_package' failed: no parcel"))
+    assert next_call_fault(_call("lookup_order", order_id="B-6023"), messages, None) is None
+    # the failed tool again with another made-up value is not
+    assert next_call_fault(_call("track_package", tracking_no="B-6O23"), messages, None) is not None
+    # nor another tool with a value pieced together from words of the conversation
+    assert next_call_fault(_call("lookup_order", order_id="parcel-order"), messages, None) is not None
+
+
+def test_an_email_parameter_needs_an_email_address():
+    assert misfit_values(_call("mail_message", to="C-227", subject="Refund"), MAIL) == [
+        "to='C-227' is not an email address"]
+    assert misfit_values(_call("mail_message", to="jonas.berg@example.com", subject="Refund"), MAIL) == []
+    by_name = {"type": "object", "properties": {"attendee_email": {"type": "string"}}}
+    assert misfit_values(_call("schedule_meeting", attendee_email="E-087"), by_name)
+    assert misfit_values(_call("schedule_meeting", attendee_email="E-087"), None) == []  # no schema: no judgement
+    messages = _turn("Email customer C-227.", ("customer_profile", {"customer_id": "C-227"}, {"name": "Jonas"}))
+    assert "not an email address" in next_call_fault(_call("mail_message", to="C-227", subject="Hi"), messages, MAIL)
+
+
+def test_a_tool_chains_into_itself_once_per_turn():
+    """The manager of an employee's manager, 17*23 then that times 3: a tool may take its own result
+    once; the probe's third calculator call after "multiply that by 3" is no step of the request."""
+    messages = _turn("Compute 17*23, then multiply the result by 3.",
+                     ("calculator", {"expression": "17*23"}, {"result": 391}))
+    assert next_call_fault(_call("calculator", expression="391*3"), messages, None) is None
+    messages = _turn("Compute 17*23, then multiply the result by 3.",
+                     ("calculator", {"expression": "17*23"}, {"result": 391}),
+                     ("calculator", {"expression": "391*3"}, {"result": 1173}))
+    assert "third call" in next_call_fault(_call("calculator", expression="1173*3"), messages, None)
