@@ -86,3 +86,18 @@ def test_a_tool_chains_into_itself_once_per_turn():
                      ("calculator", {"expression": "17*23"}, {"result": 391}),
                      ("calculator", {"expression": "391*3"}, {"result": 1173}))
     assert "third call" in next_call_fault(_call("calculator", expression="1173*3"), messages, None)
+
+
+def test_a_number_nothing_gave_or_a_result_handed_back_is_no_next_step():
+    messages = _turn("What is 365*24?", ("calculator", {"expression": "365*24"}, {"result": 8760}))
+    assert "just returned" in next_call_fault(_call("calculator", expression="8760"), messages, None)
+    messages = _turn("How old is someone born in 1990 this year?",
+                     ("current_datetime", {}, {"date": "2026-12-02"}),
+                     ("calculator", {"expression": "2026-1990"}, {"result": 36}))
+    assert "appears nowhere" in next_call_fault(_call("calculator", expression="36*1"), messages, None)
+    # 10 is in the clock's result, but the user gave no number to work with
+    messages[-3].content = '{"date": "2026-12-02", "time": "10:30:00"}'
+    assert "none of the user's" in next_call_fault(_call("calculator", expression="36*10"), messages, None)
+    # the user's 12 was already added in the first call
+    messages = _turn("What is 23*47+12?", ("calculator", {"expression": "23*47+12"}, {"result": 1093}))
+    assert "none of the user's" in next_call_fault(_call("calculator", expression="1093+12"), messages, None)

@@ -2,12 +2,17 @@
 
 After a first call returns, the embedded 0.5B answers at once where a second call is needed: it
 states the customer's email as "C-311@example.com" instead of calling `customer_profile` with the
-order's `customer_id`. Made to call (tool_choice "required"), it writes the right next call in 25
-of 27 such positions of `benchmarks/multi_step_unseen.py`, but it also writes a call where the
-request is already answered (a meeting nobody asked for, a conversion back). A real next step:
+order's `customer_id`. Made to call (tool_choice "required"), it writes the right next call in 27
+of the 40 positions of `benchmarks/multi_step_unseen.py` where one is due, but it also writes a call
+where the request is already answered (a meeting nobody asked for, a conversion back,
+`calculator("8760")` after 365*24). A real next step:
 
 - is not a call already made since the user's message, nor a third call of one tool in it;
-- makes no value up (every value the user could have given is in the conversation);
+- makes no value up (every value the user could have given is in the conversation, every number
+  inside a text value too);
+- where it calls the tool that just answered, does not hand it back a number it returned, and
+  computes on that number only with a number the user wrote that no call used yet ("391*3" after
+  "17*23 = 391, then multiply by 3");
 - carries a value a tool returned this turn that the user did not write and no call used yet (the
   order's `customer_id`), or, where the latest results failed, calls another tool with values
   found whole in the conversation (an order's parcel is found from the order, not by passing the
@@ -76,6 +81,38 @@ def _carried(value: Any, results: str, user_text: str) -> bool:
     return False
 
 
+def _number(value: Any) -> float | None:
+    """A number, or a string that is one ("8760"); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _latest_result(turn: Sequence[Message]) -> str:
+    return next(((m.content or "").lower() for m in reversed(turn) if m.role == "tool"), "")
+
+
+def _self_chain_without_user_number(values: Sequence[Any], messages: Sequence[Message],
+                                    turn: Sequence[Message], earlier: Sequence[ToolCall]) -> bool:
+    """Whether a text value computes on a number the same tool just returned without a number the
+    user wrote that no earlier call used ("391*3" after 17*23 = 391 and "multiply by 3" has one;
+    "36*10" has none, nor "1093+12" after 23*47+12 = 1093)."""
+    user_text = conversation_text(messages, ("user",))
+    latest = _latest_result(turn)
+    used = " ".join(str(v) for c in earlier for v in _leaves(c.arguments)).lower()
+    for value in values:
+        numbers = [float(n) for n in _NUMBER.findall(value)] if isinstance(value, str) else []
+        if any(grounded(n, latest) for n in numbers) and not any(
+                grounded(n, user_text) and not grounded(n, used) for n in numbers):
+            return True
+    return False
+
+
 def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Mapping[str, Any] | None) -> str | None:
     """Why a call made after tool results is no real next step of the request (None: it is)."""
     turn = _this_turn(messages)
@@ -89,9 +126,18 @@ def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Map
     if misfit:
         return "; ".join(misfit)
     values = user_values(call, dict(parameters) if parameters else None)
-    made_up = [v for v in values if not grounded(v, conversation_text(messages))]
+    text = conversation_text(messages)
+    made_up = [v for v in values if not grounded(v, text)]
     if made_up:
         return f"its values {', '.join(_key(v)[:40] for v in made_up[:4])} appear nowhere in the conversation"
+    loose = [v for v in values if isinstance(v, str) and not all(grounded(float(n), text) for n in _NUMBER.findall(v))]
+    if loose:  # "36*1" after 2026-1990 = 36: a number in it that nothing gave
+        return f"a number in {_key(loose[0])[:40]} appears nowhere in the conversation"
+    if earlier and call.name == earlier[-1].name:  # the tool that just answered, called again
+        if values and all(_number(v) is not None and grounded(_number(v), _latest_result(turn)) for v in values):
+            return "it only gives the tool a number it just returned"  # calculator("8760") after 365*24
+        if _self_chain_without_user_number(values, messages, turn, earlier):
+            return "it works on its own tool's number with none of the user's"  # "36*10" after 2026-1990
     user_text = conversation_text(messages, ("user",))
     results = conversation_text(turn, ("tool",))
     used = {_key(v) for c in earlier for v in _leaves(c.arguments)}
@@ -103,7 +149,7 @@ def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Map
             break
         latest.append(m)
     failed = {m.name for m in latest if (m.content or "").startswith(_ERROR_PREFIX)}
-    if failed and call.name not in failed and all(_whole(v, conversation_text(messages)) for v in values):
+    if failed and call.name not in failed and all(_whole(v, text) for v in values):
         return None  # the latest call failed: another tool may find what it needed, from the same values
     return "it carries no value the tools returned"
 
