@@ -101,3 +101,11 @@ def test_a_number_nothing_gave_or_a_result_handed_back_is_no_next_step():
     # the user's 12 was already added in the first call
     messages = _turn("What is 23*47+12?", ("calculator", {"expression": "23*47+12"}, {"result": 1093}))
     assert "none of the user's" in next_call_fault(_call("calculator", expression="1093+12"), messages, None)
+
+
+def test_a_returned_piece_of_the_users_own_text_is_not_carried():
+    """address_parse gives back "浙江省" for the user's "浙江..." address: parsing it again is no step."""
+    messages = _turn("地址：浙江杭州市江干区九堡镇三村村一区",
+                     ("address_parse", {"address": "浙江杭州市江干区九堡镇三村村一区"},
+                      {"province": "浙江省", "city": "杭州市", "district": "江干区"}))
+    assert "carries no value" in next_call_fault(_call("address_parse", address="浙江省"), messages, None)

@@ -129,8 +129,10 @@ class LlamaCppChatModel(ChatModel):
         request (`next_call.py`, CHAIN_FIT); otherwise the reply is generated as usual, which costs
         the probe (about one short call) on each final answer after tools. The 0.5B otherwise
         answers after the first result with made-up facts ("Their email is C-311@example.com").
-        Measured: chained requests on unseen business tools (benchmarks/multi_step_unseen.py) 0 ->
-        10 of 30; benchmarks/multi_step.py unchanged at 8/8 chained and 4/4 single-step
+        Where the probe's call makes a value up, it is asked once more with that tool barred from
+        the grammar (the prompt unchanged): the model went for a chain's last tool without the
+        value an earlier step gives. Measured: chained requests on unseen business tools
+        (benchmarks/multi_step_unseen.py) 0 -> 11 of 30; benchmarks/multi_step.py unchanged at 8/8 chained and 4/4 single-step
         (docs/benchmarks.md, session 27). False: the model's replies as they come.
         Independent of it, always: a call that gives an email parameter something without an "@"
         (a customer id) is not made; with no other call left the model is asked again without
@@ -350,10 +352,10 @@ class LlamaCppChatModel(ChatModel):
     # -- generation ------------------------------------------------------------------------
     def _prepare(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None,
                  params: GenerationParams, answer_only: bool = False,
-                 one_call: bool = False) -> tuple[dict[str, Any], int]:
+                 one_call: bool | frozenset[str] = False) -> tuple[dict[str, Any], int]:
         """Tokens and generation settings; `answer_only`: a plain answer that may not begin like a
         call (the answer that replaces made-up calls); `one_call`: at most one call (the probe of
-        `continue_chains`)."""
+        `continue_chains`), given as a set: of a tool not in it (the prompt keeps every tool)."""
         llama = self.load()
         prompt = self.render_prompt(messages, tools, params.tool_choice)
         tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
@@ -367,7 +369,8 @@ class LlamaCppChatModel(ChatModel):
         else:
             cached = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
         stop = list(dict.fromkeys([*params.stop, *self.format.stop, "<|im_end|>", "<|endoftext|>"]))
-        grammar = self._grammar(list(tools or []), params.tool_choice, 1 if one_call else None)
+        callable_tools = [t for t in tools or [] if not isinstance(one_call, frozenset) or t.name not in one_call]
+        grammar = self._grammar(callable_tools, params.tool_choice, 1 if one_call else None)
         if answer_only and self.use_grammar:
             grammar = answer_grammar()
         first_token_bias = None
@@ -542,7 +545,7 @@ class LlamaCppChatModel(ChatModel):
         return await self._chat(messages, tools, as_params(params))
 
     async def _chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None, p: GenerationParams,
-                    answer_only: bool = False, one_call: bool = False) -> Completion:
+                    answer_only: bool = False, one_call: bool | frozenset[str] = False) -> Completion:
         spent = Usage()
         if not (answer_only or one_call):
             probed = await self._probe_next_call(messages, tools, p)
@@ -553,7 +556,7 @@ class LlamaCppChatModel(ChatModel):
         return completion.model_copy(update={"usage": completion.usage + spent}) if spent.total_tokens else completion
 
     async def _reply(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None, p: GenerationParams,
-                     answer_only: bool, one_call: bool) -> Completion:
+                     answer_only: bool, one_call: bool | frozenset[str]) -> Completion:
         if self.parallel > 1:
             state: dict[str, Any] = {}
             pieces = [item async for item in self._generation(messages, tools, p, state, answer_only, one_call)]
@@ -615,20 +618,31 @@ class LlamaCppChatModel(ChatModel):
         request = next((m.content for m in reversed(messages) if m.role == "user"), None)
         if not request:
             return None
-        probe = await self._chat(messages, tools, p.model_copy(update={"tool_choice": "required"}), one_call=True)
         specs = {t.name: t for t in tools}
-        for call in probe.tool_calls[:1]:
-            spec = specs.get(call.name)
-            why = next_call_fault(call, messages, spec.parameters if spec else None)
-            if why is None and spec is not None:
-                fit = await asyncio.to_thread(self._relevance.score, request, [spec])
-                if fit is None or fit < CHAIN_FIT:
-                    why = f"the request fits {call.name} too little ({'no embedder' if fit is None else f'{fit:.2f}'})"
+        required = p.model_copy(update={"tool_choice": "required"})
+        spent, barred = Usage(), frozenset()
+        for _ in range(2):
+            probe = await self._chat(messages, tools, required, one_call=barred or True)
+            spent = spent + probe.usage
+            why, call = "no call", (probe.tool_calls or [None])[0]
+            if call is not None:
+                spec = specs.get(call.name)
+                why = "an unknown tool" if spec is None else next_call_fault(call, messages, spec.parameters)
+                if why is None:
+                    fit = await asyncio.to_thread(self._relevance.score, request, [spec])
+                    if fit is None or fit < CHAIN_FIT:
+                        why = f"the request fits {call.name} too little ({'no embedder' if fit is None else f'{fit:.2f}'})"
             if why is None:
                 log.debug("going on with %s: a next step of the request", call.name)
-                return probe
-            log.debug("not going on with %s: %s", call.name, why)
-        return probe.model_copy(update={"tool_calls": [], "text": "", "finish_reason": "stop"})
+                return probe.model_copy(update={"usage": spent})
+            log.debug("not going on with %s: %s", call and call.name, why)
+            # a made-up value: the model went for the last tool of a chain without the value an
+            # earlier step would give (`city_forecast("Paris")` before the customer's profile);
+            # asked once more with that tool barred from the grammar (same prompt, cached)
+            if call is None or "appear nowhere" not in why or len(barred) + 1 >= len(specs):
+                break
+            barred = barred | {call.name}
+        return probe.model_copy(update={"tool_calls": [], "text": "", "finish_reason": "stop", "usage": spent})
 
     def _invented(self, calls: Sequence[ToolCall], messages: Sequence[Message], tools: Sequence[ToolSpec] | None,
                   p: GenerationParams) -> bool:
@@ -708,7 +722,7 @@ class LlamaCppChatModel(ChatModel):
 
     async def _generation(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None, p: GenerationParams,
                           state: dict[str, Any], answer_only: bool = False,
-                          one_call: bool = False) -> AsyncIterator[tuple[str, str | None, int]]:
+                          one_call: bool | frozenset[str] = False) -> AsyncIterator[tuple[str, str | None, int]]:
         """Generation items as they come; `state` gets the prepared kwargs and the cached token count."""
         if self.parallel > 1:
             kwargs, _ = await asyncio.to_thread(self._prepare, messages, tools, p, answer_only, one_call)

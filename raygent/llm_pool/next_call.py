@@ -71,10 +71,10 @@ def _whole(value: Any, text: str) -> bool:
 
 
 def _carried(value: Any, results: str, user_text: str) -> bool:
-    """Whether a value brings what a tool returned and the user did not write: whole, or as a
-    number inside it (`"391*3"` after a result of 391)."""
-    if _whole(value, results) and not _whole(value, user_text):
-        return True
+    """Whether a value brings what a tool returned and the user did not write (not even in part):
+    whole, or as a number inside it (`"391*3"` after a result of 391)."""
+    if _whole(value, results) and not grounded(value, user_text):
+        return True  # and not the user's own value in another form ("浙江省" for the user's "浙江")
     if isinstance(value, str):
         numbers = [float(n) for n in _NUMBER.findall(value)]
         return any(grounded(n, results) and not grounded(n, user_text) for n in numbers)
