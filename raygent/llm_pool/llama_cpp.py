@@ -20,7 +20,7 @@ from typing import Any
 
 from raygent.llm_pool.base import ChatModel, as_params
 from raygent.llm_pool.call_filter import invented_call, keep_grounded_calls
-from raygent.llm_pool.next_call import misfit_values, next_call_fault
+from raygent.llm_pool.next_call import MADE_UP, misfit_values, next_call_fault
 from raygent.llm_pool.tool_relevance import ToolRelevance
 from raygent.llm_pool.embedded import (AUTO_ADAPTER, DEFAULT_MODEL, EMBEDDED_ADAPTERS, EMBEDDED_MODELS,
                                        choose_adapter, resolve_adapter_path, resolve_model_path)
@@ -639,7 +639,7 @@ class LlamaCppChatModel(ChatModel):
             # a made-up value: the model went for the last tool of a chain without the value an
             # earlier step would give (`city_forecast("Paris")` before the customer's profile);
             # asked once more with that tool barred from the grammar (same prompt, cached)
-            if call is None or "appear nowhere" not in why or len(barred) + 1 >= len(specs):
+            if call is None or MADE_UP not in why or len(barred) + 1 >= len(specs):
                 break
             barred = barred | {call.name}
         return probe.model_copy(update={"tool_calls": [], "text": "", "finish_reason": "stop", "usage": spent})

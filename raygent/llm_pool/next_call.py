@@ -36,6 +36,9 @@ from raygent.schema import Message, ToolCall
 _EMAIL_WORDS = re.compile(r"e-?mail|邮箱|邮件地址", re.IGNORECASE)
 #: how a failed tool result reaches the model (`ToolResult.content_for_model`)
 _ERROR_PREFIX = "ERROR:"
+#: the words of `next_call_fault`'s reason for a call with made-up values (the chat model asks
+#: again with that tool barred where it sees them)
+MADE_UP = "appear nowhere in the conversation"
 
 
 def misfit_values(call: ToolCall, parameters: Mapping[str, Any] | None) -> list[str]:
@@ -70,15 +73,17 @@ def _whole(value: Any, text: str) -> bool:
     return bool(s) and s in text
 
 
+def _numbers_inside(value: Any) -> list[float]:
+    """The numbers written inside a text value ("391*3": 391 and 3); none for other values."""
+    return [float(n) for n in _NUMBER.findall(value)] if isinstance(value, str) else []
+
+
 def _carried(value: Any, results: str, user_text: str) -> bool:
     """Whether a value brings what a tool returned and the user did not write (not even in part):
     whole, or as a number inside it (`"391*3"` after a result of 391)."""
     if _whole(value, results) and not grounded(value, user_text):
         return True  # and not the user's own value in another form ("浙江省" for the user's "浙江")
-    if isinstance(value, str):
-        numbers = [float(n) for n in _NUMBER.findall(value)]
-        return any(grounded(n, results) and not grounded(n, user_text) for n in numbers)
-    return False
+    return any(grounded(n, results) and not grounded(n, user_text) for n in _numbers_inside(value))
 
 
 def _number(value: Any) -> float | None:
@@ -97,16 +102,14 @@ def _latest_result(turn: Sequence[Message]) -> str:
     return next(((m.content or "").lower() for m in reversed(turn) if m.role == "tool"), "")
 
 
-def _self_chain_without_user_number(values: Sequence[Any], messages: Sequence[Message],
-                                    turn: Sequence[Message], earlier: Sequence[ToolCall]) -> bool:
-    """Whether a text value computes on a number the same tool just returned without a number the
-    user wrote that no earlier call used ("391*3" after 17*23 = 391 and "multiply by 3" has one;
-    "36*10" has none, nor "1093+12" after 23*47+12 = 1093)."""
-    user_text = conversation_text(messages, ("user",))
-    latest = _latest_result(turn)
+def _self_chain_without_user_number(values: Sequence[Any], latest: str, user_text: str,
+                                    earlier: Sequence[ToolCall]) -> bool:
+    """Whether a text value computes on a number the same tool just returned (`latest`) without a
+    number the user wrote that no earlier call used ("391*3" after 17*23 = 391 and "multiply by 3"
+    has one; "36*10" has none, nor "1093+12" after 23*47+12 = 1093)."""
     used = " ".join(str(v) for c in earlier for v in _leaves(c.arguments)).lower()
     for value in values:
-        numbers = [float(n) for n in _NUMBER.findall(value)] if isinstance(value, str) else []
+        numbers = _numbers_inside(value)
         if any(grounded(n, latest) for n in numbers) and not any(
                 grounded(n, user_text) and not grounded(n, used) for n in numbers):
             return True
@@ -129,16 +132,17 @@ def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Map
     text = conversation_text(messages)
     made_up = [v for v in values if not grounded(v, text)]
     if made_up:
-        return f"its values {', '.join(_key(v)[:40] for v in made_up[:4])} appear nowhere in the conversation"
-    loose = [v for v in values if isinstance(v, str) and not all(grounded(float(n), text) for n in _NUMBER.findall(v))]
+        return f"its values {', '.join(_key(v)[:40] for v in made_up[:4])} {MADE_UP}"
+    loose = [v for v in values if not all(grounded(n, text) for n in _numbers_inside(v))]
     if loose:  # "36*1" after 2026-1990 = 36: a number in it that nothing gave
         return f"a number in {_key(loose[0])[:40]} appears nowhere in the conversation"
-    if earlier and call.name == earlier[-1].name:  # the tool that just answered, called again
-        if values and all(_number(v) is not None and grounded(_number(v), _latest_result(turn)) for v in values):
-            return "it only gives the tool a number it just returned"  # calculator("8760") after 365*24
-        if _self_chain_without_user_number(values, messages, turn, earlier):
-            return "it works on its own tool's number with none of the user's"  # "36*10" after 2026-1990
     user_text = conversation_text(messages, ("user",))
+    if earlier and call.name == earlier[-1].name:  # the tool that just answered, called again
+        latest = _latest_result(turn)
+        if values and all(_number(v) is not None and grounded(_number(v), latest) for v in values):
+            return "it only gives the tool a number it just returned"  # calculator("8760") after 365*24
+        if _self_chain_without_user_number(values, latest, user_text, earlier):
+            return "it works on its own tool's number with none of the user's"  # "36*10" after 2026-1990
     results = conversation_text(turn, ("tool",))
     used = {_key(v) for c in earlier for v in _leaves(c.arguments)}
     if any(_key(v) not in used and _carried(v, results, user_text) for v in values):
@@ -154,4 +158,4 @@ def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Map
     return "it carries no value the tools returned"
 
 
-__all__ = ["misfit_values", "next_call_fault"]
+__all__ = ["MADE_UP", "misfit_values", "next_call_fault"]
