@@ -121,6 +121,12 @@ def test_numbers_and_tool_results_ground_values():
     assert grounded("GBP", "from british pounds to japanese yen") and grounded("JPY", "from british pounds to japanese yen")
     assert grounded("CNY", "100美元换成人民币") and not grounded("EUR", "from british pounds to japanese yen")
     assert grounded("浙江省", "地址：浙江杭州市江干区") and not grounded("北京", "地址：浙江杭州市江干区")
+    # an identifier is found whole or by its number, never by a word beginning like it: a schema's
+    # example id "SUP-99" is made up for "which supplier makes SKU-3302?"
+    ask = "which supplier makes product sku-3302? it came with order a 1042"
+    assert not grounded("SUP-99", ask) and not grounded("SUP-3302", ask) and not grounded("B-1042", ask)
+    assert grounded("SKU-3302", ask) and grounded("sku3302", ask) and grounded("A-1042", ask)
+    assert grounded("supplier", ask) and grounded("2023-05-05", "on 2023-05-05")
     messages = [Message.user("Compute the areas of both shapes."), Message(role="tool", content="sides: 12 and 14", tool_call_id="call_1")]
     calls = [_call("area", side=12), _call("area", side=14)]
     assert keep_grounded_calls(calls, messages)[0] == calls
@@ -234,6 +240,7 @@ def test_the_next_call_bias_applies_right_after_a_closed_call():
     assert bias_following('<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>', rule) == {198: 1.5}
     assert bias_following('<tool_call>\n{"name": "f"', rule) is None
     assert bias_following("</tool_call>", None) is None
+
 
 
 def test_a_made_up_first_call_gives_way_to_the_grounded_call_after_it():

@@ -109,3 +109,26 @@ def test_a_returned_piece_of_the_users_own_text_is_not_carried():
                      ("address_parse", {"address": "浙江杭州市江干区九堡镇三村村一区"},
                       {"province": "浙江省", "city": "杭州市", "district": "江干区"}))
     assert "carries no value" in next_call_fault(_call("address_parse", address="浙江省"), messages, None)
+
+
+def test_a_value_shaped_unlike_the_schemas_example_id_or_no_ticker_is_a_misfit():
+    """An order id where the example is a tracking number, a company name where a ticker belongs: the
+    call is not made, and the model is asked again without that tool (it looks the value up first).
+    A description with a code for its example ("e.g. 'JFK'") sets no shape: BFCL gives such
+    parameters city names."""
+    track = {"properties": {"tracking_no": {"type": "string", "description": "the tracking number, e.g. TRK-00001"}}}
+    assert misfit_values(_call("track_package", tracking_no="B-6023"), track) == [
+        "tracking_no='B-6023' is not shaped like its example 'TRK-00001'"]
+    assert misfit_values(_call("track_package", tracking_no="trk 80215"), track) == []
+    # one letter does not say the kind: orders numbered A-1042 where the example is Z-9001
+    order = {"properties": {"order_id": {"type": "string", "description": "the order number, e.g. Z-9001"}}}
+    assert misfit_values(_call("lookup_order", order_id="A-1042"), order) == []
+    quote = {"properties": {"ticker": {"type": "string", "description": "the ticker symbol, e.g. ACME"}}}
+    assert misfit_values(_call("stock_quote", ticker="Kestrel Motors"), quote) == ["ticker='Kestrel Motors' is not a ticker symbol"]
+    assert misfit_values(_call("stock_quote", ticker="BRK.B"), quote) == []
+    airport = {"properties": {"origin_airport": {"type": "string", "description": "IATA code, e.g. 'JFK'"}}}
+    assert misfit_values(_call("flights", origin_airport="Atlanta"), airport) == []
+    # "email" in a description that offers other things, or that is about the email, wants no address
+    pay = {"properties": {"receiver": {"type": "string", "description": "a username, phone number, or email address"},
+                          "subject": {"type": "string", "description": "The subject of the email."}}}
+    assert misfit_values(_call("send", receiver="Mary", subject="Meeting"), pay) == []

@@ -57,3 +57,44 @@ def test_only_the_latest_request_counts():
     tool_said = [Message.user("Weather in Mariposa, CA"),
                  Message(role="tool", tool_call_id="c1", content='{"unit": "celsius"}')]
     assert fill_stated_options([bare], [WEATHER], tool_said) == ([bare], [])
+
+
+def _unit_tool(description: str, name: str = "unit") -> ToolSpec:
+    return ToolSpec(name="measure", description="A measurement", parameters={
+        "type": "object", "required": ["value"],
+        "properties": {"value": {"type": "number"}, name: {"type": "string", "description": description}}})
+
+
+def _filled(description: str, request: str, name: str = "unit") -> dict:
+    call = ToolCall(name="measure", arguments={"value": 5})
+    return fill_stated_options([call], [_unit_tool(description, name)], [Message.user(request)])[0][0].arguments
+
+
+def test_a_free_text_unit_the_request_states_is_filled_in_as_the_user_or_the_schema_writes_it():
+    assert _filled("The unit of measure used. Defaults to cm.", "A base of 12 meters and a height of 15 meters") == {
+        "value": 5, "unit": "meters"}
+    assert _filled("Units for the output. Default is 'cm'.", "radius of 5cm and 10cm", name="units")["units"] == "cm"
+    assert _filled("Distance unit, 'km' or 'mi'.", "the distance in kilometers")["unit"] == "km"
+    assert _filled("The temperature unit ('Celsius' or 'Fahrenheit')", "how warm, in celsius?",
+                   name="temp_unit")["temp_unit"] == "Celsius"
+
+
+def test_units_of_another_kind_compound_units_and_ambiguous_requests_are_left_alone():
+    assert "unit" not in _filled("Temperature unit", "5 miles from here")  # a length is no temperature
+    assert "unit" not in _filled("Default is km/h", "120 kilometers in 5 hours")  # a speed is not one unit
+    assert "unit" not in _filled("The unit for the area", "a base of 12 meters")
+    assert "unit" not in _filled("The unit of distance", "convert 5 miles to km")  # two stated
+    assert "unit" not in _filled("The unit", "for the next 10 years")  # a duration: no unit kind named
+    assert _filled("The unit of time", "how long, in minutes?")["unit"] == "minutes"
+    assert "note" not in _filled("A note", "in miles", name="note")  # not a unit parameter
+
+
+def test_a_member_written_with_spaces_or_inside_a_longer_stated_member_counts_once():
+    movies = ToolSpec(name="find_movies", description="Movies", parameters={
+        "type": "object", "required": ["city"],
+        "properties": {"city": {"type": "string"},
+                       "genre": {"type": "string", "enum": ["Comedy", "Comedy-drama", "Drama"]},
+                       "show": {"type": "string", "enum": ["trial_date", "status"]}}})
+    call = ToolCall(name="find_movies", arguments={"city": "Fremont"})
+    filled = fill_stated_options([call], [movies], [Message.user("A comedy-drama in Fremont, by trial date")])
+    assert filled[0][0].arguments == {"city": "Fremont", "genre": "Comedy-drama", "show": "trial_date"}

@@ -31,6 +31,8 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
 #: a number as written in text: sign, thousands separators, decimals ("-74.0060", "1,200.50")
 _TEXT_NUMBER = re.compile(r"(?<![\d.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+#: an identifier: letters and digits in one token ("sup-99", "trk-55120", "xy1234"), found only whole
+_ID_LIKE = re.compile(r"(?=[^\s]*\d)(?=[^\s]*[a-z])[a-z0-9][a-z0-9_\-.#/]*")
 #: words too common to ground a value by themselves
 _COMMON = frozenset("the and for with from into that this what which when where who how are was were per "
                     "not all any can get set use new one two".split())
@@ -82,7 +84,10 @@ def _numbers_in(text: str) -> Iterator[float]:
 def grounded(value: Any, text: str) -> bool:
     """Whether a leaf argument value appears in `text` (lower-cased conversation text): a number in
     any usual form, a string whole, by one of its words (half of them, from three words on), by a
-    two-character piece of CJK text, or by a number inside it ("3.5*4-2" for "3.5 乘以 4 再减去 2")."""
+    two-character piece of CJK text, or by a number inside it ("3.5*4-2" for "3.5 乘以 4 再减去 2");
+    an identifier of letters and digits ("SUP-99") only whole, separators aside ("sku 3302" for
+    "SKU-3302"), not by a word that begins like it ("supplier") or by its number ("SUP-9014" is
+    made up from "SKU-9014")."""
     if isinstance(value, bool) or value is None:
         return False
     if isinstance(value, (int, float)):
@@ -100,6 +105,9 @@ def grounded(value: Any, text: str) -> bool:
                    for name in _CURRENCY_NAMES[s])
     if _CJK.search(s):  # no spaces to split on: any two-character piece of it
         return any(s[i:i + 2] in text for i in range(len(s) - 1))
+    if _ID_LIKE.fullmatch(s):  # "SUP-99", a schema's example id, is not grounded by "supplier"'s "sup"
+        runs = re.findall(r"[a-z]+|\d+", s)  # nor "SUP-9014" by "SKU-9014": the whole id, separators aside
+        return bool(re.search(r"(?<![a-z0-9])" + r"[-_ ./#]?".join(map(re.escape, runs)) + r"(?![a-z0-9])", text))
     words = [w for w in _WORD.findall(s) if w not in _COMMON]
     found = sum(bool(re.search(rf"\b{re.escape(w)}", text)) for w in words)
     # a longer text needs half its words there: a made-up URL or sentence shares a word or two

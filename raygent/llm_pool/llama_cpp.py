@@ -28,6 +28,7 @@ from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
 from raygent.llm_pool.prompt_lookup import PromptLookup
+from raygent.llm_pool.percentages import rates_as_fractions
 from raygent.llm_pool.stated_options import fill_stated_options
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolCall, ToolSpec, Usage
 
@@ -115,13 +116,20 @@ class LlamaCppChatModel(ChatModel):
         same 1,031 s for the 140 cases. 0: no bias.
     fill_options: fill optional arguments the latest request states but the call left out: a string
         enum member named in it as a word ("in Celsius" -> `unit="celsius"`), a flag whose name's
-        words it uses ("with the timelines aligned" -> `aligned=true`), see `stated_options.py`.
-        Measured on BFCL (docs/evaluation.md, session 26). False: the calls as the model wrote them.
+        words it uses ("with the timelines aligned" -> `aligned=true`), a free-text unit it states
+        ("in miles" -> `unit="miles"`), see `stated_options.py`; and write a rate the request gives
+        in percent as the fraction a rate parameter takes ("3%" -> 0.03, `percentages.py`).
+        Measured on BFCL (docs/evaluation.md, sessions 26 and 28). False: the calls as the model wrote them.
     answer_invented: where a reply to a user message calls tools with mostly made-up values (fewer
         than half of them in the conversation, enum members and schema defaults aside:
         `call_filter.invented_call`), no offered tool fits the request; the model is asked again for
         a plain answer with no tools in the prompt (a short prompt: the tools' cached prefix is not
-        used), which costs that second generation. tool_choice "auto" only. False: keep such calls.
+        used), which costs that second generation. Except where the made-up call's tool fits the
+        request (similarity >= CHAIN_FIT) and other tools are offered: then the model is first asked
+        again without that tool, since it went for a chain's later step without the value an earlier
+        one gives (`supplier_contact("SUP-99")`, the schema's example id, for "which supplier makes
+        SKU-3302"); a made-up reply to that second ask is answered plainly. tool_choice "auto" only.
+        False: keep such calls.
     continue_chains: where tool results end the conversation, first ask the model for one call (tool
         choice "required") and keep it where it is a real next step of the request: new, nothing
         made up, carrying a value the tools just returned (the order's `customer_id` to
@@ -516,7 +524,8 @@ class LlamaCppChatModel(ChatModel):
                 log.debug("%s", why)
         if self.fill_options and calls:  # "in Celsius" -> unit="celsius", left out by the small model
             calls, added = fill_stated_options(calls, tools, messages)
-            for note in added:
+            calls, fractions = rates_as_fractions(calls, tools, messages)  # "3%" -> rate=0.03, not 3.0
+            for note in added + fractions:
                 log.debug("%s", note)
         reason = "tool_calls" if calls else ("length" if finish == "length" else "stop")
         return Completion(text=parsed.text, tool_calls=calls, usage=usage, finish_reason=reason,
@@ -545,18 +554,19 @@ class LlamaCppChatModel(ChatModel):
         return await self._chat(messages, tools, as_params(params))
 
     async def _chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None, p: GenerationParams,
-                    answer_only: bool = False, one_call: bool | frozenset[str] = False) -> Completion:
+                    answer_only: bool = False, one_call: bool | frozenset[str] = False,
+                    retry_invented: bool = True) -> Completion:
         spent = Usage()
         if not (answer_only or one_call):
             probed = await self._probe_next_call(messages, tools, p)
             if probed is not None and probed.tool_calls:
                 return probed
             spent = probed.usage if probed is not None else spent
-        completion = await self._reply(messages, tools, p, answer_only, one_call)
+        completion = await self._reply(messages, tools, p, answer_only, one_call, retry_invented)
         return completion.model_copy(update={"usage": completion.usage + spent}) if spent.total_tokens else completion
 
     async def _reply(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None, p: GenerationParams,
-                     answer_only: bool, one_call: bool | frozenset[str]) -> Completion:
+                     answer_only: bool, one_call: bool | frozenset[str], retry_invented: bool = True) -> Completion:
         if self.parallel > 1:
             state: dict[str, Any] = {}
             pieces = [item async for item in self._generation(messages, tools, p, state, answer_only, one_call)]
@@ -575,12 +585,9 @@ class LlamaCppChatModel(ChatModel):
                       cached_prompt_tokens=cached)
         completion = self._finish(raw, finish, usage, tools, p.tool_choice, messages)
         if self._invented(completion.tool_calls, messages, tools, p):
-            # asked again without the tools: with them in the prompt and calls forbidden, the adapter
-            # writes an under-trained token (`_Pods`, `ᴩ`) and the call's JSON as text; without them
-            # but free to begin as it likes, it still did (18 of 20 BFCL re-asks), so the answer
-            # may not begin like a call
-            answer = await self._chat(messages, None, p, answer_only=True)
-            return answer.model_copy(update={"usage": usage + answer.usage})
+            others = await self._retry_tools(completion.tool_calls, messages, tools) if retry_invented else None
+            again = await self._ask_again(messages, others, p)
+            return again.model_copy(update={"usage": usage + again.usage})
         misfit = self._misfit(completion.tool_calls, tools, p)
         if misfit:
             kept = [c for c in completion.tool_calls if c.name not in misfit]
@@ -588,10 +595,24 @@ class LlamaCppChatModel(ChatModel):
                 return completion.model_copy(update={"tool_calls": kept})
             # every call misplaced a value (a customer id for the customer's email): asked again without
             # those tools, the model looks the value up first (`customer_profile`), or answers
-            others = [t for t in tools or () if t.name not in misfit]
-            again = await self._chat(messages, others or None, p, answer_only=not others)
+            again = await self._ask_again(messages, [t for t in tools or () if t.name not in misfit], p)
             return again.model_copy(update={"usage": usage + again.usage})
         return completion
+
+    async def _ask_again(self, messages: Sequence[Message], others: Sequence[ToolSpec] | None,
+                         p: GenerationParams) -> Completion:
+        """After calls that could not be made: the calls the model makes with the `others` tools, or
+        else a plain answer. The answer is asked for anew, under the answer grammar and without
+        tools: a reply without calls written with tools in the prompt is often an under-trained
+        token ("плач", `_Pods`) or a call's JSON as text (18 of 20 BFCL re-asks began so)."""
+        spent = Usage()
+        if others:
+            again = await self._chat(messages, others, p, retry_invented=False)
+            if again.tool_calls:
+                return again
+            spent = again.usage
+        answer = await self._chat(messages, None, p, answer_only=True)
+        return answer.model_copy(update={"usage": spent + answer.usage}) if spent.total_tokens else answer
 
     def _misfit(self, calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | None, p: GenerationParams) -> set[str]:
         """The tools whose calls in a reply give a value of the wrong kind (`next_call.misfit_values`)."""
@@ -643,6 +664,26 @@ class LlamaCppChatModel(ChatModel):
                 break
             barred = barred | {call.name}
         return probe.model_copy(update={"tool_calls": [], "text": "", "finish_reason": "stop", "usage": spent})
+
+    async def _retry_tools(self, calls: Sequence[ToolCall], messages: Sequence[Message],
+                           tools: Sequence[ToolSpec] | None) -> list[ToolSpec] | None:
+        """The tools to ask again with after a reply to the user made its calls' values up, or None
+        (answer instead). Where a made-up call's tool fits the request (CHAIN_FIT), the model went
+        for a later step of a chain without the value an earlier one gives
+        (`supplier_contact("SUP-99")`, the schema's example, for "which supplier makes SKU-3302"):
+        asked again without that tool it calls the earlier step (`sku_details("SKU-3302")`). Where
+        it fits too little (a joke request and a calculator) or no other tool is offered, None."""
+        request = next((m.content for m in reversed(messages) if m.role == "user"), None)
+        barred = {c.name for c in calls}
+        others = [t for t in tools or () if t.name not in barred]
+        if not (others and request and self._relevance is not None):
+            return None
+        specs = [t for t in tools or () if t.name in barred]
+        fit = await asyncio.to_thread(self._relevance.score, request, specs)
+        if fit is None or fit < CHAIN_FIT:
+            return None
+        log.info("asking again without %s: its made-up call fits the request (%.2f)", ", ".join(sorted(barred)), fit)
+        return others
 
     def _invented(self, calls: Sequence[ToolCall], messages: Sequence[Message], tools: Sequence[ToolSpec] | None,
                   p: GenerationParams) -> bool:
@@ -698,17 +739,23 @@ class LlamaCppChatModel(ChatModel):
         usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out,
                       cached_prompt_tokens=cached)
         completion = self._finish(raw, finish, usage, tools, p.tool_choice, messages)
-        if looks_like_call and self._invented(completion.tool_calls, messages, tools, p):
-            # the held-back calls were made up: stream a plain answer instead
+        invented = bool(looks_like_call) and self._invented(completion.tool_calls, messages, tools, p)
+        misfit = self._misfit(completion.tool_calls, tools, p) if looks_like_call and not invented else set()
+        if invented or (misfit and not [c for c in completion.tool_calls if c.name not in misfit]):
+            # the held-back calls were made up, or all misplaced a value: as in _reply, calls with the
+            # other tools where they apply, else a plain answer, streamed
+            if invented:
+                others = await self._retry_tools(completion.tool_calls, messages, tools)
+            else:
+                others = [t for t in tools or () if t.name not in misfit]
+            if others:
+                again = await self._chat(messages, others, p, retry_invented=False)
+                usage = usage + again.usage
+                if again.tool_calls:
+                    yield Delta(tool_calls=again.tool_calls, finish_reason="tool_calls", usage=usage,
+                                parse_errors=again.parse_errors)
+                    return
             async for delta in self._stream(messages, None, p, answer_only=True):
-                if delta.usage is not None:
-                    delta = delta.model_copy(update={"usage": usage + delta.usage})
-                yield delta
-            return
-        misfit = self._misfit(completion.tool_calls, tools, p) if looks_like_call else set()
-        if misfit and not [c for c in completion.tool_calls if c.name not in misfit]:
-            others = [t for t in tools or () if t.name not in misfit]  # as in _chat
-            async for delta in self._stream(messages, others or None, p, answer_only=not others):
                 if delta.usage is not None:
                     delta = delta.model_copy(update={"usage": usage + delta.usage})
                 yield delta

@@ -32,8 +32,17 @@ from typing import Any
 from raygent.llm_pool.call_filter import _NUMBER, _key, _leaves, conversation_text, grounded, user_values
 from raygent.schema import Message, ToolCall
 
-#: a parameter whose name or description says this wants an email address
+#: a parameter whose name says it wants an email address, or whose description does without
+#: offering something else ("a username, phone number, or email address"; "the subject of the
+#: email" is no address either)
 _EMAIL_WORDS = re.compile(r"e-?mail|邮箱|邮件地址", re.IGNORECASE)
+_EMAIL_ADDRESS = re.compile(r"e-?mail address|邮箱|邮件地址", re.IGNORECASE)
+_ALTERNATIVES = re.compile(r"\bor\b|such as|could be|或", re.IGNORECASE)
+#: an example value in a parameter's description: "e.g. TRK-00001", "for example 'ACME'"
+_EXAMPLE = re.compile(r"(?:e\.g\.,?|for example,?|such as)\s+(['\"`]?[\w.-]+['\"`]?)", re.IGNORECASE)
+#: a parameter that wants a ticker symbol, and what one looks like ("AAPL", "BRK.B", "600519.SS")
+_TICKER = re.compile(r"ticker", re.IGNORECASE)
+_TICKER_VALUE = re.compile(r"[A-Z0-9^]{1,8}(?:[.-][A-Z0-9]{1,4})?")
 #: how a failed tool result reaches the model (`ToolResult.content_for_model`)
 _ERROR_PREFIX = "ERROR:"
 #: the words of `next_call_fault`'s reason for a call with made-up values (the chat model asks
@@ -41,19 +50,49 @@ _ERROR_PREFIX = "ERROR:"
 MADE_UP = "appear nowhere in the conversation"
 
 
+def _example_shape(description: str) -> re.Pattern[str] | None:
+    """The shape a value must have, from the description's example where it is an identifier with
+    a prefix of two letters or more ("e.g. TRK-00001": TRK, a dash or not, digits); None for other
+    examples or none. One letter does not say the kind: "e.g. Z-9001" for orders numbered "A-1042".
+    Nor does a code ("e.g. 'JFK'", "e.g. 'IPR'"): BFCL's answers give such parameters "Atlanta"
+    and "Patent"."""
+    match = _EXAMPLE.search(description)
+    if not match:
+        return None
+    example = match.group(1).strip("'\"`.,;:)(")
+    parts = re.fullmatch(r"([A-Za-z]{2,})([-_]?)(\d+)", example)
+    if parts:
+        return re.compile(rf"{re.escape(parts.group(1))}[-_ ]?\d+", re.IGNORECASE)
+    return None
+
+
 def misfit_values(call: ToolCall, parameters: Mapping[str, Any] | None) -> list[str]:
-    """What is wrong with the call's values for their parameters' kind: a parameter that wants an
-    email address (by its name or description) given text without an "@" (`to="C-227"`, a customer
-    id where the customer's email belongs). Empty: nothing found."""
+    """What is wrong with the call's values for their parameters' kind (empty: nothing found):
+    - a parameter that wants an email address (by its name, or by a description that says "email
+      address" and offers nothing else) given text without an "@" (`to="C-227"`, a customer id
+      where the customer's email belongs);
+    - a parameter whose description's example is an identifier or a code given a value of another
+      shape: `tracking_no="A-2077"` where the example is "TRK-00001" (an order id for a tracking
+      number);
+    - a ticker parameter (by its name or description) given anything but a symbol:
+      `ticker="Kestrel Motors"`, a company name where its ticker belongs."""
     properties = (parameters or {}).get("properties") or {}
     problems = []
     for name, value in call.arguments.items():
         schema = properties.get(name)
         if not isinstance(schema, dict) or not isinstance(value, str) or not value.strip():
             continue
-        if _EMAIL_WORDS.search(name) or _EMAIL_WORDS.search(str(schema.get("description") or "")):
+        description = str(schema.get("description") or "")
+        if _EMAIL_WORDS.search(name) or (_EMAIL_ADDRESS.search(description) and not _ALTERNATIVES.search(description)):
             if "@" not in value:
                 problems.append(f"{name}={value!r} is not an email address")
+            continue
+        shape = _example_shape(description)
+        if shape is not None and not shape.fullmatch(value.strip()):
+            problems.append(f"{name}={value!r} is not shaped like its example {_EXAMPLE.search(description).group(1)!r}")
+        elif _TICKER.search(name) or _TICKER.search(description):
+            if not _TICKER_VALUE.fullmatch(value.strip()):
+                problems.append(f"{name}={value!r} is not a ticker symbol")
     return problems
 
 

@@ -8,10 +8,16 @@ So, after the model has chosen its calls, an optional parameter the call leaves 
 the user's request names its value unambiguously:
 
 - a string enum parameter, when exactly one of its members (three characters or more) appears in
-  the request as a whole word ("celsius", "female", "ongoing");
+  the request as a whole word ("celsius", "female", "ongoing"; "trial date" for `trial_date`), a
+  member inside another stated one not counted ("comedy-drama" states neither "comedy" nor "drama");
 - a boolean parameter, set to true, when every telling word of its name appears in the request
   (matched on five letters: "detailed" for `detail`, "aligned" for `aligned`, "tolls" for
-  `avoid_tolls`), and no "no", "not", "without", "don't" or "exclude" comes just before.
+  `avoid_tolls`), and no "no", "not", "without", "don't" or "exclude" comes just before;
+- a free-text unit parameter (`unit`, `units`, `distance_unit`), when the request states exactly one
+  unit of a kind the parameter can take ("in miles", "a radius of 5cm"): the unit word the
+  parameter's description uses where it has one ('km'), else the user's own ("miles", "cm"); not
+  where the description speaks of a compound unit (km/h, density, area). The kind is what the description's own unit words are (length for "Defaults
+  to cm"); where it names none, any kind but time ("for 10 years" states a duration, not the unit).
 
 Only the latest user message counts: the current request, not earlier turns or tool results.
 """
@@ -30,6 +36,41 @@ _FLAG_FILLER = frozenset("include includes with show get calculate use enable en
                          "need data info".split())
 _NEGATION = re.compile(r"\b(?:no|not|without|don't|dont|do not|exclude|excluding|never|skip)\W+(?:\w+\W+){0,2}$")
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+
+#: canonical unit -> (kind, full names, abbreviations); a name counts as a whole word, an
+#: abbreviation only right after a number ("5m", "10 km", "20°C")
+_UNITS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "meters": ("length", ("meter", "meters", "metre", "metres"), ("m",)),
+    "kilometers": ("length", ("kilometer", "kilometers", "kilometre", "kilometres"), ("km",)),
+    "centimeters": ("length", ("centimeter", "centimeters", "centimetre", "centimetres"), ("cm",)),
+    "millimeters": ("length", ("millimeter", "millimeters", "millimetre", "millimetres"), ("mm",)),
+    "miles": ("length", ("mile", "miles"), ("mi",)),
+    "feet": ("length", ("foot", "feet"), ("ft",)),
+    "inches": ("length", ("inch", "inches"), ()),
+    "yards": ("length", ("yard", "yards"), ("yd",)),
+    "celsius": ("temperature", ("celsius", "centigrade"), ("°c",)),
+    "fahrenheit": ("temperature", ("fahrenheit",), ("°f",)),
+    "kelvin": ("temperature", ("kelvin", "kelvins"), ()),
+    "kilograms": ("mass", ("kilogram", "kilograms", "kilogramme", "kilogrammes"), ("kg",)),
+    "grams": ("mass", ("gram", "grams", "gramme", "grammes"), ("g",)),
+    "pounds": ("mass", ("pound", "pounds"), ("lb", "lbs")),
+    "ounces": ("mass", ("ounce", "ounces"), ("oz",)),
+    "liters": ("volume", ("liter", "liters", "litre", "litres"), ("l",)),
+    "milliliters": ("volume", ("milliliter", "milliliters", "millilitre", "millilitres"), ("ml",)),
+    "gallons": ("volume", ("gallon", "gallons"), ("gal",)),
+    "seconds": ("time", ("second", "seconds"), ("s", "sec")),
+    "minutes": ("time", ("minute", "minutes"), ("min",)),
+    "hours": ("time", ("hour", "hours"), ("h", "hr", "hrs")),
+    "days": ("time", ("day", "days"), ()),
+    "years": ("time", ("year", "years"), ("yr", "yrs")),
+}
+_UNIT_NAME_WORDS = frozenset({"unit", "units"})
+#: a description of a compound unit (speed, density, area), which one stated unit does not give
+_COMPOUND = re.compile(r"\w/\w|\bper\b|square|cubic|\barea\b|velocity|speed|density|[²³]")
+#: words of a unit parameter's description that say which kind of unit it takes
+_KIND_WORDS = {"length": ("distance", "length", "height", "width", "radius", "depth", "altitude"),
+               "temperature": ("temperature",), "mass": ("weight", "mass"), "volume": ("volume",),
+               "time": ("duration", "time")}
 
 
 def latest_request(messages: Sequence[Message]) -> str:
@@ -50,8 +91,48 @@ def _stated_flag(name: str, request: str) -> bool:
 
 def _stated_member(enum: Sequence[Any], request: str) -> str | None:
     hits = [e for e in enum if isinstance(e, str) and len(e) >= 3
-            and re.search(rf"(?<!\w){re.escape(e.lower())}(?!\w)", request)]
+            and re.search(rf"(?<!\w){re.escape(e.lower().replace('_', ' '))}(?!\w)", request.replace("_", " "))]
+    # "comedy-drama" states that member, not also "comedy" and "drama"
+    hits = [e for e in hits if not any(e.lower() != h.lower() and e.lower() in h.lower() for h in hits)]
     return hits[0] if len(hits) == 1 else None
+
+
+def _unit_forms(text: str) -> dict[str, str]:
+    """canonical unit -> the form the (lower-cased) text writes it in, for each unit it states."""
+    found: dict[str, str] = {}
+    for canonical, (_, names, abbreviations) in _UNITS.items():
+        for form in names + abbreviations:
+            quoted = rf"['\"]{re.escape(form)}['\"]"
+            if form not in abbreviations:
+                pattern = rf"(?<!\w){re.escape(form)}(?!\w)"
+            elif len(form) < 2:  # "5m" or 'm'; a lone "s" is too often something else
+                pattern = rf"\d\s?{re.escape(form)}(?![\w°])|{quoted}"
+            else:  # also a bare "km" ("Defaults to cm.", "distance in km")
+                pattern = rf"\d\s?{re.escape(form)}(?![\w°])|{quoted}|(?<![\w°']){re.escape(form)}(?![\w°'])"
+            if re.search(pattern, text):
+                found[canonical] = form
+                break
+    return found
+
+
+def _stated_unit(name: str, prop: dict[str, Any], request: str) -> str | None:
+    if not _UNIT_NAME_WORDS & set(identifier_words(name)) or prop.get("type", "string") != "string":
+        return None
+    described = f"{prop.get('description') or ''} {prop.get('default') or ''}".lower()
+    if _COMPOUND.search(described):  # "Default is km/h", "the unit for the area": not one word
+        return None
+    own = _unit_forms(described)
+    kinds = ({_UNITS[u][0] for u in own}
+             or {kind for kind, words in _KIND_WORDS.items() if any(re.search(rf"\b{w}", described) for w in words)}
+             or {kind for kind, _, _ in _UNITS.values()} - {"time"})
+    stated = {u: f for u, f in _unit_forms(request).items() if _UNITS[u][0] in kinds}
+    if len(stated) != 1:
+        return None
+    ((unit, written),) = stated.items()
+    if unit not in own:
+        return written
+    original = f"{prop.get('description') or ''} {prop.get('default') or ''}"
+    return re.search(re.escape(own[unit]), original, re.IGNORECASE).group()  # as the schema writes it: 'Celsius'
 
 
 def fill_stated_options(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | None,
@@ -77,6 +158,8 @@ def fill_stated_options(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | N
                     added[name] = member
             elif prop.get("type") == "boolean" and _stated_flag(name, request):
                 added[name] = True
+            elif (unit := _stated_unit(name, prop, request)) is not None:
+                added[name] = unit
         if added:
             notes.extend(f"added {name}={value!r} to the call to {call.name!r}: the request states it"
                          for name, value in added.items())
