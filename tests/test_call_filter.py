@@ -36,6 +36,18 @@ def test_a_new_combination_of_values_already_used_is_kept():
     assert keep_grounded_calls(calls, messages)[0] == calls
 
 
+def test_a_tool_called_again_with_only_another_tools_values_is_dropped():
+    """The 0.5B follows three right calls with `gcd(440, 880)`, the note frequencies it just gave
+    `note_duration`; a second `gcd` with a pair of its own is kept."""
+    ask = [Message.user("Find the GCD of 48 and 36, then the duration between notes of 440 and 880 Hz at "
+                        "tempo 100. And the GCD of 12 and 18.")]
+    gcd, notes = _call("gcd", a=48, b=36), _call("note_duration", first=440, second=880, tempo=100)
+    kept, dropped = keep_grounded_calls([gcd, notes, _call("gcd", a=440, b=880)], ask)
+    assert kept == [gcd, notes] and "another tool's call" in dropped[0]
+    again = _call("gcd", a=12, b=18)
+    assert keep_grounded_calls([gcd, notes, again], ask)[0] == [gcd, notes, again]
+
+
 def test_a_different_tool_may_share_the_values_of_the_first_call():
     messages = [Message.user("Get me the weather and the local time in Tokyo")]
     calls = [_call("get_weather", city="Tokyo"), _call("get_time", city="Tokyo")]
@@ -67,6 +79,13 @@ def test_a_different_tool_must_be_asked_for_or_bring_a_value_of_its_own():
     calls = [_call("unit_conversion.convert", value=24, from_unit="inches", to_unit="centimeters"),
              _call("planet_gravity", weight_earth_kg=75, planet="Mars")]
     assert keep_grounded_calls(calls, messages)[0] == calls
+    # a value of its own must be the request's whole, not a text sharing a word with it (BFCL
+    # multiple_181: "Liverpool F.C. data" after the last match of "Liverpool F.C.")
+    messages = [Message.user("Get me the details of the last game played by Liverpool F.C. Include its statistics.")]
+    match = _call("soccer.get_last_match", team_name="Liverpool F.C.")
+    kept, dropped = keep_grounded_calls([match, _call("building.get_dimensions", building_name="Liverpool F.C. data")],
+                                        messages)
+    assert kept == [match] and "names no such tool" in dropped[0]
 
 
 def test_enum_members_and_defaults_are_not_made_up_values():

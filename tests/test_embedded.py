@@ -314,7 +314,8 @@ async def _lookup_order(order_id: str) -> dict:
     Args:
         order_id: the order number, e.g. Z-9001
     """
-    orders = {"A-1042": {"customer_id": "C-311", "total": 86.5, "currency": "USD", "item_sku": "SKU-7781"}}
+    orders = {"A-1042": {"customer_id": "C-311", "total": 86.5, "currency": "USD", "item_sku": "SKU-7781",
+                         "tracking_no": "TRK-55120"}}
     if order_id not in orders:
         raise KeyError(f"no order {order_id!r}")
     return {"order_id": order_id, **orders[order_id]}
@@ -343,11 +344,23 @@ async def _mail_message(to: str, subject: str, body: str = "") -> dict:
     return {"sent": True, "to": to}
 
 
-def _shop_tools() -> list:
+async def _track_package(tracking_no: str) -> dict:
+    """Where a parcel is now: its status and current city.
+
+    Args:
+        tracking_no: the tracking number, e.g. TRK-00001
+    """
+    parcels = {"TRK-55120": {"status": "in transit", "current_city": "Leipzig"}}
+    if tracking_no not in parcels:
+        raise KeyError(f"no parcel {tracking_no!r}")
+    return {"tracking_no": tracking_no, **parcels[tracking_no]}
+
+
+def _shop_tools(*extra) -> list:
     from raygent.toolhub.base import FunctionTool
 
     return [FunctionTool(fn, name=fn.__name__.lstrip("_"), idempotent=True)
-            for fn in (_lookup_order, _customer_profile, _mail_message)]
+            for fn in (_lookup_order, _customer_profile, _mail_message, *extra)]
 
 
 async def test_after_a_result_the_model_goes_on_to_the_call_the_request_still_needs(embedded_llm, monkeypatch):
@@ -377,3 +390,16 @@ async def test_a_customer_id_is_not_sent_mail_the_profile_is_looked_up_first(emb
     assert names[:2] == ["customer_profile", "mail_message"]
     assert result.tool_calls[1].arguments["to"] == "maria.keller@example.com"
     assert all(c.error is None for c in result.tool_calls)
+
+
+async def test_an_order_id_is_not_tracked_as_a_parcel_the_order_is_looked_up_first(embedded_llm, monkeypatch):
+    """The 0.5B passes the order id as a tracking number; a value shaped unlike the parameter's
+    example id ("TRK-00001") is not sent, the model is asked again without `track_package`, looks
+    the order up, and the probe then tracks the parcel by the number the order returned."""
+    monkeypatch.setattr(embedded_llm, "continue_chains", True)
+    result = await Agent(llm=embedded_llm, tools=_shop_tools(_track_package)).run(
+        "Where is the parcel for order A-1042 right now?")
+    assert [(c.name, c.arguments) for c in result.tool_calls][:2] == [
+        ("lookup_order", {"order_id": "A-1042"}), ("track_package", {"tracking_no": "TRK-55120"})]
+    assert all(c.error is None for c in result.tool_calls)
+    assert "Leipzig" in result.answer

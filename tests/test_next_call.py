@@ -132,3 +132,26 @@ def test_a_value_shaped_unlike_the_schemas_example_id_or_no_ticker_is_a_misfit()
     pay = {"properties": {"receiver": {"type": "string", "description": "a username, phone number, or email address"},
                           "subject": {"type": "string", "description": "The subject of the email."}}}
     assert misfit_values(_call("send", receiver="Mary", subject="Meeting"), pay) == []
+
+
+def test_an_id_with_leading_zeros_returned_by_a_result_is_carried():
+    """"E-020" is a manager id the employee record returned: a whole value carried forward, not a
+    number 20 that appears nowhere."""
+    messages = _turn("Who is the manager of employee E-104? Give me their name.",
+                     ("get_employee", {"employee_id": "E-104"}, {"name": "Aiko Tanaka", "manager_id": "E-020"}))
+    assert next_call_fault(_call("get_employee", employee_id="E-020"), messages, None) is None
+
+
+def test_a_next_call_taking_a_short_value_of_the_users_own_brings_a_user_value():
+    """The yen of "in Japanese yen" reaches `fx_convert` with the order's total: the user asked for
+    this step, whatever the embedder's fit. A long text, a value a tool returned or one an earlier
+    call used is no such value."""
+    from raygent.llm_pool.next_call import brings_user_value
+
+    messages = _turn("How much is the total of order A-2077 in Japanese yen?",
+                     ("lookup_order", {"order_id": "A-2077"}, {"total": 240.0, "currency": "EUR"}))
+    assert brings_user_value(_call("fx_convert", amount=240.0, from_code="EUR", to_code="JPY"), messages, None)
+    assert not brings_user_value(_call("fx_convert", amount=240.0, from_code="EUR"), messages, None)
+    assert not brings_user_value(_call("lookup_order", order_id="A-2077"), messages, None)  # used already
+    spoken = _turn("What time is it now?", ("current_datetime", {}, {"now": "2026-12-07 15:47"}))
+    assert not brings_user_value(_call("text_to_speech", text="It is now 15:47"), spoken, None)

@@ -98,3 +98,15 @@ def test_a_member_written_with_spaces_or_inside_a_longer_stated_member_counts_on
     call = ToolCall(name="find_movies", arguments={"city": "Fremont"})
     filled = fill_stated_options([call], [movies], [Message.user("A comedy-drama in Fremont, by trial date")])
     assert filled[0][0].arguments == {"city": "Fremont", "genre": "Comedy-drama", "show": "trial_date"}
+
+
+def test_a_flag_is_set_where_the_request_asks_for_what_its_description_says_true_brings():
+    air = ToolSpec(name="get_air_quality", description="Air quality", parameters={
+        "type": "object", "required": ["location"],
+        "properties": {"location": {"type": "string"}, "detail": {"type": "boolean", "description": (
+            "If true, additional data like PM2.5, PM10, ozone levels, and pollution sources will be retrieved.")}}})
+    call = ToolCall(name="get_air_quality", arguments={"location": "New York City"})
+    asked = [Message.user("Air quality in New York City, including additional data like PM2.5, PM10 and ozone levels")]
+    assert fill_stated_options([call], [air], asked)[0][0].arguments["detail"] is True
+    for request in ("Air quality in New York City", "Air quality in New York City, but no PM2.5, PM10 or ozone levels"):
+        assert fill_stated_options([call], [air], [Message.user(request)]) == ([call], [])

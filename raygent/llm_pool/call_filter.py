@@ -10,10 +10,13 @@ conversation and a later call's values all are); exact repeats are dropped; so i
 further call that swaps an earlier call's values (`gcd(15, 12)` after `gcd(12, 15)`) or gives two
 of its arguments the same text (`start="San Jose", end="San Jose"`). A further call of a tool
 already called is kept where one of its values new to that tool's calls is grounded in the
-conversation's user messages or tool results, or where it has no new value (a new combination). A
+conversation's user messages or tool results and not all of them went to another tool's call
+(`gcd(440, 880)` after the frequencies of `calculate_note_duration`), or where it has no new value
+(a new combination). A
 call of another tool must have every value the user could have given grounded, and either be named
-in the conversation (a word of its name, "weather" for `weather_forecast`) or bring a grounded
-value no earlier call used.
+in the conversation (a word of its name, "weather" for `weather_forecast`) or bring a value no
+earlier call used that the conversation holds whole ("Liverpool F.C. data" after a call for
+"Liverpool F.C." brings nothing).
 """
 
 from __future__ import annotations
@@ -186,6 +189,11 @@ def _extra_call_fault(call: ToolCall, kept: Sequence[ToolCall], text: str, param
         if new and not any(grounded(v, text) for v in new):
             return (f"none of its new values ({', '.join(_key(v)[:40] for v in new[:4])}) "
                     "appear in the conversation")
+        # its new values all belong to another tool's call: `gcd(440, 880)` after the notes'
+        # frequencies went to `calculate_note_duration`, a solar farm at the wind farm's coordinates
+        others = {_key(v) for c in kept if c.name != call.name for v in _leaves(c.arguments)}
+        if new and all(_key(v) in others for v in new):
+            return "its new values are those of another tool's call"
         return None
     # a call of a tool not called yet may share its values with the others ("the weather and the
     # time in Boston"), but may not make any up, and must be asked for: named in the conversation,
@@ -195,9 +203,15 @@ def _extra_call_fault(call: ToolCall, kept: Sequence[ToolCall], text: str, param
     if made_up:
         return f"its values {', '.join(_key(v)[:40] for v in made_up[:4])} appear nowhere in the conversation"
     used = {_key(v) for c in kept for v in _leaves(c.arguments)}
-    if not named_in(call.name, text) and not any(_key(v) not in used for v in values):
+    if not named_in(call.name, text) and not any(_key(v) not in used and _whole_in(v, text) for v in values):
         return "the conversation names no such tool and it only repeats the earlier calls' values"
     return None
+
+
+def _whole_in(value: Any, text: str) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return grounded(value, text)
+    return str(value).strip().lower() in text
 
 
 #: words of tool names that say nothing about what the tool is for

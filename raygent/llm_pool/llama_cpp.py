@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from raygent.llm_pool.base import ChatModel, as_params
-from raygent.llm_pool.call_filter import invented_call, keep_grounded_calls
-from raygent.llm_pool.next_call import MADE_UP, misfit_values, next_call_fault
+from raygent.llm_pool.call_filter import _CJK, _key, invented_call, keep_grounded_calls
+from raygent.llm_pool.next_call import MADE_UP, brings_user_value, misfit_values, next_call_fault
 from raygent.llm_pool.tool_relevance import ToolRelevance
 from raygent.llm_pool.embedded import (AUTO_ADAPTER, DEFAULT_MODEL, EMBEDDED_ADAPTERS, EMBEDDED_MODELS,
                                        choose_adapter, resolve_adapter_path, resolve_model_path)
@@ -134,17 +134,21 @@ class LlamaCppChatModel(ChatModel):
         choice "required") and keep it where it is a real next step of the request: new, nothing
         made up, carrying a value the tools just returned (the order's `customer_id` to
         `customer_profile`) or, after a failed call, calling another tool, and a tool that fits the
-        request (`next_call.py`, CHAIN_FIT); otherwise the reply is generated as usual, which costs
+        request (`next_call.py`, CHAIN_FIT; not asked where the request is Chinese, which the
+        embedder cannot read, or where the call also takes a short value of the user's own that no
+        call used yet: `to_code="JPY"` for "in Japanese yen"); otherwise the reply is generated as usual, which costs
         the probe (about one short call) on each final answer after tools. The 0.5B otherwise
         answers after the first result with made-up facts ("Their email is C-311@example.com").
         Where the probe's call makes a value up, it is asked once more with that tool barred from
         the grammar (the prompt unchanged): the model went for a chain's last tool without the
         value an earlier step gives. Measured: chained requests on unseen business tools
-        (benchmarks/multi_step_unseen.py) 0 -> 11 of 30; benchmarks/multi_step.py unchanged at 8/8 chained and 4/4 single-step
-        (docs/benchmarks.md, session 27). False: the model's replies as they come.
+        (benchmarks/multi_step_unseen.py) 0 -> 11 of 30 (session 27), with session 28's checks
+        of values and of fit more (docs/benchmarks.md, session 28); benchmarks/multi_step.py
+        unchanged at 8/8 chained and 4/4 single-step. False: the model's replies as they come.
         Independent of it, always: a call that gives an email parameter something without an "@"
-        (a customer id) is not made; with no other call left the model is asked again without
-        that tool.
+        (a customer id), an id parameter a value shaped unlike its example id, or a ticker
+        parameter no symbol, is not made (`next_call.misfit_values`); with no other call left the
+        model is asked again without that tool.
     lora: a LoRA adapter applied on top of the model: a GGUF adapter path or the name of one shipped
         with raygent ("multistep": the 0.5B fine-tuned to chain tool calls; see raygent.training).
         "auto" (default): the shipped adapter made for this embedded model, if any — the 0.5B gets
@@ -527,6 +531,8 @@ class LlamaCppChatModel(ChatModel):
             calls, fractions = rates_as_fractions(calls, tools, messages)  # "3%" -> rate=0.03, not 3.0
             for note in added + fractions:
                 log.debug("%s", note)
+            if added:  # two calls that differed only in an option now stated in both are one call
+                calls = list({c.name + _key(c.arguments): c for c in reversed(calls)}.values())[::-1]
         reason = "tool_calls" if calls else ("length" if finish == "length" else "stop")
         return Completion(text=parsed.text, tool_calls=calls, usage=usage, finish_reason=reason,
                           model=self.model_name, raw=raw, parse_errors=parsed.errors)
@@ -649,7 +655,9 @@ class LlamaCppChatModel(ChatModel):
             if call is not None:
                 spec = specs.get(call.name)
                 why = "an unknown tool" if spec is None else next_call_fault(call, messages, spec.parameters)
-                if why is None:
+                # the embedder judges the fit, except where it cannot read the request (Chinese) or
+                # the call also takes a value of the user's own that no call used yet
+                if why is None and not (_CJK.search(request) or brings_user_value(call, messages, spec.parameters)):
                     fit = await asyncio.to_thread(self._relevance.score, request, [spec])
                     if fit is None or fit < CHAIN_FIT:
                         why = f"the request fits {call.name} too little ({'no embedder' if fit is None else f'{fit:.2f}'})"

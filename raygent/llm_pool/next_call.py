@@ -20,7 +20,9 @@ where the request is already answered (a meeting nobody asked for, a conversion 
 - gives an email parameter an email address (`misfit_values`).
 
 The chat model adds the last test, which needs its embedder: the tool must fit the request
-(`LlamaCppChatModel.continue_chains`).
+(`LlamaCppChatModel.continue_chains`), unless the call also takes a short value of the user's own
+that no call used yet (`brings_user_value`: the yen of "in Japanese yen", which the embedder scored
+0.07 against `fx_convert`) or the request is in a language the embedder cannot read.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from raygent.llm_pool.call_filter import _NUMBER, _key, _leaves, conversation_text, grounded, user_values
+from raygent.llm_pool.call_filter import _ID_LIKE, _NUMBER, _key, _leaves, conversation_text, grounded, user_values
 from raygent.schema import Message, ToolCall
 
 #: a parameter whose name says it wants an email address, or whose description does without
@@ -113,8 +115,11 @@ def _whole(value: Any, text: str) -> bool:
 
 
 def _numbers_inside(value: Any) -> list[float]:
-    """The numbers written inside a text value ("391*3": 391 and 3); none for other values."""
-    return [float(n) for n in _NUMBER.findall(value)] if isinstance(value, str) else []
+    """The numbers written inside a text value ("391*3": 391 and 3); none for other values, nor for
+    an identifier ("E-020" is grounded whole, not by a number 20 that "e-020" does not contain)."""
+    if not isinstance(value, str) or _ID_LIKE.fullmatch(value.strip().lower()):
+        return []
+    return [float(n) for n in _NUMBER.findall(value)]
 
 
 def _carried(value: Any, results: str, user_text: str) -> bool:
@@ -197,4 +202,22 @@ def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Map
     return "it carries no value the tools returned"
 
 
-__all__ = ["MADE_UP", "misfit_values", "next_call_fault"]
+def brings_user_value(call: ToolCall, messages: Sequence[Message], parameters: Mapping[str, Any] | None) -> bool:
+    """Whether a next call also takes something the user asked with and no call this turn used
+    yet: a number or a short text (two words at most) of the request that no tool returned
+    (`to_code="JPY"` for "in Japanese yen", `subject="Restock"` for "ask them to restock"). Such a
+    call is the step the request asked for even where the embedder scores its tool low against
+    the request (0.07 for `fx_convert` and "How much is the total of order A-2077 in Japanese yen?")."""
+    turn = _this_turn(messages)
+    used = {_key(v) for m in turn if m.role == "assistant" for c in (m.tool_calls or []) for v in _leaves(c.arguments)}
+    user_text = conversation_text(messages, ("user",))
+    results = conversation_text(turn, ("tool",))
+    for value in user_values(call, dict(parameters) if parameters else None):
+        if isinstance(value, str) and len(value.split()) > 2:
+            continue
+        if _key(value) not in used and grounded(value, user_text) and not _whole(value, results):
+            return True
+    return False
+
+
+__all__ = ["MADE_UP", "brings_user_value", "misfit_values", "next_call_fault"]

@@ -12,7 +12,9 @@ the user's request names its value unambiguously:
   member inside another stated one not counted ("comedy-drama" states neither "comedy" nor "drama");
 - a boolean parameter, set to true, when every telling word of its name appears in the request
   (matched on five letters: "detailed" for `detail`, "aligned" for `aligned`, "tolls" for
-  `avoid_tolls`), and no "no", "not", "without", "don't" or "exclude" comes just before;
+  `avoid_tolls`), and no "no", "not", "without", "don't" or "exclude" comes just before; or when
+  the request uses most (three or more) of the telling words of what its description says true
+  brings ("If true, additional data like PM2.5, PM10, ozone levels ..." for `detail`);
 - a free-text unit parameter (`unit`, `units`, `distance_unit`), when the request states exactly one
   unit of a kind the parameter can take ("in miles", "a radius of 5cm"): the unit word the
   parameter's description uses where it has one ('km'), else the user's own ("miles", "cm"); not
@@ -36,6 +38,11 @@ _FLAG_FILLER = frozenset("include includes with show get calculate use enable en
                          "need data info".split())
 _NEGATION = re.compile(r"\b(?:no|not|without|don't|dont|do not|exclude|excluding|never|skip)\W+(?:\w+\W+){0,2}$")
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+#: what a flag's description says true does: "If true, additional data ... will be retrieved."
+_FLAG_CLAUSE = re.compile(r"(?:if (?:set to )?true,?|whether to|set (?:it )?to true to)\s+([^.;]+)")
+_CLAUSE_FILLER = frozenset("will would should also the that this with from into them their there which "
+                           "include includes included including return returned returns retrieve retrieved "
+                           "data result results value values default false true".split())
 
 #: canonical unit -> (kind, full names, abbreviations); a name counts as a whole word, an
 #: abbreviation only right after a number ("5m", "10 km", "20°C")
@@ -78,15 +85,36 @@ def latest_request(messages: Sequence[Message]) -> str:
     return next(((m.content or "").lower() for m in reversed(messages) if m.role == "user"), "")
 
 
-def _stated_flag(name: str, request: str) -> bool:
+def _stated_flag(name: str, request: str, description: str = "") -> bool:
     words = [w for w in identifier_words(name) if len(w) >= 4 and w not in _FLAG_FILLER]
+    if _described_flag(description, request):
+        return True
     if not words:
         return False
     for word in words:
-        match = next((m for m in _TOKEN.finditer(request) if m.group().startswith(word[:5])), None)
+        stem = (word[:-1] if word.endswith("s") and len(word) > 4 else word)[:5]  # "stats" -> "statistics"
+        match = next((m for m in _TOKEN.finditer(request) if m.group().startswith(stem)), None)
         if match is None or _NEGATION.search(request[: match.start()]):
             return False
     return True
+
+
+def _described_flag(description: str, request: str) -> bool:
+    """Whether the request asks for what the flag's description says true brings: three or more
+    of the telling words after "If true," (or "Whether to", "Set to true to") appear in it, most of
+    them, none just after a negation ("including additional data like PM2.5, PM10, ozone levels"
+    for `detail`: "If true, additional data like PM2.5, PM10, ozone levels ... will be retrieved")."""
+    match = _FLAG_CLAUSE.search(description.lower())
+    if not match:
+        return False
+    words = {w for w in _TOKEN.findall(match.group(1)) if (len(w) >= 4 or any(c.isdigit() for c in w))
+             and w not in _CLAUSE_FILLER}
+    if len(words) < 3:
+        return False
+    hits = [m for w in words for m in [re.search(rf"(?<!\w){re.escape(w)}(?!\w)", request)] if m]
+    if any(_NEGATION.search(request[: m.start()]) for m in hits):
+        return False
+    return len(hits) >= 3 and 3 * len(hits) >= 2 * len(words)
 
 
 def _stated_member(enum: Sequence[Any], request: str) -> str | None:
@@ -156,7 +184,7 @@ def fill_stated_options(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | N
                 member = _stated_member(prop["enum"], request)
                 if member is not None:
                     added[name] = member
-            elif prop.get("type") == "boolean" and _stated_flag(name, request):
+            elif prop.get("type") == "boolean" and _stated_flag(name, request, str(prop.get("description") or "")):
                 added[name] = True
             elif (unit := _stated_unit(name, prop, request)) is not None:
                 added[name] = unit
