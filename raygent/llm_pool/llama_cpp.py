@@ -142,8 +142,8 @@ class LlamaCppChatModel(ChatModel):
         Where the probe's call makes a value up, it is asked once more with that tool barred from
         the grammar (the prompt unchanged): the model went for a chain's last tool without the
         value an earlier step gives. Measured: chained requests on unseen business tools
-        (benchmarks/multi_step_unseen.py) 0 -> 11 of 30 (session 27), with session 28's checks
-        of values and of fit more (docs/benchmarks.md, session 28); benchmarks/multi_step.py
+        (benchmarks/multi_step_unseen.py) 0 -> 11 of 30 (session 27), 19 of 30 with session 28's
+        checks of values and of fit (docs/benchmarks.md); benchmarks/multi_step.py
         unchanged at 8/8 chained and 4/4 single-step. False: the model's replies as they come.
         Independent of it, always: a call that gives an email parameter something without an "@"
         (a customer id), an id parameter a value shaped unlike its example id, or a ticker
