@@ -155,3 +155,17 @@ def test_a_next_call_taking_a_short_value_of_the_users_own_brings_a_user_value()
     assert not brings_user_value(_call("lookup_order", order_id="A-2077"), messages, None)  # used already
     spoken = _turn("What time is it now?", ("current_datetime", {}, {"now": "2026-12-07 15:47"}))
     assert not brings_user_value(_call("text_to_speech", text="It is now 15:47"), spoken, None)
+
+
+def test_a_returned_text_is_carried_text_a_returned_number_is_not():
+    """In a Chinese request, which the embedder cannot read, only a carried text (a ticker) stands in
+    for the fit: an address's area code handed to the calculator does not (tests/test_serve_cli.py's
+    assistant once answered with `calculator("330104")` after the address)."""
+    from raygent.llm_pool.next_call import carries_text
+
+    ticker = _turn("Bluefin Analytics 的股价现在是多少？", ("company_ticker", {"company": "Bluefin Analytics"},
+                                                   {"company": "Bluefin Analytics", "ticker": "BFNA"}))
+    assert carries_text(_call("stock_quote", ticker="BFNA"), ticker, None)
+    address = _turn("使用地址识别模型，从下面的地址中找到省市区等元素，地址：浙江杭州市江干区九堡镇三村村一区",
+                    ("address_parse", {"address": "浙江杭州市江干区九堡镇三村村一区"}, {"province": "浙江省", "adcode": "330104"}))
+    assert not carries_text(_call("calculator", expression="330104"), address, None)

@@ -20,7 +20,7 @@ from typing import Any
 
 from raygent.llm_pool.base import ChatModel, as_params
 from raygent.llm_pool.call_filter import _CJK, _key, invented_call, keep_grounded_calls
-from raygent.llm_pool.next_call import MADE_UP, brings_user_value, misfit_values, next_call_fault
+from raygent.llm_pool.next_call import MADE_UP, brings_user_value, carries_text, misfit_values, next_call_fault
 from raygent.llm_pool.tool_relevance import ToolRelevance
 from raygent.llm_pool.embedded import (AUTO_ADAPTER, DEFAULT_MODEL, EMBEDDED_ADAPTERS, EMBEDDED_MODELS,
                                        choose_adapter, resolve_adapter_path, resolve_model_path)
@@ -655,9 +655,12 @@ class LlamaCppChatModel(ChatModel):
             if call is not None:
                 spec = specs.get(call.name)
                 why = "an unknown tool" if spec is None else next_call_fault(call, messages, spec.parameters)
-                # the embedder judges the fit, except where it cannot read the request (Chinese) or
-                # the call also takes a value of the user's own that no call used yet
-                if why is None and not (_CJK.search(request) or brings_user_value(call, messages, spec.parameters)):
+                # the embedder judges the fit, except where the call also takes a value of the user's
+                # own that no call used yet, or where it cannot read the request (Chinese) and the
+                # call carries a text a tool returned (a ticker, a city; a bare number such as an
+                # address's area code 330104 handed to the calculator still needs the fit)
+                if why is None and not (brings_user_value(call, messages, spec.parameters) or (
+                        _CJK.search(request) and carries_text(call, messages, spec.parameters))):
                     fit = await asyncio.to_thread(self._relevance.score, request, [spec])
                     if fit is None or fit < CHAIN_FIT:
                         why = f"the request fits {call.name} too little ({'no embedder' if fit is None else f'{fit:.2f}'})"

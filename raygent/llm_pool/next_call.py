@@ -22,7 +22,8 @@ where the request is already answered (a meeting nobody asked for, a conversion 
 The chat model adds the last test, which needs its embedder: the tool must fit the request
 (`LlamaCppChatModel.continue_chains`), unless the call also takes a short value of the user's own
 that no call used yet (`brings_user_value`: the yen of "in Japanese yen", which the embedder scored
-0.07 against `fx_convert`) or the request is in a language the embedder cannot read.
+0.07 against `fx_convert`) or the request is in a language the embedder cannot read and the call
+carries a text a tool returned (`carries_text`; a bare number does not count).
 """
 
 from __future__ import annotations
@@ -220,4 +221,15 @@ def brings_user_value(call: ToolCall, messages: Sequence[Message], parameters: M
     return False
 
 
-__all__ = ["MADE_UP", "brings_user_value", "misfit_values", "next_call_fault"]
+def carries_text(call: ToolCall, messages: Sequence[Message], parameters: Mapping[str, Any] | None) -> bool:
+    """Whether a next call carries a text (not a number) that this turn's tools returned and the
+    user did not write: a ticker, a city, an id. A bare number a tool returned (an address's area
+    code "330104") is no such evidence: any calculator takes one."""
+    turn = _this_turn(messages)
+    results = conversation_text(turn, ("tool",))
+    user_text = conversation_text(messages, ("user",))
+    return any(isinstance(v, str) and _number(v) is None and _carried(v, results, user_text)
+               for v in user_values(call, dict(parameters) if parameters else None))
+
+
+__all__ = ["MADE_UP", "brings_user_value", "carries_text", "misfit_values", "next_call_fault"]
