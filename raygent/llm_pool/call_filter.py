@@ -203,15 +203,17 @@ def _extra_call_fault(call: ToolCall, kept: Sequence[ToolCall], text: str, param
     if made_up:
         return f"its values {', '.join(_key(v)[:40] for v in made_up[:4])} appear nowhere in the conversation"
     used = {_key(v) for c in kept for v in _leaves(c.arguments)}
-    if not named_in(call.name, text) and not any(_key(v) not in used and _whole_in(v, text) for v in values):
+    if not named_in(call.name, text) and not any(_key(v) not in used and found_whole(v, text) for v in values):
         return "the conversation names no such tool and it only repeats the earlier calls' values"
     return None
 
 
-def _whole_in(value: Any, text: str) -> bool:
+def found_whole(value: Any, text: str) -> bool:
+    """A value found whole in lower-cased text (numbers in any usual form), not by a word of it."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return grounded(value, text)
-    return str(value).strip().lower() in text
+    s = str(value).strip().lower()
+    return bool(s) and s in text
 
 
 #: words of tool names that say nothing about what the tool is for

@@ -134,9 +134,10 @@ class LlamaCppChatModel(ChatModel):
         choice "required") and keep it where it is a real next step of the request: new, nothing
         made up, carrying a value the tools just returned (the order's `customer_id` to
         `customer_profile`) or, after a failed call, calling another tool, and a tool that fits the
-        request (`next_call.py`, CHAIN_FIT; not asked where the request is Chinese, which the
-        embedder cannot read, or where the call also takes a short value of the user's own that no
-        call used yet: `to_code="JPY"` for "in Japanese yen"); otherwise the reply is generated as usual, which costs
+        request (`next_call.py`, CHAIN_FIT; not asked where the call also takes a short value of the
+        user's own that no call used yet, `to_code="JPY"` for "in Japanese yen", nor where the
+        request is Chinese, which the embedder cannot read, and the call carries a text a tool
+        returned); otherwise the reply is generated as usual, which costs
         the probe (about one short call) on each final answer after tools. The 0.5B otherwise
         answers after the first result with made-up facts ("Their email is C-311@example.com").
         Where the probe's call makes a value up, it is asked once more with that tool barred from

@@ -32,7 +32,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from raygent.llm_pool.call_filter import _ID_LIKE, _NUMBER, _key, _leaves, conversation_text, grounded, user_values
+from raygent.llm_pool.call_filter import (_ID_LIKE, _NUMBER, _key, _leaves, conversation_text, found_whole, grounded,
+                                          user_values)
 from raygent.schema import Message, ToolCall
 
 #: a parameter whose name says it wants an email address, or whose description does without
@@ -107,14 +108,6 @@ def _this_turn(messages: Sequence[Message]) -> list[Message]:
     return list(messages)
 
 
-def _whole(value: Any, text: str) -> bool:
-    """A value found whole in lower-cased text (numbers in any usual form)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return grounded(value, text)
-    s = str(value).strip().lower()
-    return bool(s) and s in text
-
-
 def _numbers_inside(value: Any) -> list[float]:
     """The numbers written inside a text value ("391*3": 391 and 3); none for other values, nor for
     an identifier ("E-020" is grounded whole, not by a number 20 that "e-020" does not contain)."""
@@ -126,7 +119,7 @@ def _numbers_inside(value: Any) -> list[float]:
 def _carried(value: Any, results: str, user_text: str) -> bool:
     """Whether a value brings what a tool returned and the user did not write (not even in part):
     whole, or as a number inside it (`"391*3"` after a result of 391)."""
-    if _whole(value, results) and not grounded(value, user_text):
+    if found_whole(value, results) and not grounded(value, user_text):
         return True  # and not the user's own value in another form ("浙江省" for the user's "浙江")
     return any(grounded(n, results) and not grounded(n, user_text) for n in _numbers_inside(value))
 
@@ -198,7 +191,7 @@ def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Map
             break
         latest.append(m)
     failed = {m.name for m in latest if (m.content or "").startswith(_ERROR_PREFIX)}
-    if failed and call.name not in failed and all(_whole(v, text) for v in values):
+    if failed and call.name not in failed and all(found_whole(v, text) for v in values):
         return None  # the latest call failed: another tool may find what it needed, from the same values
     return "it carries no value the tools returned"
 
@@ -216,7 +209,7 @@ def brings_user_value(call: ToolCall, messages: Sequence[Message], parameters: M
     for value in user_values(call, dict(parameters) if parameters else None):
         if isinstance(value, str) and len(value.split()) > 2:
             continue
-        if _key(value) not in used and grounded(value, user_text) and not _whole(value, results):
+        if _key(value) not in used and grounded(value, user_text) and not found_whole(value, results):
             return True
     return False
 
