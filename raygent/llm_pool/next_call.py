@@ -54,9 +54,10 @@ _ERROR_PREFIX = "ERROR:"
 MADE_UP = "appear nowhere in the conversation"
 
 
-def _example_shape(description: str) -> re.Pattern[str] | None:
-    """The shape a value must have, from the description's example where it is an identifier with
-    a prefix of two letters or more ("e.g. TRK-00001": TRK, a dash or not, digits); None for other
+def _example_shape(description: str) -> tuple[re.Pattern[str], str] | None:
+    """(the shape a value must have, the example), from the description's example where it is an
+    identifier with a prefix of two letters or more ("e.g. TRK-00001": TRK, a dash or not,
+    digits); None for other
     examples or none. One letter does not say the kind: "e.g. Z-9001" for orders numbered "A-1042".
     Nor does a code ("e.g. 'JFK'", "e.g. 'IPR'"): BFCL's answers give such parameters "Atlanta"
     and "Patent"."""
@@ -66,7 +67,7 @@ def _example_shape(description: str) -> re.Pattern[str] | None:
     example = match.group(1).strip("'\"`.,;:)(")
     parts = re.fullmatch(r"([A-Za-z]{2,})([-_]?)(\d+)", example)
     if parts:
-        return re.compile(rf"{re.escape(parts.group(1))}[-_ ]?\d+", re.IGNORECASE)
+        return re.compile(rf"{re.escape(parts.group(1))}[-_ ]?\d+", re.IGNORECASE), match.group(1)
     return None
 
 
@@ -75,8 +76,7 @@ def misfit_values(call: ToolCall, parameters: Mapping[str, Any] | None) -> list[
     - a parameter that wants an email address (by its name, or by a description that says "email
       address" and offers nothing else) given text without an "@" (`to="C-227"`, a customer id
       where the customer's email belongs);
-    - a parameter whose description's example is an identifier or a code given a value of another
-      shape: `tracking_no="A-2077"` where the example is "TRK-00001" (an order id for a tracking
+    - a parameter whose description's example is an identifier given a value of another shape: `tracking_no="A-2077"` where the example is "TRK-00001" (an order id for a tracking
       number);
     - a ticker parameter (by its name or description) given anything but a symbol:
       `ticker="Kestrel Motors"`, a company name where its ticker belongs."""
@@ -92,8 +92,8 @@ def misfit_values(call: ToolCall, parameters: Mapping[str, Any] | None) -> list[
                 problems.append(f"{name}={value!r} is not an email address")
             continue
         shape = _example_shape(description)
-        if shape is not None and not shape.fullmatch(value.strip()):
-            problems.append(f"{name}={value!r} is not shaped like its example {_EXAMPLE.search(description).group(1)!r}")
+        if shape is not None and not shape[0].fullmatch(value.strip()):
+            problems.append(f"{name}={value!r} is not shaped like its example {shape[1]!r}")
         elif _TICKER.search(name) or _TICKER.search(description):
             if not _TICKER_VALUE.fullmatch(value.strip()):
                 problems.append(f"{name}={value!r} is not a ticker symbol")

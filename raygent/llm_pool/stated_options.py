@@ -18,8 +18,10 @@ the user's request names its value unambiguously:
 - a free-text unit parameter (`unit`, `units`, `distance_unit`), when the request states exactly one
   unit of a kind the parameter can take ("in miles", "a radius of 5cm"): the unit word the
   parameter's description uses where it has one ('km'), else the user's own ("miles", "cm"); not
-  where the description speaks of a compound unit (km/h, density, area). The kind is what the description's own unit words are (length for "Defaults
-  to cm"); where it names none, any kind but time ("for 10 years" states a duration, not the unit).
+  where the description speaks of a compound unit (km/h, density, area). The kind is what the
+  description's own unit words are (length for "Defaults to cm"), else what its kind words say
+  ("temperature"); where it names none, any kind but time ("for 10 years" states a duration, not
+  the unit).
 
 Only the latest user message counts: the current request, not earlier turns or tool results.
 """
@@ -45,7 +47,8 @@ _CLAUSE_FILLER = frozenset("will would should also the that this with from into 
                            "data result results value values default false true".split())
 
 #: canonical unit -> (kind, full names, abbreviations); a name counts as a whole word, an
-#: abbreviation only right after a number ("5m", "10 km", "20°C")
+#: abbreviation right after a number ("5m", "10 km", "20°C") or quoted ('m'), and from two letters
+#: on also as a word of its own ("in km")
 _UNITS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "meters": ("length", ("meter", "meters", "metre", "metres"), ("m",)),
     "kilometers": ("length", ("kilometer", "kilometers", "kilometre", "kilometres"), ("km",)),
@@ -146,7 +149,8 @@ def _unit_forms(text: str) -> dict[str, str]:
 def _stated_unit(name: str, prop: dict[str, Any], request: str) -> str | None:
     if not _UNIT_NAME_WORDS & set(identifier_words(name)) or prop.get("type", "string") != "string":
         return None
-    described = f"{prop.get('description') or ''} {prop.get('default') or ''}".lower()
+    original = f"{prop.get('description') or ''} {prop.get('default') or ''}"
+    described = original.lower()
     if _COMPOUND.search(described):  # "Default is km/h", "the unit for the area": not one word
         return None
     own = _unit_forms(described)
@@ -159,7 +163,6 @@ def _stated_unit(name: str, prop: dict[str, Any], request: str) -> str | None:
     ((unit, written),) = stated.items()
     if unit not in own:
         return written
-    original = f"{prop.get('description') or ''} {prop.get('default') or ''}"
     return re.search(re.escape(own[unit]), original, re.IGNORECASE).group()  # as the schema writes it: 'Celsius'
 
 
