@@ -14,11 +14,17 @@ import codecs
 import ctypes
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from raygent.llm_pool.prompt_lookup import PromptLookup
+
+class Drafter(Protocol):
+    """Guesses a reply's next tokens (`PromptLookup`, `CallDrafter`); told each token generated."""
+
+    def append(self, token: int) -> None: ...
+
+    def draft(self, limit: int | None = None) -> list[int]: ...
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -163,14 +169,14 @@ class LazyGrammarDecoder:
 
     def generate(self, prompt: list[int], *, max_tokens: int, stop: list[str],
                  first_token_bias: dict[int, float] | None = None,
-                 lookup: PromptLookup | None = None,
+                 lookup: Drafter | None = None,
                  bias_after: BiasAfter | None = None) -> Iterator[tuple[str, str | None]]:
         """Yield (text piece, finish_reason or None); the last item carries 'stop' or 'length'.
 
         `bias_after` (text, bias): the bias applies to every token that follows the text (the next
         call's opening after a closed call).
 
-        With `lookup` (a PromptLookup over `prompt`), each evaluated token goes with the tokens the
+        With `lookup` (a `Drafter`: a PromptLookup over `prompt`, or a CallDrafter), each evaluated token goes with the tokens the
         lookup guesses come next, in one batch; the guesses the model confirms are kept (the
         output is the greedy output either way), the rest leave the cache again.
         """
