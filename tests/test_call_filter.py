@@ -277,3 +277,18 @@ def test_a_made_up_first_call_gives_way_to_the_grounded_call_after_it():
     tomorrow = ToolCall(id="d", name="city_forecast", arguments={"city": "E-233", "day": "tomorrow"})
     kept, _ = keep_grounded_calls([tomorrow, employee], ask)
     assert kept[0] is tomorrow
+
+
+def test_an_identifier_found_nowhere_makes_the_call_invented_even_where_other_values_are_the_users():
+    from raygent.llm_pool.call_filter import invented_call
+
+    cases = _schema(case_id={"type": "string"}, case_year={"type": "string"})
+    ask = [Message.user("What were the most impactful cases handled by law firm ABC in the year 2020?")]
+    # half the values are the user's (the year), but no case id was given: the call is made up
+    assert invented_call(_call("case_info.get", case_id="20200101", case_year="2020"), cases, ask)
+    # an id the user gave, or a tool returned, is fine; so is a short code (under four characters)
+    given = [Message.user("Get case CR-2020-77 from 2020")]
+    assert not invented_call(_call("case_info.get", case_id="CR-2020-77", case_year="2020"), cases, given)
+    returned = [*ask, Message(role="tool", tool_call_id="c1", name="search_cases", content='{"ids": ["A7781"]}')]
+    assert not invented_call(_call("case_info.get", case_id="A7781", case_year="2020"), cases, returned)
+    assert not invented_call(_call("case_info.get", case_id="7", case_year="2020"), cases, ask)

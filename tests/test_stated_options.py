@@ -110,3 +110,42 @@ def test_a_flag_is_set_where_the_request_asks_for_what_its_description_says_true
     assert fill_stated_options([call], [air], asked)[0][0].arguments["detail"] is True
     for request in ("Air quality in New York City", "Air quality in New York City, but no PM2.5, PM10 or ozone levels"):
         assert fill_stated_options([call], [air], [Message.user(request)]) == ([call], [])
+
+
+def test_a_count_of_what_an_integer_parameter_counts_is_filled_in():
+    tickets = ToolSpec(name="book_ticket", parameters={
+        "type": "object", "required": ["artist"],
+        "properties": {"artist": {"type": "string"}, "num_tickets": {"type": "integer"},
+                       "nights": {"type": "integer"}, "year": {"type": "integer"}}})
+    call = ToolCall(name="book_ticket", arguments={"artist": "Eminem"})
+
+    def filled(request: str) -> dict:
+        return fill_stated_options([call], [tickets], [Message.user(request)])[0][0].arguments
+
+    assert filled("Get me two tickets for the next Eminem concert.") == {"artist": "Eminem", "num_tickets": 2}
+    assert filled("Book 3 VIP tickets and a room for 2 nights") == {"artist": "Eminem", "num_tickets": 3, "nights": 2}
+    # left alone: two different counts, a count on top of someone ("one other ticket"), a time ago
+    assert filled("two tickets for me and 4 tickets for my friends") == {"artist": "Eminem"}
+    assert filled("a ticket for me and one other ticket") == {"artist": "Eminem"}
+    assert filled("the album from seven years ago") == {"artist": "Eminem"}
+
+
+def test_a_number_the_parameters_words_stand_next_to_or_a_unit_of_its_kind_follows_is_filled_in():
+    stores = ToolSpec(name="find_store", parameters={
+        "type": "object", "required": ["location"],
+        "properties": {"location": {"type": "string"}, "rating": {"type": "number"},
+                       "max_distance": {"type": "integer", "description": "Distance to search within."},
+                       "efficiency_reduction": {"type": "integer"}}})
+
+    def filled(request: str, calls: int = 1) -> list[dict]:
+        call = ToolCall(name="find_store", arguments={"location": "Berkeley"})
+        return [c.arguments for c in fill_stated_options([call] * calls, [stores], [Message.user(request)])[0]]
+
+    assert filled("Stores near Berkeley with at least a 4.5 star rating within 10 miles") == [
+        {"location": "Berkeley", "rating": 4.5, "max_distance": 10}]
+    assert filled("a rating of 4,000 or more") == [{"location": "Berkeley", "rating": 4000}]
+    # left alone: a percentage (a rate's business), a name only half stated ("efficiency" without
+    # "reduction"), two numbers by the words, and calls of one tool (each takes its own number)
+    assert filled("a 25 MPG efficiency, a rating of 95%") == [{"location": "Berkeley"}]
+    assert filled("rating 4 or rating 5") == [{"location": "Berkeley"}]
+    assert filled("a 4.5 star rating", calls=2) == [{"location": "Berkeley"}] * 2

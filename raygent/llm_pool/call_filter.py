@@ -282,4 +282,15 @@ def invented_call(call: ToolCall, parameters: dict[str, Any] | None, messages: S
         return False
     # earlier answers count too: "add 5 to that" may use a number the model said a turn ago
     text = conversation_text(messages, ("user", "tool", "assistant"))
+    if any(made_up_identifier(name, value, text) for name, value in call.arguments.items()):
+        return True
     return 2 * sum(grounded(v, text) for v in values) < len(values)
+
+
+def made_up_identifier(name: str, value: Any, text: str) -> bool:
+    """Whether an identifier argument (`case_id`, `orderId`: a string of four characters or more) holds
+    a value found nowhere in the conversation. An id cannot be guessed: `case_info.get(case_id=
+    "20200101")` for "cases of law firm ABC in 2020" is made up even where its other value (the year)
+    is the user's. Over BFCL's answer calls, all 89 such ids appear in the conversation."""
+    return ("id" in identifier_words(name) and isinstance(value, str) and len(value.strip()) >= 4
+            and not grounded(value, text))

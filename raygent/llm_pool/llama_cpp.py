@@ -29,6 +29,7 @@ from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
 from raygent.llm_pool.prompt_lookup import PromptLookup
+from raygent.llm_pool.parallel_calls import complete_grids
 from raygent.llm_pool.percentages import rates_as_fractions
 from raygent.llm_pool.stated_options import fill_stated_options
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolCall, ToolSpec, Usage
@@ -543,7 +544,8 @@ class LlamaCppChatModel(ChatModel):
         calls = parsed.tool_calls
         if self.max_calls > 1 and len(calls) > 1:  # repeats and copied exemplars filling the extra slots
             calls, dropped = keep_grounded_calls(calls, messages, {t.name: t.parameters for t in tools or ()})
-            for why in dropped:
+            calls, completed = complete_grids(calls, messages, self.max_calls)  # Lakers and Bulls x 2018 and 2020
+            for why in dropped + completed:
                 log.debug("%s", why)
         if self.fill_options and calls:  # "in Celsius" -> unit="celsius", left out by the small model
             calls, added = fill_stated_options(calls, tools, messages)
