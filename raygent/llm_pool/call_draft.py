@@ -108,6 +108,22 @@ def _ordered_keys(parameters: dict[str, Any]) -> list[str]:
     return [k for k in props if k in required] + [k for k in props if k not in required]
 
 
+def _keys_after(parameters: dict[str, Any], used: list[str]) -> list[str]:
+    """The keys the grammar still admits after those written (it keeps its order)."""
+    order = _ordered_keys(parameters)
+    return order[max((order.index(k) + 1 for k in used if k in order), default=0):]
+
+
+def _key_text(parameters: dict[str, Any], key: str) -> str:
+    """A key as the model writes it after its opening quote: `expression": "` (the value's quote too
+    where the value is a string)."""
+    return key + '": ' + ('"' if _is_string(parameters, key) else "")
+
+
+def _as_value(text: str | None) -> tuple[str, bool] | None:
+    return (text, True) if text is not None else None
+
+
 def _is_string(parameters: dict[str, Any], key: str) -> bool:
     prop = ((parameters or {}).get("properties") or {}).get(key) or {}
     return prop.get("type") == "string" or (prop.get("type") is None and isinstance(prop.get("enum"), list)
@@ -161,14 +177,12 @@ class CallDrafter:
         if guess is None:
             return []
         text, is_value = guess
-        if text is None:
-            return []
         if is_value:
             cap = min(cap, self.max_value_draft)
         return self._tokens_of(body, text)[:max(cap, 0)]
 
     # -- what comes next ------------------------------------------------------------------
-    def _continuation(self, body: str) -> tuple[str | None, bool] | None:
+    def _continuation(self, body: str) -> tuple[str, bool] | None:
         """(the text that probably follows `body`, whether it copies a value), or None."""
         if CALL_OPENING.startswith(body):
             rest = CALL_OPENING[len(body):]
@@ -181,7 +195,8 @@ class CallDrafter:
             return None
         if len(scan.stack) == 1:  # the call object: {"name": ..., "arguments": ...}
             if scan.in_string and not scan.string_is_key and scan.last_key[0] == "name":
-                return self._name_rest(scan.string), False
+                rest = self._name_rest(scan.string)
+                return (rest, False) if rest else None
             if not scan.in_string and scan.last_key[0] == "arguments" and body.rstrip().endswith("}"):
                 return "}\n" + self.close_tag, False  # the arguments closed: so does the call
             return None
@@ -193,20 +208,21 @@ class CallDrafter:
         if len(scan.stack) == 2:  # the arguments object
             used = scan.keys[1]
             if scan.in_string and scan.string_is_key:
-                key = self._key_starting(params, used, scan.string)
-                return (key[len(scan.string):] + '": ' + ('"' if _is_string(params, key) else ""), False) if key else None
+                key = next((k for k in _keys_after(params, used) if k.startswith(scan.string)), None)
+                return (_key_text(params, key)[len(scan.string):], False) if key else None
             if scan.in_string:  # a string value of the last key
-                return self._value_rest(scan.string, strings=True, after=self._after_value(params, used)), True
+                return _as_value(self._value_rest(scan.string, strings=True, after=self._after_value(params, used)))
             if scan.value_start >= 0:  # a bare value: a number copied from the conversation
                 if not set(scan.value) <= _NUMBER_CHARS | {"-"}:
                     return None
-                return self._value_rest(scan.value, strings=False, after=self._after_value(params, used, quoted=False)), True
+                return _as_value(self._value_rest(scan.value, strings=False,
+                                                  after=self._after_value(params, used, quoted=False)))
             if body.rstrip().endswith(","):
                 key = self._next_key(params, used)
-                return (' "' + key + '": ' + ('"' if _is_string(params, key) else ""), False) if key else None
+                return (' "' + _key_text(params, key), False) if key else None
             return None
         if scan.in_string and not scan.string_is_key:  # a string inside a list or an inner object
-            return self._value_rest(scan.string, strings=True, after=""), True
+            return _as_value(self._value_rest(scan.string, strings=True, after=""))
         return None
 
     def _name_rest(self, partial: str) -> str | None:
@@ -225,26 +241,17 @@ class CallDrafter:
             return " {}}\n" + self.close_tag
         if not (params or {}).get("required"):
             return ""
-        key = _ordered_keys(params)[0]
-        return ' {"' + key + '": ' + ('"' if _is_string(params, key) else "")
+        return ' {"' + _key_text(params, _ordered_keys(params)[0])
 
     @staticmethod
     def _next_key(params: dict[str, Any], used: list[str]) -> str | None:
         """The key the grammar most likely admits next: the next one in its order, unless it is optional
         and some key was written already (then the call probably ends)."""
-        order = _ordered_keys(params)
-        start = max((order.index(k) + 1 for k in used if k in order), default=0)
-        if start >= len(order):
+        left = _keys_after(params, used)
+        if not left:
             return None
         required = set((params or {}).get("required") or ())
-        key = order[start]
-        return key if key in required or not used else None
-
-    @staticmethod
-    def _key_starting(params: dict[str, Any], used: list[str], partial: str) -> str | None:
-        order = _ordered_keys(params)
-        start = max((order.index(k) + 1 for k in used if k in order), default=0)
-        return next((k for k in order[start:] if k.startswith(partial)), None)
+        return left[0] if left[0] in required or not used else None
 
     def _after_value(self, params: dict[str, Any], used: list[str], quoted: bool = True) -> str:
         """What follows the value of the last key written: its closing quote, then the next required key
@@ -252,7 +259,7 @@ class CallDrafter:
         key = self._next_key(params, used)
         end = ('"' if quoted else "")
         if key is not None:
-            return end + ', "' + key + '": ' + ('"' if _is_string(params, key) else "")
+            return end + ', "' + _key_text(params, key)
         return end + "}}\n" + self.close_tag
 
     def _value_rest(self, value: str, *, strings: bool, after: str) -> str | None:

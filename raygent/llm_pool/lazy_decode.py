@@ -176,8 +176,8 @@ class LazyGrammarDecoder:
         `bias_after` (text, bias): the bias applies to every token that follows the text (the next
         call's opening after a closed call).
 
-        With `lookup` (a `Drafter`: a PromptLookup over `prompt`, or a CallDrafter), each evaluated token goes with the tokens the
-        lookup guesses come next, in one batch; the guesses the model confirms are kept (the
+        With `lookup` (a `Drafter`: a PromptLookup over `prompt`, or a CallDrafter), each evaluated
+        token goes with the tokens the lookup guesses come next, in one batch; the guesses the model confirms are kept (the
         output is the greedy output either way), the rest leave the cache again.
         """
         llama = self.llama

@@ -101,6 +101,11 @@ def latest_request(messages: Sequence[Message]) -> str:
     return next(((m.content or "").lower() for m in reversed(messages) if m.role == "user"), "")
 
 
+def _stem(word: str) -> str:
+    """The first five letters of a name's word, a plural's "s" dropped: how a request's word is matched."""
+    return (word[:-1] if word.endswith("s") and len(word) > 4 else word)[:5]
+
+
 def _stated_flag(name: str, request: str, description: str = "") -> bool:
     words = [w for w in identifier_words(name) if len(w) >= 4 and w not in _FLAG_FILLER]
     if _described_flag(description, request):
@@ -108,7 +113,7 @@ def _stated_flag(name: str, request: str, description: str = "") -> bool:
     if not words:
         return False
     for word in words:
-        stem = (word[:-1] if word.endswith("s") and len(word) > 4 else word)[:5]  # "stats" -> "statistics"
+        stem = _stem(word)  # "stats" -> "statistics"
         match = next((m for m in _TOKEN.finditer(request) if m.group().startswith(stem)), None)
         if match is None or _NEGATION.search(request[: match.start()]):
             return False
@@ -182,12 +187,13 @@ def _stated_unit(name: str, prop: dict[str, Any], request: str) -> str | None:
 _NUMBER_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve "
                                              "thirteen fourteen fifteen sixteen seventeen eighteen nineteen "
                                              "twenty".split())}
-#: a count and the noun it counts, one word between allowed ("two tickets", "3 adult tickets"); not a
-#: time before or after ("seven years ago") nor a count on top of others ("one other adult", "two more")
-_COUNTED = re.compile(r"\b(\d+|" + "|".join(_NUMBER_WORDS) + r")\s+(?:(?!(?:other|more|additional|extra|fewer|less)\b)"
-                      r"([a-z]+)\s+)?([a-z]+)\b(?!\s+(?:ago|later|earlier|before|after|from now)\b)", re.IGNORECASE)
+#: words after a number that make it a time before or after ("seven years ago"), or a count on top of
+#: others ("one other adult", "two more"), rather than how many of something
 _TIME_AWAY = frozenset("ago later earlier before after".split())
 _ON_TOP = frozenset("other more additional extra fewer less".split())
+#: a count and the noun it counts, one word between allowed ("two tickets", "3 adult tickets")
+_COUNTED = re.compile(r"\b(\d+|" + "|".join(_NUMBER_WORDS) + r")\s+(?:(?!(?:" + "|".join(_ON_TOP) + r")\b)"
+                      r"([a-z]+)\s+)?([a-z]+)\b(?!\s+(?:" + "|".join(_TIME_AWAY) + r"|from now)\b)", re.IGNORECASE)
 #: name words that say a parameter is a count, not what it counts
 _COUNT_FILLER = frozenset("num number count of total no n nr quantity amount how many the".split())
 
@@ -221,10 +227,6 @@ _NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?
 #: a number in digits or in words up to twenty ("one" aside: "the default one" is no number)
 _ANY_NUMBER = re.compile(_NUMBER.pattern + r"|\b(" + "|".join(w for w in _NUMBER_WORDS if w != "one") + r")\b",
                          re.IGNORECASE)
-
-
-def _stem(word: str) -> str:
-    return (word[:-1] if word.endswith("s") and len(word) > 4 else word)[:5]
 
 
 def _stated_number(name: str, prop: dict[str, Any], request: str, used: set[float]) -> int | float | None:
