@@ -48,12 +48,10 @@ class _Scan:
         self.in_string = False
         self.string_is_key = False
         self.string = ""  # the open string's text so far
-        self.last_key: list[str | None] = []
         self.closed = False  # the outermost object was closed
-        self.value_start = -1  # start of a bare value (number, true...) being written, or -1
-        self.value = ""
+        self.value: str | None = None  # a bare value (number, true...) being written
         escaped = False
-        for i, ch in enumerate(text):
+        for ch in text:
             if self.in_string:
                 if escaped:
                     escaped = False
@@ -66,8 +64,8 @@ class _Scan:
                 else:
                     self.string += ch
                 continue
-            if self.value_start >= 0 and not (ch.isalnum() or ch in ".-+"):
-                self.value_start, self.value = -1, ""
+            if self.value is not None and not (ch.isalnum() or ch in ".-+"):
+                self.value = None
             if ch == '"':
                 self.in_string, self.string = True, ""
                 self.string_is_key = bool(self.stack) and self.stack[-1] == "{" and self.expect_key[-1]
@@ -75,14 +73,12 @@ class _Scan:
                 self.stack.append(ch)
                 self.keys.append([])
                 self.expect_key.append(ch == "{")
-                self.last_key.append(None)
             elif ch in "}]":
                 if not self.stack:
                     return
                 self.stack.pop()
                 self.keys.pop()
                 self.expect_key.pop()
-                self.last_key.pop()
                 if not self.stack:
                     self.closed = True
             elif ch == ":" and self.stack:
@@ -90,15 +86,16 @@ class _Scan:
             elif ch == "," and self.stack:
                 self.expect_key[-1] = self.stack[-1] == "{"
             elif not ch.isspace() and self.stack:
-                if self.value_start < 0:
-                    self.value_start, self.value = i, ""
-                self.value += ch
+                self.value = (self.value or "") + ch
 
     def _end_string(self) -> None:
         self.in_string = False
         if self.string_is_key:
             self.keys[-1].append(self.string)
-            self.last_key[-1] = self.string
+
+    def last_key(self, level: int) -> str | None:
+        """The key written last in the object open at `level` (0: the call object)."""
+        return self.keys[level][-1] if self.keys[level] else None
 
 
 def _ordered_keys(parameters: dict[str, Any]) -> list[str]:
@@ -194,10 +191,10 @@ class CallDrafter:
         if not scan.stack:
             return None
         if len(scan.stack) == 1:  # the call object: {"name": ..., "arguments": ...}
-            if scan.in_string and not scan.string_is_key and scan.last_key[0] == "name":
+            if scan.in_string and not scan.string_is_key and scan.last_key(0) == "name":
                 rest = self._name_rest(scan.string)
                 return (rest, False) if rest else None
-            if not scan.in_string and scan.last_key[0] == "arguments" and body.rstrip().endswith("}"):
+            if not scan.in_string and scan.last_key(0) == "arguments" and body.rstrip().endswith("}"):
                 return "}\n" + self.close_tag, False  # the arguments closed: so does the call
             return None
         name = re.match(r'\s*\{\s*"name"\s*:\s*"([^"]*)"', body)
@@ -212,7 +209,7 @@ class CallDrafter:
                 return (_key_text(params, key)[len(scan.string):], False) if key else None
             if scan.in_string:  # a string value of the last key
                 return _as_value(self._value_rest(scan.string, strings=True, after=self._after_value(params, used)))
-            if scan.value_start >= 0:  # a bare value: a number copied from the conversation
+            if scan.value is not None:  # a bare value: a number copied from the conversation
                 if not set(scan.value) <= _NUMBER_CHARS | {"-"}:
                     return None
                 return _as_value(self._value_rest(scan.value, strings=False,

@@ -57,8 +57,7 @@ MADE_UP = "appear nowhere in the conversation"
 def _example_shape(description: str) -> tuple[re.Pattern[str], str] | None:
     """(the shape a value must have, the example), from the description's example where it is an
     identifier with a prefix of two letters or more ("e.g. TRK-00001": TRK, a dash or not,
-    digits); None for other
-    examples or none. One letter does not say the kind: "e.g. Z-9001" for orders numbered "A-1042".
+    digits); None for other examples or none. One letter does not say the kind: "e.g. Z-9001" for orders numbered "A-1042".
     Nor does a code ("e.g. 'JFK'", "e.g. 'IPR'"): BFCL's answers give such parameters "Atlanta"
     and "Patent"."""
     match = _EXAMPLE.search(description)
@@ -76,8 +75,8 @@ def misfit_values(call: ToolCall, parameters: Mapping[str, Any] | None) -> list[
     - a parameter that wants an email address (by its name, or by a description that says "email
       address" and offers nothing else) given text without an "@" (`to="C-227"`, a customer id
       where the customer's email belongs);
-    - a parameter whose description's example is an identifier given a value of another shape: `tracking_no="A-2077"` where the example is "TRK-00001" (an order id for a tracking
-      number);
+    - a parameter whose description's example is an identifier given a value of another shape:
+      `tracking_no="A-2077"` where the example is "TRK-00001" (an order id for a tracking number);
     - a ticker parameter (by its name or description) given anything but a symbol:
       `ticker="Kestrel Motors"`, a company name where its ticker belongs."""
     properties = (parameters or {}).get("properties") or {}
