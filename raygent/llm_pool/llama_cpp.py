@@ -31,6 +31,7 @@ from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
 from raygent.llm_pool.prompt_lookup import PromptLookup
 from raygent.llm_pool.parallel_calls import complete_grids
 from raygent.llm_pool.percentages import rates_as_fractions
+from raygent.llm_pool.place_names import format_places
 from raygent.llm_pool.stated_options import fill_stated_options
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolCall, ToolSpec, Usage
 
@@ -120,8 +121,9 @@ class LlamaCppChatModel(ChatModel):
         enum member named in it as a word ("in Celsius" -> `unit="celsius"`), a flag whose name's
         words it uses ("with the timelines aligned" -> `aligned=true`), a free-text unit it states
         ("in miles" -> `unit="miles"`), see `stated_options.py`; and write a rate the request gives
-        in percent as the fraction a rate parameter takes ("3%" -> 0.03, `percentages.py`).
-        Measured on BFCL (docs/evaluation.md, sessions 26 and 28). False: the calls as the model wrote them.
+        in percent as the fraction a rate parameter takes ("3%" -> 0.03, `percentages.py`); and
+        complete a US city where the schema asks for 'City, State' ("Pleasanton" ->
+        "Pleasanton, CA", `place_names.py`). Measured on BFCL (docs/evaluation.md, sessions 26-30). False: the calls as the model wrote them.
     answer_invented: where a reply to a user message calls tools with mostly made-up values (fewer
         than half of them in the conversation, enum members and schema defaults aside:
         `call_filter.invented_call`), no offered tool fits the request; the model is asked again for
@@ -550,7 +552,8 @@ class LlamaCppChatModel(ChatModel):
         if self.fill_options and calls:  # "in Celsius" -> unit="celsius", left out by the small model
             calls, added = fill_stated_options(calls, tools, messages)
             calls, fractions = rates_as_fractions(calls, tools, messages)  # "3%" -> rate=0.03, not 3.0
-            for note in added + fractions:
+            calls, places = format_places(calls, tools, messages)  # "Pleasanton" -> "Pleasanton, CA"
+            for note in added + fractions + places:
                 log.debug("%s", note)
             if added:  # two calls that differed only in an option now stated in both are one call
                 calls = list({c.name + _key(c.arguments): c for c in reversed(calls)}.values())[::-1]
