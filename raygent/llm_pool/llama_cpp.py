@@ -20,6 +20,7 @@ from typing import Any
 
 from raygent.llm_pool.base import ChatModel, as_params
 from raygent.llm_pool.call_draft import CallDrafter
+from raygent.llm_pool.date_formats import format_dates
 from raygent.llm_pool.call_filter import _CJK, _key, invented_call, keep_grounded_calls
 from raygent.llm_pool.next_call import MADE_UP, brings_user_value, carries_text, misfit_values, next_call_fault
 from raygent.llm_pool.tool_relevance import ToolRelevance
@@ -123,7 +124,9 @@ class LlamaCppChatModel(ChatModel):
         ("in miles" -> `unit="miles"`), see `stated_options.py`; and write a rate the request gives
         in percent as the fraction a rate parameter takes ("3%" -> 0.03, `percentages.py`); and
         complete a US city where the schema asks for 'City, State' ("Pleasanton" ->
-        "Pleasanton, CA", `place_names.py`). Measured on BFCL (docs/evaluation.md, sessions 26-30). False: the calls as the model wrote them.
+        "Pleasanton, CA", `place_names.py`) and write a date in the one format the schema names
+        ("2023-10-11" -> "10/11/2023" for 'MM/DD/YYYY', `date_formats.py`). Measured on BFCL
+        (docs/evaluation.md, sessions 26-30). False: the calls as the model wrote them.
     answer_invented: where a reply to a user message calls tools with mostly made-up values (fewer
         than half of them in the conversation, enum members and schema defaults aside:
         `call_filter.invented_call`), no offered tool fits the request; the model is asked again for
@@ -553,7 +556,8 @@ class LlamaCppChatModel(ChatModel):
             calls, added = fill_stated_options(calls, tools, messages)
             calls, fractions = rates_as_fractions(calls, tools, messages)  # "3%" -> rate=0.03, not 3.0
             calls, places = format_places(calls, tools, messages)  # "Pleasanton" -> "Pleasanton, CA"
-            for note in added + fractions + places:
+            calls, dates = format_dates(calls, tools)  # "2023-10-11" -> "10/11/2023" where 'MM/DD/YYYY' is asked
+            for note in added + fractions + places + dates:
                 log.debug("%s", note)
             if added:  # two calls that differed only in an option now stated in both are one call
                 calls = list({c.name + _key(c.arguments): c for c in reversed(calls)}.values())[::-1]
