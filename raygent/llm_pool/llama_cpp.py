@@ -34,6 +34,7 @@ from raygent.llm_pool.parallel_calls import complete_grids
 from raygent.llm_pool.percentages import rates_as_fractions
 from raygent.llm_pool.place_names import format_places
 from raygent.llm_pool.stated_options import fill_stated_options
+from raygent.llm_pool.unstated_options import drop_unstated_options
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolCall, ToolSpec, Usage
 
 # Exemplar conversations shown after the tools' own examples. Those with tool responses teach the
@@ -125,7 +126,9 @@ class LlamaCppChatModel(ChatModel):
         in percent as the fraction a rate parameter takes ("3%" -> 0.03, `percentages.py`); and
         complete a US city where the schema asks for 'City, State' ("Pleasanton" ->
         "Pleasanton, CA", `place_names.py`) and write a date in the one format the schema names
-        ("2023-10-11" -> "10/11/2023" for 'MM/DD/YYYY', `date_formats.py`). Measured on BFCL
+        ("2023-10-11" -> "10/11/2023" for 'MM/DD/YYYY', `date_formats.py`); and leave out an optional
+        text argument found nowhere in the conversation (`title="The Great Gatsby"` for "historical
+        fiction books", `unstated_options.py`). Measured on BFCL
         (docs/evaluation.md, sessions 26-30). False: the calls as the model wrote them.
     answer_invented: where a reply to a user message calls tools with mostly made-up values (fewer
         than half of them in the conversation, enum members and schema defaults aside:
@@ -565,6 +568,21 @@ class LlamaCppChatModel(ChatModel):
         return Completion(text=parsed.text, tool_calls=calls, usage=usage, finish_reason=reason,
                           model=self.model_name, raw=raw, parse_errors=parsed.errors)
 
+    def _without_unstated(self, completion: Completion, tools: Sequence[ToolSpec] | None,
+                          messages: Sequence[Message]) -> Completion:
+        """The calls to make, without optional text values found nowhere in the conversation
+        (`title="The Great Gatsby"`, `unstated_options.py`). Applied to the calls a reply keeps, after
+        `_invented` has judged them whole: those made-up values are part of what tells a made-up call."""
+        if not (self.fill_options and completion.tool_calls):
+            return completion
+        calls, notes = drop_unstated_options(completion.tool_calls, tools, messages)
+        if not notes:
+            return completion
+        for note in notes:
+            log.debug("%s", note)
+        calls = list({c.name + _key(c.arguments): c for c in reversed(calls)}.values())[::-1]  # now the same call
+        return completion.model_copy(update={"tool_calls": calls})
+
     def decode_stats(self) -> dict[str, int]:
         """Totals of the single-sequence greedy path since load: tokens generated, decode calls after
         the prompts, guessed tokens evaluated and guesses cut short (`speculate`)."""
@@ -626,12 +644,12 @@ class LlamaCppChatModel(ChatModel):
         if misfit:
             kept = [c for c in completion.tool_calls if c.name not in misfit]
             if kept:
-                return completion.model_copy(update={"tool_calls": kept})
+                return self._without_unstated(completion.model_copy(update={"tool_calls": kept}), tools, messages)
             # every call misplaced a value (a customer id for the customer's email): asked again without
             # those tools, the model looks the value up first (`customer_profile`), or answers
             again = await self._ask_again(messages, [t for t in tools or () if t.name not in misfit], p)
             return again.model_copy(update={"usage": usage + again.usage})
-        return completion
+        return self._without_unstated(completion, tools, messages)
 
     async def _ask_again(self, messages: Sequence[Message], others: Sequence[ToolSpec] | None,
                          p: GenerationParams) -> Completion:
@@ -802,6 +820,7 @@ class LlamaCppChatModel(ChatModel):
         if misfit:
             completion = completion.model_copy(
                 update={"tool_calls": [c for c in completion.tool_calls if c.name not in misfit]})
+        completion = self._without_unstated(completion, tools, messages)
         # a held-back reply (tool calls, maybe with a thought) arrives whole in the final delta
         yield Delta(text=completion.text if looks_like_call else "", tool_calls=completion.tool_calls,
                     finish_reason=completion.finish_reason, usage=usage, parse_errors=completion.parse_errors)
