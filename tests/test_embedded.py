@@ -403,3 +403,25 @@ async def test_an_order_id_is_not_tracked_as_a_parcel_the_order_is_looked_up_fir
         ("lookup_order", {"order_id": "A-1042"}), ("track_package", {"tracking_no": "TRK-55120"})]
     assert all(c.error is None for c in result.tool_calls)
     assert "Leipzig" in result.answer
+
+
+async def test_a_text_reply_that_spells_out_a_call_is_made_into_the_call(embedded_llm):
+    """A text reply that writes an offered tool's code-like parameter name (`case_id`) describes the
+    call the user wanted; `call_described` (default) asks once more for that one call. A text that
+    names no such parameter stands as it is, with nothing spent."""
+    from raygent.schema import Completion, Usage
+
+    fetch = ToolSpec(name="legal_case_fetch", description="Detailed information about a legal case", parameters={
+        "type": "object", "required": ["case_id"],
+        "properties": {"case_id": {"type": "string", "description": "The name or number of the case"},
+                       "details": {"type": "boolean", "description": "Whether to return the full details"}}})
+    ask = [Message.user("I need the detailed case information of the legal case Smith v. Jones.")]
+    text = Completion(text="You can call `legal_case_fetch` with the `case_id` of the case.", usage=Usage(),
+                      finish_reason="stop", model=embedded_llm.model_name)
+    params = GenerationParams()
+    made = await embedded_llm._call_described(text, ask, [fetch], params)
+    assert [c.name for c in made.tool_calls] == ["legal_case_fetch"]
+    assert "jones" in made.tool_calls[0].arguments["case_id"].lower()
+    assert made.usage.completion_tokens > 0  # the second generation is counted
+    prose = text.model_copy(update={"text": "Smith v. Jones was decided in 1990."})
+    assert await embedded_llm._call_described(prose, ask, [fetch], params) == prose

@@ -21,6 +21,7 @@ from typing import Any
 from raygent.llm_pool.base import ChatModel, as_params
 from raygent.llm_pool.call_draft import CallDrafter
 from raygent.llm_pool.date_formats import format_dates
+from raygent.llm_pool.described_calls import described_tools
 from raygent.llm_pool.call_filter import _CJK, _key, invented_call, keep_grounded_calls
 from raygent.llm_pool.next_call import MADE_UP, brings_user_value, carries_text, misfit_values, next_call_fault
 from raygent.llm_pool.tool_relevance import ToolRelevance
@@ -186,6 +187,11 @@ class LlamaCppChatModel(ChatModel):
         rest of a name once its first tokens leave one tool, the required keys, a value's rest as
         the request or a tool result spells it, the closing tag. Same reply; a warm tool-calling
         turn took 0.57 s against 1.02 s (docs/benchmarks.md, session 29). False: prompt n-grams only.
+    call_described: where a reply to the user is text that writes a code-like parameter name of
+        an offered tool ("classified under the 'atm_finder_start' intent", a snippet passing
+        `fabricName`), ask once more for one call and make it, unless its values are made up
+        (`described_calls.py`); the text reply stands otherwise. Only in `chat`: a streamed text
+        reply has reached the user by then. False: text replies as the model wrote them.
     session_cache: keep the KV state of this many recent conversations in RAM (about 12 kB per
         token for the 0.5B model) and restore the one sharing the longest prefix with a new
         prompt. Off (0) by default; worth it where conversations interleave on one model (a pool
@@ -201,7 +207,7 @@ class LlamaCppChatModel(ChatModel):
                  verbose: bool = False, session_cache: int = 0, lora: str | os.PathLike | None = AUTO_ADAPTER,
                  lora_scale: float = 1.0, merge_lora: bool = True, parallel: int = 1, answer_invented: bool = True,
                  next_call_bias: float = 1.5, fill_options: bool = True, continue_chains: bool = True,
-                 **llama_kwargs: Any):
+                 call_described: bool = True, **llama_kwargs: Any):
         self.model_spec = str(model) if model is not None else DEFAULT_MODEL
         self.model_name = Path(self.model_spec).stem if self.model_spec not in EMBEDDED_MODELS else self.model_spec
         self.lora = choose_adapter(lora, self.model_spec)
@@ -224,6 +230,7 @@ class LlamaCppChatModel(ChatModel):
         self.fill_options = fill_options
         self.relevance_bias = tuple(relevance_bias) if relevance_bias is not None else None
         self.continue_chains = continue_chains
+        self.call_described = call_described
         self._relevance = ToolRelevance() if self.relevance_bias is not None or continue_chains else None
         self.n_batch = n_batch
         self.speculate = speculate
@@ -649,7 +656,28 @@ class LlamaCppChatModel(ChatModel):
             # those tools, the model looks the value up first (`customer_profile`), or answers
             again = await self._ask_again(messages, [t for t in tools or () if t.name not in misfit], p)
             return again.model_copy(update={"usage": usage + again.usage})
+        if not completion.tool_calls and not (answer_only or one_call):
+            return await self._call_described(completion, messages, tools, p)
         return self._without_unstated(completion, tools, messages)
+
+    async def _call_described(self, completion: Completion, messages: Sequence[Message],
+                              tools: Sequence[ToolSpec] | None, p: GenerationParams) -> Completion:
+        """`call_described`: the one call a text reply spelled out, or the text reply."""
+        if not (self.call_described and self.use_grammar and p.tool_choice == "auto" and messages
+                and messages[-1].role == "user"):
+            return completion
+        described = described_tools(completion.text, tools)
+        if not described:
+            return completion
+        required = p.model_copy(update={"tool_choice": "required"})
+        # the same prompt (its KV cache is reused), the grammar open to the described tools only
+        barred = frozenset(t.name for t in tools or () if t not in described)
+        again = await self._chat(messages, tools, required, one_call=barred or True)
+        usage = completion.usage + again.usage
+        if again.tool_calls and not self._invented(again.tool_calls, messages, tools, p):
+            log.info("calling %s: the text reply spelled the call out", again.tool_calls[0].name)
+            return again.model_copy(update={"usage": usage})
+        return completion.model_copy(update={"usage": usage})
 
     async def _ask_again(self, messages: Sequence[Message], others: Sequence[ToolSpec] | None,
                          p: GenerationParams) -> Completion:

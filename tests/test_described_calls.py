@@ -1,0 +1,25 @@
+"""Which text replies spell out a call (raygent.llm_pool.described_calls)."""
+
+from __future__ import annotations
+
+from raygent.llm_pool.described_calls import code_like, described_tools
+from raygent.schema import ToolSpec
+
+RECORD = ToolSpec(name="record", description="Record the intent of a customer query", parameters={
+    "type": "object", "properties": {"atm_finder_start": {"type": "array"}, "faq_start": {"type": "array"},
+                                     "location": {"type": "string"}}})
+NODES = ToolSpec(name="requests.get", description="GET request", parameters={
+    "type": "object", "properties": {"url": {"type": "string"}, "fabricName": {"type": "string"}}})
+
+
+def test_code_like_names_are_identifiers_nobody_writes_in_prose():
+    assert all(code_like(n) for n in ("case_id", "fabricName", "atm_finder_start", "nodeId"))
+    assert not any(code_like(n) for n in ("location", "url", "id", "a_b", "Boston", "_private"))
+
+
+def test_a_reply_naming_a_parameter_describes_that_tool_and_prose_does_not():
+    assert described_tools("It should be classified under the 'atm_finder_start' intent.", [RECORD, NODES]) == [RECORD]
+    assert described_tools('params = {"fabricName": "PEK-ACI"}', [RECORD, NODES]) == [NODES]
+    assert described_tools("The location of the nearest ATM is on Main Street.", [RECORD, NODES]) == []
+    assert described_tools("see /dispatcher/get_atm_finder_start_v2", [RECORD]) == []  # inside another name
+    assert described_tools("", [RECORD]) == [] and described_tools("faq_start", None) == []
