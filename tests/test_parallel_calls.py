@@ -45,3 +45,26 @@ def test_listed_together_reads_commas_and_or_and_one_word_between():
     assert listed_together(["a1", "b2", "c3"], "a1, b2, and c3")
     assert not listed_together(["lakers", "bulls"], "lakers won. later the bulls lost")
     assert not listed_together(["lakers", "celtics"], "lakers and bulls")
+
+
+def test_a_call_another_call_of_its_tool_holds_whole_is_dropped():
+    from raygent.llm_pool.parallel_calls import drop_subsumed_calls
+
+    email = [ToolCall(name="send_email", arguments={"to": "andy@gorilla.ai", "subject": "Forecast"}),
+             ToolCall(name="send_email", arguments={"to": "andy@gorilla.ai", "subject": "Forecast",
+                                                    "body": "where is the forecast?"})]
+    ask = [Message.user("Draft an email to andy@gorilla.ai with the subject 'Forecast' and the message "
+                        "'where is the forecast?'")]
+    kept, notes = drop_subsumed_calls(email, ask)
+    assert kept == email[1:] and len(notes) == 1
+    # asked for again with a change, or the added value listed with another: both calls stay
+    again = [Message.user("Fetch the DNA sequence XYZ123, then fetch the same sequence in 'genbank' format.")]
+    dna = [ToolCall(name="fetch_dna", arguments={"id": "XYZ123"}),
+           ToolCall(name="fetch_dna", arguments={"id": "XYZ123", "format": "genbank"})]
+    assert drop_subsumed_calls(dna, again) == (dna, [])
+    listed = [Message.user("The resistance of a 5m wire with resistivity of copper and aluminum")]
+    wires = [ToolCall(name="resistance", arguments={"length": 5}),
+             ToolCall(name="resistance", arguments={"length": 5, "resistivity": "aluminum"})]
+    assert drop_subsumed_calls(wires, listed) == (wires, [])
+    other_tool = [ToolCall(name="a", arguments={"x": 1}), ToolCall(name="b", arguments={"x": 1, "y": 2})]
+    assert drop_subsumed_calls(other_tool, [Message.user("x is 1, y is 2")]) == (other_tool, [])

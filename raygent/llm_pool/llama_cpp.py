@@ -31,7 +31,7 @@ from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
 from raygent.llm_pool.prompt_lookup import PromptLookup
-from raygent.llm_pool.parallel_calls import complete_grids
+from raygent.llm_pool.parallel_calls import complete_grids, drop_subsumed_calls
 from raygent.llm_pool.percentages import rates_as_fractions
 from raygent.llm_pool.place_names import format_places
 from raygent.llm_pool.stated_options import fill_stated_options
@@ -571,6 +571,10 @@ class LlamaCppChatModel(ChatModel):
                 log.debug("%s", note)
             if added:  # two calls that differed only in an option now stated in both are one call
                 calls = list({c.name + _key(c.arguments): c for c in reversed(calls)}.values())[::-1]
+        if self.max_calls > 1 and len(calls) > 1:  # send_email(to) then send_email(to, body): one call written twice
+            calls, subsumed = drop_subsumed_calls(calls, messages)
+            for why in subsumed:
+                log.debug("%s", why)
         reason = "tool_calls" if calls else ("length" if finish == "length" else "stop")
         return Completion(text=parsed.text, tool_calls=calls, usage=usage, finish_reason=reason,
                           model=self.model_name, raw=raw, parse_errors=parsed.errors)
