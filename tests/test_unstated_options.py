@@ -44,3 +44,21 @@ def test_a_value_counts_as_stated_by_a_word_stem_or_a_number():
     assert stated_somewhere("transit", text)  # "tran" of "transportation"
     assert stated_somewhere("24h", text)
     assert not stated_somewhere("Level 1", "the rewards for fortnite on playstation")
+
+
+def test_a_list_keeps_only_its_stated_items():
+    members = ["Wi-Fi", "Reading Room", "Fiction", "Children Section", "Cafe"]
+    library = ToolSpec(name="find_library", description="Find a library", parameters={
+        "type": "object", "required": ["location", "facilities"],
+        "properties": {"location": {"type": "string"},
+                       "facilities": {"type": "array", "items": {"type": "string", "enum": members}}}})
+    ask = [Message.user("Locate the nearest public library in Boston with English fiction section and free Wi-Fi.")]
+    call = ToolCall(name="find_library", arguments={"location": "Boston", "facilities": members})
+    calls, notes = drop_unstated_options([call], [library], ask)
+    # an enum member stays by one word of it ("section"), a free text needs every word
+    assert calls[0].arguments["facilities"] == ["Wi-Fi", "Fiction", "Children Section"] and len(notes) == 1
+    free = library.model_copy(deep=True)
+    del free.parameters["properties"]["facilities"]["items"]["enum"]
+    assert drop_unstated_options([call], [free], ask)[0][0].arguments["facilities"] == ["Wi-Fi", "Fiction"]
+    none_stated = call.model_copy(update={"arguments": {"location": "Boston", "facilities": ["Cafe", "Lounge"]}})
+    assert drop_unstated_options([none_stated], [free], ask) == ([none_stated], [])  # nothing to keep: left

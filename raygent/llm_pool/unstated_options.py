@@ -11,6 +11,14 @@ transportation") or a number in it ("24h" for "24 hour format"). Enum members an
 stay, as do dates and times (the model rewrites "March 12th" as "2023-03-12"), required arguments,
 numbers and flags.
 
+A list of texts keeps only the items stated somewhere, where at least one is: whole or by every
+word of it, or, for a member of the items' enum, by one of its words ("working hours" states
+`opening_hours`). "The nearest public library in Boston with English fiction section and free
+Wi-Fi" gave `facilities=["Wi-Fi", "Reading Room", "Fiction", "Children Section", "Cafe"]`, every
+member of the enum; "Reading Room" and "Cafe" go ("Children Section" stays, by "section"). Of
+BFCL's 252 answer lists of texts, two would lose an item: `columns=["email", "ssn"]` for "email and
+social security number", `categories=["vegan", ...]` for "vegetarian".
+
 Offline, taking BFCL's answer calls (9,711 values) as the model's calls, 3 values the answers need
 would be left out ("women" for "woman tennis", "intermediate" for "beginners ... nothing too
 complex") and 55 that the answers allow to leave out; over the recorded replies of session 29, three
@@ -48,9 +56,30 @@ def _made_up(name: str, value: Any, prop: Any, text: str) -> bool:
             and not stated_somewhere(value, text))
 
 
+def _stated_items(value: Any, prop: Any, text: str) -> list[str] | None:
+    """The stated items of a list of texts some of whose items are made up; None to leave it."""
+    if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value) and isinstance(prop, dict)):
+        return None
+    # an enum member by any of its words ("working hours" for `opening_hours`), other texts by all
+    members = _schema_constants(prop)
+    stated = [v for v in value if _item_stated(v, text, any_word=_key(v) in members)]
+    return stated if stated and len(stated) < len(value) else None
+
+
+def _item_stated(item: str, text: str, any_word: bool = False) -> bool:
+    """An item of a list is stated where the text holds it whole or every word of it (`any_word`: one
+    word of it), each by its first four letters: "Fiction" is, "Reading Room" is not, for "...
+    with English fiction section"."""
+    if item.strip().lower() in text:
+        return True
+    stems = {w[:4] for w in _WORD.findall(item.lower()) if w not in _COMMON}
+    found = stems & {w[:4] for w in _WORD.findall(text)}
+    return bool(found) if any_word else bool(stems) and found == stems
+
+
 def drop_unstated_options(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | None,
                           messages: Sequence[Message]) -> tuple[list[ToolCall], list[str]]:
-    """(calls without their made-up optional text arguments, a note for each one left out)."""
+    """(calls without their made-up optional text arguments and list items, a note for each)."""
     specs = {t.name: t for t in tools or ()}
     text = conversation_text(messages, ("system", "user", "tool", "assistant"))
     out: list[ToolCall] = []
@@ -61,10 +90,16 @@ def drop_unstated_options(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] |
         properties = schema.get("properties") or {}
         dropped = [name for name, value in call.arguments.items()
                    if name not in required and _made_up(name, value, properties.get(name), text)]
-        if dropped:
-            notes.extend(f"left {name}={call.arguments[name]!r} out of the call to {call.name!r}: an optional "
-                         "value found nowhere in the conversation" for name in dropped)
-            call = call.model_copy(update={"arguments": {k: v for k, v in call.arguments.items()
-                                                         if k not in dropped}})
+        arguments = {k: v for k, v in call.arguments.items() if k not in dropped}
+        notes.extend(f"left {name}={call.arguments[name]!r} out of the call to {call.name!r}: an optional "
+                     "value found nowhere in the conversation" for name in dropped)
+        for name, value in arguments.items():
+            items = _stated_items(value, properties.get(name), text)
+            if items is not None:
+                notes.append(f"kept {items!r} of {name}={value!r} in the call to {call.name!r}: the other items "
+                             "appear nowhere in the conversation")
+                arguments[name] = items
+        if arguments != call.arguments:
+            call = call.model_copy(update={"arguments": arguments})
         out.append(call)
     return out, notes
