@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import ctypes
 import math
+import re
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -58,13 +59,31 @@ def bias_following(text: str, bias_after: BiasAfter | None) -> dict[int, float] 
     return None
 
 
+_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+
+
+def repeats_a_call(text: str) -> bool:
+    """Whether the call `text` has just closed repeats an earlier call of the reply word for word
+    (white space aside)."""
+    if not text.endswith("</tool_call>"):
+        return False
+    blocks = [" ".join(b.group(1).split()) for b in _CALL_BLOCK.finditer(text)]
+    return len(blocks) >= 2 and blocks[-1] in blocks[:-1]
+
+
 class StopText:
     """A reply's text, decoded token by token and cut at the first stop string. `add` releases only
-    text that no stop string can still claim (the last `hold` characters wait)."""
+    text that no stop string can still claim (the last `hold` characters wait).
 
-    def __init__(self, llama: Any, stop: list[str]):
+    `stop_repeated_call`: a reply whose latest call repeats an earlier one word for word ends with
+    that call. The 0.5B, allowed several calls, fills the remaining slots with repeats once it has
+    said what it had to say; each repeat costs its whole length in decode steps and is dropped
+    afterwards anyway (`call_filter.keep_grounded_calls`)."""
+
+    def __init__(self, llama: Any, stop: list[str], stop_repeated_call: bool = False):
         self.llama = llama
         self.stop = stop
+        self.stop_repeated_call = stop_repeated_call
         self.hold = max((len(s) for s in stop), default=0)
         self.text, self.emitted = "", 0
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -73,6 +92,8 @@ class StopText:
         """(newly released text, whether a stop string ended the reply: then `rest()` holds the end)."""
         self.text += self._decoder.decode(self.llama.detokenize([token], special=False))
         cut = min((self.text.find(s) for s in self.stop if s in self.text), default=-1)
+        if cut < 0 and self.stop_repeated_call and repeats_a_call(self.text):
+            cut = len(self.text)  # the repeat stays in the reply (text already released); the filter drops it
         if cut >= 0:
             self.text = self.text[:cut]
             return "", True
@@ -170,7 +191,8 @@ class LazyGrammarDecoder:
     def generate(self, prompt: list[int], *, max_tokens: int, stop: list[str],
                  first_token_bias: dict[int, float] | None = None,
                  lookup: Drafter | None = None,
-                 bias_after: BiasAfter | None = None) -> Iterator[tuple[str, str | None]]:
+                 bias_after: BiasAfter | None = None,
+                 stop_repeated_call: bool = False) -> Iterator[tuple[str, str | None]]:
         """Yield (text piece, finish_reason or None); the last item carries 'stop' or 'length'.
 
         `bias_after` (text, bias): the bias applies to every token that follows the text (the next
@@ -185,7 +207,7 @@ class LazyGrammarDecoder:
         cached = min(cached, len(prompt) - 1)  # always evaluate at least one token for fresh logits
         llama.n_tokens = cached
         llama.eval(prompt[cached:])
-        out = StopText(llama, stop)
+        out = StopText(llama, stop, stop_repeated_call)
         rows = [self._logits()]  # the logits for the next positions, one row each
         drafted: list[int] = []  # guessed tokens in the cache beyond those generated
         for i in range(max_tokens):

@@ -52,6 +52,7 @@ class BatchRequest:
     grammar: str | None = None
     first_token_bias: dict[int, float] | None = None
     bias_after: BiasAfter | None = None  # (text, bias): a bias on the token after that text
+    stop_repeated_call: bool = False  # end the reply at a call that repeats an earlier one
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
@@ -183,7 +184,7 @@ class BatchedLlama:
                 continue
             slot.request = request
             slot.rng = np.random.default_rng(request.seed) if request.temperature > 0 else None
-            slot.out = StopText(self.llama, request.stop)
+            slot.out = StopText(self.llama, request.stop, request.stop_repeated_call)
             slot.n_generated, slot.next_token = 0, None
 
     def _step(self) -> None:

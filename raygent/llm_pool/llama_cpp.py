@@ -192,6 +192,10 @@ class LlamaCppChatModel(ChatModel):
         `fabricName`), ask once more for one call and make it, unless its values are made up
         (`described_calls.py`); the text reply stands otherwise. Only in `chat`: a streamed text
         reply has reached the user by then. False: text replies as the model wrote them.
+    stop_repeated_calls: end a reply (greedy or sampled through the batch engine, a call grammar in
+        force) at a call that repeats an earlier one word for word: the 0.5B fills the slots left
+        under `max_calls` with repeats, which the call filter drops anyway; the decode steps are
+        saved. False: generate up to `max_calls` calls.
     session_cache: keep the KV state of this many recent conversations in RAM (about 12 kB per
         token for the 0.5B model) and restore the one sharing the longest prefix with a new
         prompt. Off (0) by default; worth it where conversations interleave on one model (a pool
@@ -207,7 +211,7 @@ class LlamaCppChatModel(ChatModel):
                  verbose: bool = False, session_cache: int = 0, lora: str | os.PathLike | None = AUTO_ADAPTER,
                  lora_scale: float = 1.0, merge_lora: bool = True, parallel: int = 1, answer_invented: bool = True,
                  next_call_bias: float = 1.5, fill_options: bool = True, continue_chains: bool = True,
-                 call_described: bool = True, **llama_kwargs: Any):
+                 call_described: bool = True, stop_repeated_calls: bool = True, **llama_kwargs: Any):
         self.model_spec = str(model) if model is not None else DEFAULT_MODEL
         self.model_name = Path(self.model_spec).stem if self.model_spec not in EMBEDDED_MODELS else self.model_spec
         self.lora = choose_adapter(lora, self.model_spec)
@@ -231,6 +235,7 @@ class LlamaCppChatModel(ChatModel):
         self.relevance_bias = tuple(relevance_bias) if relevance_bias is not None else None
         self.continue_chains = continue_chains
         self.call_described = call_described
+        self.stop_repeated_calls = stop_repeated_calls
         self._relevance = ToolRelevance() if self.relevance_bias is not None or continue_chains else None
         self.n_batch = n_batch
         self.speculate = speculate
@@ -418,6 +423,7 @@ class LlamaCppChatModel(ChatModel):
         kwargs = dict(prompt=tokens, max_tokens=params.max_tokens, temperature=params.temperature,
                       top_p=params.top_p, stop=stop, seed=params.seed, grammar=grammar,
                       first_token_bias=first_token_bias, bias_after=bias_after,
+                      stop_repeated_call=bool(self.stop_repeated_calls and grammar is not None and not one_call),
                       draft_tools=callable_tools if grammar is not None and not answer_only else [],
                       draft_sources=_draft_sources(messages))
         return kwargs, cached
@@ -484,7 +490,8 @@ class LlamaCppChatModel(ChatModel):
             with LazyGrammarDecoder(self._llama, kwargs["grammar"]) as decoder:
                 for piece, finish in decoder.generate(kwargs["prompt"], max_tokens=kwargs["max_tokens"],
                                                       stop=kwargs["stop"], first_token_bias=kwargs["first_token_bias"],
-                                                      lookup=lookup, bias_after=kwargs.get("bias_after")):
+                                                      lookup=lookup, bias_after=kwargs.get("bias_after"),
+                                                      stop_repeated_call=kwargs.get("stop_repeated_call", False)):
                     yield piece, finish, decoder.n_generated
                 self._decode_stats.update(generated=decoder.n_generated, decode_calls=decoder.decode_calls,
                                           drafted=decoder.drafted, drafts_rejected=decoder.drafts_rejected)
@@ -900,6 +907,7 @@ class LlamaCppChatModel(ChatModel):
         return BatchRequest(prompt=kwargs["prompt"], max_tokens=kwargs["max_tokens"], stop=kwargs["stop"],
                             grammar=kwargs["grammar"], first_token_bias=kwargs["first_token_bias"],
                             bias_after=kwargs.get("bias_after"),
+                            stop_repeated_call=kwargs.get("stop_repeated_call", False),
                             temperature=kwargs["temperature"], top_p=kwargs["top_p"], seed=kwargs["seed"])
 
     async def _batched(self, request: Any) -> AsyncIterator[tuple[str, str | None, int]]:
