@@ -20,21 +20,22 @@ from typing import Any
 
 from raygent.llm_pool.base import ChatModel, as_params
 from raygent.llm_pool.call_draft import CallDrafter
+from raygent.llm_pool.call_filter import _CJK, _key, invented_call, keep_grounded_calls
 from raygent.llm_pool.date_formats import format_dates
 from raygent.llm_pool.described_calls import described_tools
-from raygent.llm_pool.call_filter import _CJK, _key, invented_call, keep_grounded_calls
-from raygent.llm_pool.next_call import MADE_UP, brings_user_value, carries_text, misfit_values, next_call_fault
-from raygent.llm_pool.tool_relevance import ToolRelevance
 from raygent.llm_pool.embedded import (AUTO_ADAPTER, DEFAULT_MODEL, EMBEDDED_ADAPTERS, EMBEDDED_MODELS,
                                        choose_adapter, resolve_adapter_path, resolve_model_path)
 from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
+from raygent.llm_pool.hemispheres import signed_coordinates
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
-from raygent.llm_pool.prompt_lookup import PromptLookup
+from raygent.llm_pool.next_call import MADE_UP, brings_user_value, carries_text, misfit_values, next_call_fault
 from raygent.llm_pool.parallel_calls import complete_grids, drop_subsumed_calls
 from raygent.llm_pool.percentages import rates_as_fractions
 from raygent.llm_pool.place_names import format_places
+from raygent.llm_pool.prompt_lookup import PromptLookup
 from raygent.llm_pool.stated_options import fill_stated_options
+from raygent.llm_pool.tool_relevance import ToolRelevance
 from raygent.llm_pool.unstated_options import drop_unstated_options
 from raygent.schema import Completion, Delta, GenerationParams, Message, ToolCall, ToolSpec, Usage
 
@@ -127,7 +128,8 @@ class LlamaCppChatModel(ChatModel):
         in percent as the fraction a rate parameter takes ("3%" -> 0.03, `percentages.py`); and
         complete a US city where the schema asks for 'City, State' ("Pleasanton" ->
         "Pleasanton, CA", `place_names.py`) and write a date in the one format the schema names
-        ("2023-10-11" -> "10/11/2023" for 'MM/DD/YYYY', `date_formats.py`); and leave out an optional
+        ("2023-10-11" -> "10/11/2023" for 'MM/DD/YYYY', `date_formats.py`); make a coordinate the
+        request gives south or west negative ("119.5383 W", `hemispheres.py`); and leave out an optional
         text argument found nowhere in the conversation (`title="The Great Gatsby"` for "historical
         fiction books", `unstated_options.py`). Measured on BFCL
         (docs/evaluation.md, sessions 26-30). False: the calls as the model wrote them.
@@ -574,7 +576,8 @@ class LlamaCppChatModel(ChatModel):
             calls, fractions = rates_as_fractions(calls, tools, messages)  # "3%" -> rate=0.03, not 3.0
             calls, places = format_places(calls, tools, messages)  # "Pleasanton" -> "Pleasanton, CA"
             calls, dates = format_dates(calls, tools)  # "2023-10-11" -> "10/11/2023" where 'MM/DD/YYYY' is asked
-            for note in added + fractions + places + dates:
+            calls, signs = signed_coordinates(calls, messages)  # "119.5383 W" -> longitude=-119.5383
+            for note in added + fractions + places + dates + signs:
                 log.debug("%s", note)
             if added:  # two calls that differed only in an option now stated in both are one call
                 calls = list({c.name + _key(c.arguments): c for c in reversed(calls)}.values())[::-1]
