@@ -149,3 +149,16 @@ def test_a_number_the_parameters_words_stand_next_to_or_a_unit_of_its_kind_follo
     assert filled("a 25 MPG efficiency, a rating of 95%") == [{"location": "Berkeley"}]
     assert filled("rating 4 or rating 5") == [{"location": "Berkeley"}]
     assert filled("a 4.5 star rating", calls=2) == [{"location": "Berkeley"}] * 2
+
+
+def test_a_language_code_is_stated_by_the_language_s_name():
+    speech = ToolSpec(name="text_to_speech", description="Speak a text", parameters={
+        "type": "object", "required": ["text"],
+        "properties": {"text": {"type": "string"},
+                       "language": {"type": "string", "enum": ["en-US", "es-ES", "zh-CN"], "default": "en-US"}}})
+    call = ToolCall(name="text_to_speech", arguments={"text": "I am a pretty girl"})
+    ask = [Message.user("Convert 'I am a pretty girl' into spoken audio in Spanish with a female voice.")]
+    calls, _ = fill_stated_options([call], [speech], ask)
+    assert calls[0].arguments["language"] == "es-ES"
+    both = [Message.user("Say it in Spanish and in Chinese")]  # two languages: which one is not known
+    assert "language" not in fill_stated_options([call], [speech], both)[0][0].arguments

@@ -10,6 +10,8 @@ the user's request names its value unambiguously:
 - a string enum parameter, when exactly one of its members (three characters or more) appears in
   the request as a whole word ("celsius", "female", "ongoing"; "trial date" for `trial_date`), a
   member inside another stated one not counted ("comedy-drama" states neither "comedy" nor "drama");
+  or, where none does, exactly one language code whose language the request names ("in Spanish"
+  for `es-ES`);
 - a boolean parameter, set to true, when every telling word of its name appears in the request
   (matched on five letters: "detailed" for `detail`, "aligned" for `aligned`, "tolls" for
   `avoid_tolls`), and no "no", "not", "without", "don't" or "exclude" comes just before; or when
@@ -143,9 +145,21 @@ def _described_flag(description: str, request: str) -> bool:
     return len(hits) >= 3 and 3 * len(hits) >= 2 * len(words)
 
 
+#: language codes (ISO 639-1) by the language's English name: "in Spanish" states `es-ES` or `es`
+_LANGUAGES = {"en": "english", "es": "spanish", "fr": "french", "de": "german", "it": "italian", "pt": "portuguese",
+              "zh": "chinese", "ja": "japanese", "ko": "korean", "ru": "russian", "ar": "arabic", "hi": "hindi",
+              "nl": "dutch", "sv": "swedish", "pl": "polish", "tr": "turkish", "el": "greek", "he": "hebrew",
+              "vi": "vietnamese", "th": "thai", "id": "indonesian", "uk": "ukrainian", "cs": "czech", "da": "danish",
+              "fi": "finnish", "no": "norwegian", "hu": "hungarian", "ro": "romanian"}
+_LANGUAGE_CODE = re.compile(r"([a-z]{2})(?:[-_][A-Za-z]{2,4})?")
+
+
 def _stated_member(enum: Sequence[Any], request: str) -> str | None:
     hits = [e for e in enum if isinstance(e, str) and len(e) >= 3
             and re.search(rf"(?<!\w){re.escape(e.lower().replace('_', ' '))}(?!\w)", request.replace("_", " "))]
+    if not hits:  # language codes, by the language's name: "in Spanish" for `es-ES`
+        hits = [e for e in enum if isinstance(e, str) and (m := _LANGUAGE_CODE.fullmatch(e))
+                and m.group(1) in _LANGUAGES and re.search(rf"\b{_LANGUAGES[m.group(1)]}\b", request)]
     # "comedy-drama" states that member, not also "comedy" and "drama"
     hits = [e for e in hits if not any(e.lower() != h.lower() and e.lower() in h.lower() for h in hits)]
     return hits[0] if len(hits) == 1 else None
