@@ -121,18 +121,17 @@ class LlamaCppChatModel(ChatModel):
         and the call filter drops them. Measured on the first 20 parallel and parallel_multiple and
         first 50 simple_python and multiple of seed 0: parallel 5 -> 6 of 20, the rest unchanged, the
         same 1,031 s for the 140 cases. 0: no bias.
-    fill_options: fill optional arguments the latest request states but the call left out: a string
-        enum member named in it as a word ("in Celsius" -> `unit="celsius"`), a flag whose name's
-        words it uses ("with the timelines aligned" -> `aligned=true`), a free-text unit it states
-        ("in miles" -> `unit="miles"`), see `stated_options.py`; and write a rate the request gives
-        in percent as the fraction a rate parameter takes ("3%" -> 0.03, `percentages.py`); and
-        complete a US city where the schema asks for 'City, State' ("Pleasanton" ->
-        "Pleasanton, CA", `place_names.py`) and write a date in the one format the schema names
-        ("2023-10-11" -> "10/11/2023" for 'MM/DD/YYYY', `date_formats.py`); make a coordinate the
-        request gives south or west negative ("119.5383 W", `hemispheres.py`); and leave out an optional
-        text argument found nowhere in the conversation (`title="The Great Gatsby"` for "historical
-        fiction books", `unstated_options.py`). Measured on BFCL
-        (docs/evaluation.md, sessions 26-30). False: the calls as the model wrote them.
+    fill_options: repair the values of the calls a reply keeps, each step measured on BFCL
+        (docs/evaluation.md, sessions 26-30): fill optional arguments the latest request states but
+        the call left out (an enum member named as a word, "in Celsius" -> `unit="celsius"`; a flag
+        whose name's words it uses; a unit, a count or a number it states; per call where a tool is
+        called more than once: `stated_options.py`, `request_parts.py`); write a rate given in
+        percent as a fraction ("3%" -> 0.03, `percentages.py`), a US city in the 'City, State' form
+        the schema asks for ("Pleasanton" -> "Pleasanton, CA", `place_names.py`), a date in the one
+        format the schema names ("2023-10-11" -> "10/11/2023", `date_formats.py`), a coordinate
+        given south or west as a negative number (`hemispheres.py`); and leave out optional texts
+        found nowhere in the conversation (`title="The Great Gatsby"`, `unstated_options.py`).
+        False: the calls as the model wrote them.
     answer_invented: where a reply to a user message calls tools with mostly made-up values (fewer
         than half of them in the conversation, enum members and schema defaults aside:
         `call_filter.invented_call`), no offered tool fits the request; the model is asked again for
@@ -579,7 +578,7 @@ class LlamaCppChatModel(ChatModel):
             calls, signs = signed_coordinates(calls, messages)  # "119.5383 W" -> longitude=-119.5383
             for note in added + fractions + places + dates + signs:
                 log.debug("%s", note)
-            if added:  # two calls that differed only in an option now stated in both are one call
+            if len(calls) > 1:  # calls that differed only in a value now filled or rewritten alike are one call
                 calls = list({c.name + _key(c.arguments): c for c in reversed(calls)}.values())[::-1]
         if self.max_calls > 1 and len(calls) > 1:  # send_email(to) then send_email(to, body): one call written twice
             calls, subsumed = drop_subsumed_calls(calls, messages)
