@@ -578,7 +578,7 @@ class LlamaCppChatModel(ChatModel):
             calls, signs = signed_coordinates(calls, messages)  # "119.5383 W" -> longitude=-119.5383
             for note in added + fractions + places + dates + signs:
                 log.debug("%s", note)
-            if len(calls) > 1:  # calls that differed only in a value now filled or rewritten alike are one call
+            if self.max_calls > 1 and len(calls) > 1:  # calls that differed only in a value now filled alike: one call
                 calls = list({c.name + _key(c.arguments): c for c in reversed(calls)}.values())[::-1]
         if self.max_calls > 1 and len(calls) > 1:  # send_email(to) then send_email(to, body): one call written twice
             calls, subsumed = drop_subsumed_calls(calls, messages)
