@@ -196,7 +196,10 @@ class LlamaCppChatModel(ChatModel):
     stop_repeated_calls: end a reply (greedy or sampled through the batch engine, a call grammar in
         force) at a call that repeats an earlier one word for word: the 0.5B fills the slots left
         under `max_calls` with repeats, which the call filter drops anyway; the decode steps are
-        saved. False: generate up to `max_calls` calls.
+        saved. Of session 29's 376 recorded BFCL first replies, 156 hold a repeat; in 7 the filter
+        kept calls written after it: 5 extra calls of wrong replies (multiple_17 and 29 wanted one
+        call), 1 needed call (parallel_multiple_187), 1 of a reply wrong either way. False: generate
+        up to `max_calls` calls.
     session_cache: keep the KV state of this many recent conversations in RAM (about 12 kB per
         token for the 0.5B model) and restore the one sharing the longest prefix with a new
         prompt. Off (0) by default; worth it where conversations interleave on one model (a pool
