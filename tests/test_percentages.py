@@ -26,8 +26,7 @@ def test_a_rate_given_in_percent_becomes_a_fraction():
     tools = [_tool("annual_interest_rate", {"type": "number", "description": "The annual interest rate."})]
     calls, notes = rates_as_fractions([call], tools, [Message.user(ASK)])
     assert calls[0].arguments == {"principal": 1000, "annual_interest_rate": 0.03}
-    assert notes == ["wrote annual_interest_rate=3.0 of 'future_value' as the fraction 0.03: "
-                     "the request gives it in percent"]
+    assert notes == ["wrote annual_interest_rate=3.0 of 'future_value' as 0.03: the request gives it in percent"]
     # the description asks for a decimal, or its default is a fraction: the name need not say rate
     assert _rewritten("confidence", {"type": "number", "description": "Default is 0.9."}, 95, "at 95% confidence") == 0.95
     assert _rewritten("x", {"type": "number", "description": "as a decimal, e.g. 5% is 0.05"}, 5, "x is 5 percent") == 0.05

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+from raygent.llm_pool.value_rewrites import rewrite_values
 from raygent.schema import ToolCall, ToolSpec
 
 #: the numeric date formats descriptions name, as (order of fields, separator)
@@ -93,16 +94,7 @@ def in_described_format(value: str, prop: Any) -> str | None:
 
 def format_dates(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | None) -> tuple[list[ToolCall], list[str]]:
     """(calls with their dates in the formats the schemas name, a note for each value changed)."""
-    specs = {t.name: t for t in tools or ()}
-    out: list[ToolCall] = []
-    notes: list[str] = []
-    for call in calls:
-        properties = ((specs[call.name].parameters or {}).get("properties") or {}) if call.name in specs else {}
-        fixed = {name: new for name, value in call.arguments.items()
-                 if isinstance(value, str) and (new := in_described_format(value, properties.get(name))) is not None}
-        if fixed:
-            notes.extend(f"wrote {name}={call.arguments[name]!r} of {call.name!r} as {new!r}: the format its "
-                         "schema names" for name, new in fixed.items())
-            call = call.model_copy(update={"arguments": {**call.arguments, **fixed}})
-        out.append(call)
-    return out, notes
+    def formatted(name: str, value: Any, prop: Any) -> str | None:
+        return in_described_format(value, prop) if isinstance(value, str) else None
+
+    return rewrite_values(calls, tools, formatted, "the format its schema names")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from raygent.llm_pool.call_filter import identifier_words
+from raygent.llm_pool.value_rewrites import rewrite_values
 from raygent.schema import Message, ToolCall
 
 _MARKED = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*°?\s*(S|W|south|west)\b", re.IGNORECASE)
@@ -42,14 +43,8 @@ def signed_coordinates(calls: Sequence[ToolCall], messages: Sequence[Message]) -
     southwest = {float(number) for number, _ in _MARKED.findall(request)}
     if not southwest:
         return list(calls), []
-    out: list[ToolCall] = []
-    notes: list[str] = []
-    for call in calls:
-        fixed = {name: new for name, value in call.arguments.items()
-                 if _is_coordinate(name) and (new := _signed(value, southwest)) != value}
-        if fixed:
-            notes.extend(f"wrote {name}={call.arguments[name]!r} of {call.name!r} as {new!r}: the request gives "
-                         "it south or west" for name, new in fixed.items())
-            call = call.model_copy(update={"arguments": {**call.arguments, **fixed}})
-        out.append(call)
-    return out, notes
+
+    def signed(name: str, value: Any, prop: Any) -> Any:
+        return _signed(value, southwest) if _is_coordinate(name) else None
+
+    return rewrite_values(calls, None, signed, "the request gives it south or west")

@@ -24,6 +24,7 @@ from typing import Any
 
 from raygent.llm_pool.call_filter import identifier_words
 from raygent.llm_pool.stated_options import latest_request
+from raygent.llm_pool.value_rewrites import rewrite_values
 from raygent.schema import Message, ToolCall, ToolSpec
 
 _RATE_WORDS = frozenset("rate rates return returns yield growth interest discount probability prob "
@@ -49,22 +50,13 @@ def rates_as_fractions(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | No
                        messages: Sequence[Message]) -> tuple[list[ToolCall], list[str]]:
     """(calls with percentages written as fractions where the parameter wants one, a note for each)."""
     percentages = {float(p) for p in _PERCENTAGE.findall(latest_request(messages))}
-    specs = {t.name: t for t in tools or ()}
-    if not percentages or not specs:
+    if not percentages or not tools:
         return list(calls), []
-    out: list[ToolCall] = []
-    notes: list[str] = []
-    for call in calls:
-        properties = ((specs[call.name].parameters or {}).get("properties") or {}) if call.name in specs else {}
-        fixed: dict[str, Any] = {}
-        for name, value in call.arguments.items():
-            prop = properties.get(name)
-            if (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1
-                    and float(value) in percentages and isinstance(prop, dict) and _wants_fraction(name, prop)):
-                fixed[name] = round(value / 100, 10)
-        if fixed:
-            notes.extend(f"wrote {name}={call.arguments[name]!r} of {call.name!r} as the fraction {v!r}: "
-                         "the request gives it in percent" for name, v in fixed.items())
-            call = call.model_copy(update={"arguments": {**call.arguments, **fixed}})
-        out.append(call)
-    return out, notes
+
+    def as_fraction(name: str, value: Any, prop: Any) -> float | None:
+        if (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1
+                and float(value) in percentages and isinstance(prop, dict) and _wants_fraction(name, prop)):
+            return round(value / 100, 10)
+        return None
+
+    return rewrite_values(calls, tools, as_fraction, "the request gives it in percent")

@@ -28,6 +28,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from raygent.llm_pool.value_rewrites import rewrite_values
 from raygent.schema import Message, ToolCall, ToolSpec
 
 _WANTS_CITY_STATE = re.compile(r"city,\s*state", re.IGNORECASE)
@@ -123,18 +124,9 @@ def city_with_state(value: str, request: str) -> str | None:
 def format_places(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | None,
                   messages: Sequence[Message]) -> tuple[list[ToolCall], list[str]]:
     """(calls with their 'City, State' values completed, a note for each value changed)."""
-    specs = {t.name: t for t in tools or ()}
     request = next((m.content or "" for m in reversed(messages) if m.role == "user"), "")
-    out: list[ToolCall] = []
-    notes: list[str] = []
-    for call in calls:
-        properties = ((specs[call.name].parameters or {}).get("properties") or {}) if call.name in specs else {}
-        fixed = {name: new for name, value in call.arguments.items()
-                 if isinstance(value, str) and wants_city_state(properties.get(name))
-                 and (new := city_with_state(value, request)) is not None and new != value}
-        if fixed:
-            notes.extend(f"wrote {name}={call.arguments[name]!r} of {call.name!r} as {new!r}: the schema asks for "
-                         "'City, State'" for name, new in fixed.items())
-            call = call.model_copy(update={"arguments": {**call.arguments, **fixed}})
-        out.append(call)
-    return out, notes
+
+    def completed(name: str, value: Any, prop: Any) -> str | None:
+        return city_with_state(value, request) if isinstance(value, str) and wants_city_state(prop) else None
+
+    return rewrite_values(calls, tools, completed, "the schema asks for 'City, State'")
