@@ -13,7 +13,7 @@ such a value in the request and the calls' values come in the reply's order.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,11 +55,8 @@ def call_parts(calls: Sequence[ToolCall], request: str) -> dict[int, str]:
     for indices in by_tool.values():
         if len(indices) < 2:
             continue
-        leaves = {i: [v for v in _leaves(calls[i].arguments)] for i in indices}
-        counts: dict[str, int] = defaultdict(int)
-        for i in indices:
-            for key in {_key(v) for v in leaves[i]}:
-                counts[key] += 1
+        leaves = {i: list(_leaves(calls[i].arguments)) for i in indices}
+        counts = Counter(key for i in indices for key in {_key(v) for v in leaves[i]})  # calls holding a value
         spans: list[tuple[int, int]] = []  # where each call's own values begin and end
         cursor = 0
         for i in indices:
