@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from raygent.llm_pool.call_filter import identifier_words
+from raygent.llm_pool.stated_options import latest_request
 from raygent.llm_pool.value_rewrites import rewrite_values
 from raygent.schema import Message, ToolCall
 
@@ -39,7 +40,7 @@ def _signed(value: Any, southwest: set[float]) -> Any:
 
 def signed_coordinates(calls: Sequence[ToolCall], messages: Sequence[Message]) -> tuple[list[ToolCall], list[str]]:
     """(calls with south and west coordinates negative, a note for each argument changed)."""
-    request = next((m.content or "" for m in reversed(messages) if m.role == "user"), "")
+    request = latest_request(messages)
     southwest = {float(number) for number, _ in _MARKED.findall(request)}
     if not southwest:
         return list(calls), []

@@ -28,6 +28,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from raygent.llm_pool.stated_options import latest_request
 from raygent.llm_pool.value_rewrites import rewrite_values
 from raygent.schema import Message, ToolCall, ToolSpec
 
@@ -124,7 +125,7 @@ def city_with_state(value: str, request: str) -> str | None:
 def format_places(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | None,
                   messages: Sequence[Message]) -> tuple[list[ToolCall], list[str]]:
     """(calls with their 'City, State' values completed, a note for each value changed)."""
-    request = next((m.content or "" for m in reversed(messages) if m.role == "user"), "")
+    request = latest_request(messages, lower=False)  # "PA" is a state, "pa" is not
 
     def completed(name: str, value: Any, prop: Any) -> str | None:
         return city_with_state(value, request) if isinstance(value, str) and wants_city_state(prop) else None

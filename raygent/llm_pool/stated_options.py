@@ -103,9 +103,10 @@ _KIND_WORDS = {"length": ("distance", "length", "height", "width", "radius", "de
                "time": ("duration", "time")}
 
 
-def latest_request(messages: Sequence[Message]) -> str:
-    """The last user message, lower-cased ("" without one)."""
-    return next(((m.content or "").lower() for m in reversed(messages) if m.role == "user"), "")
+def latest_request(messages: Sequence[Message], lower: bool = True) -> str:
+    """The last user message, lower-cased unless `lower` is False ("" without one)."""
+    request = next((m.content or "" for m in reversed(messages) if m.role == "user"), "")
+    return request.lower() if lower else request
 
 
 def _stem(word: str) -> str:

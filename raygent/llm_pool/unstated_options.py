@@ -38,42 +38,52 @@ _DATE_OR_TIME = re.compile(r"\d{1,4}[-/:.]\d{1,2}")
 _DIGITS = re.compile(r"\d+(?:\.\d+)?")
 
 
-def stated_somewhere(value: str, text: str) -> bool:
+class _Conversation:
+    """The conversation's lower-cased text and the first four letters of each of its words, read once
+    for all the values of a reply."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.stems = _stems(text, keep_common=True)
+
+
+def _stems(text: str, keep_common: bool = False) -> set[str]:
+    return {w[:4] for w in _WORD.findall(text.lower()) if keep_common or w not in _COMMON}
+
+
+def stated_somewhere(value: str, text: str | _Conversation) -> bool:
     """Whether a text value could come from the (lower-cased) conversation: found as `grounded`
     finds it, by a word's first four letters, or by a number in it."""
-    if grounded(value, text):
+    said = text if isinstance(text, _Conversation) else _Conversation(text)
+    if grounded(value, said.text) or _stems(value) & said.stems:
         return True
-    stems = {w[:4] for w in _WORD.findall(value.lower()) if w not in _COMMON}
-    words = {w[:4] for w in _WORD.findall(text)}
-    if stems & words:
-        return True
-    return any(re.search(rf"(?<![\d.]){re.escape(n)}(?![\d])", text) for n in _DIGITS.findall(value))
+    return any(re.search(rf"(?<![\d.]){re.escape(n)}(?![\d])", said.text) for n in _DIGITS.findall(value))
 
 
-def _made_up(name: str, value: Any, prop: Any, text: str) -> bool:
+def _made_up(value: Any, prop: Any, said: _Conversation) -> bool:
     return (isinstance(value, str) and len(value.strip()) >= 3 and not _DATE_OR_TIME.search(value)
             and isinstance(prop, dict) and _key(value) not in _schema_constants(prop)
-            and not stated_somewhere(value, text))
+            and not stated_somewhere(value, said))
 
 
-def _stated_items(value: Any, prop: Any, text: str) -> list[str] | None:
+def _stated_items(value: Any, prop: Any, said: _Conversation) -> list[str] | None:
     """The stated items of a list of texts some of whose items are made up; None to leave it."""
     if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value) and isinstance(prop, dict)):
         return None
     # an enum member by any of its words ("working hours" for `opening_hours`), other texts by all
     members = _schema_constants(prop)
-    stated = [v for v in value if _item_stated(v, text, any_word=_key(v) in members)]
+    stated = [v for v in value if _item_stated(v, said, any_word=_key(v) in members)]
     return stated if stated and len(stated) < len(value) else None
 
 
-def _item_stated(item: str, text: str, any_word: bool = False) -> bool:
+def _item_stated(item: str, said: _Conversation, any_word: bool = False) -> bool:
     """An item of a list is stated where the text holds it whole or every word of it (`any_word`: one
     word of it), each by its first four letters: "Fiction" is, "Reading Room" is not, for "...
     with English fiction section"."""
-    if item.strip().lower() in text:
+    if item.strip().lower() in said.text:
         return True
-    stems = {w[:4] for w in _WORD.findall(item.lower()) if w not in _COMMON}
-    found = stems & {w[:4] for w in _WORD.findall(text)}
+    stems = _stems(item)
+    found = stems & said.stems
     return bool(found) if any_word else bool(stems) and found == stems
 
 
@@ -81,7 +91,7 @@ def drop_unstated_options(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] |
                           messages: Sequence[Message]) -> tuple[list[ToolCall], list[str]]:
     """(calls without their made-up optional text arguments and list items, a note for each)."""
     specs = {t.name: t for t in tools or ()}
-    text = conversation_text(messages, ("system", "user", "tool", "assistant"))
+    said = _Conversation(conversation_text(messages, ("system", "user", "tool", "assistant")))
     out: list[ToolCall] = []
     notes: list[str] = []
     for call in calls:
@@ -89,12 +99,12 @@ def drop_unstated_options(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] |
         required = set(schema.get("required") or ())
         properties = schema.get("properties") or {}
         dropped = [name for name, value in call.arguments.items()
-                   if name not in required and _made_up(name, value, properties.get(name), text)]
+                   if name not in required and _made_up(value, properties.get(name), said)]
         arguments = {k: v for k, v in call.arguments.items() if k not in dropped}
         notes.extend(f"left {name}={call.arguments[name]!r} out of the call to {call.name!r}: an optional "
                      "value found nowhere in the conversation" for name in dropped)
         for name, value in arguments.items():
-            items = _stated_items(value, properties.get(name), text)
+            items = _stated_items(value, properties.get(name), said)
             if items is not None:
                 notes.append(f"kept {items!r} of {name}={value!r} in the call to {call.name!r}: the other items "
                              "appear nowhere in the conversation")
