@@ -582,7 +582,7 @@ class LlamaCppChatModel(ChatModel):
             for note in added + fractions + places + dates + signs:
                 log.debug("%s", note)
             if self.max_calls > 1 and len(calls) > 1:  # calls that differed only in a value now filled alike: one call
-                calls = list({c.name + _key(c.arguments): c for c in reversed(calls)}.values())[::-1]
+                calls = _one_of_each(calls)
         if self.max_calls > 1 and len(calls) > 1:  # send_email(to) then send_email(to, body): one call written twice
             calls, subsumed = drop_subsumed_calls(calls, messages)
             for why in subsumed:
@@ -603,7 +603,7 @@ class LlamaCppChatModel(ChatModel):
             return completion
         for note in notes:
             log.debug("%s", note)
-        calls = list({c.name + _key(c.arguments): c for c in reversed(calls)}.values())[::-1]  # now the same call
+        calls = _one_of_each(calls)  # calls that differed only in a dropped value
         return completion.model_copy(update={"tool_calls": calls})
 
     def decode_stats(self) -> dict[str, int]:
@@ -1051,6 +1051,11 @@ class _model_loading:
 
 def _raise_template_error(message: str) -> None:
     raise ValueError(f"chat template error: {message}")
+
+
+def _one_of_each(calls: Sequence[ToolCall]) -> list[ToolCall]:
+    """The calls with exact repeats (same tool, same arguments) dropped, each kept at its last place."""
+    return list({c.name + _key(c.arguments): c for c in reversed(calls)}.values())[::-1]
 
 
 def _draft_sources(messages: Sequence[Message], most: int = 6) -> list[str]:
