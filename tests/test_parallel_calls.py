@@ -68,3 +68,85 @@ def test_a_call_another_call_of_its_tool_holds_whole_is_dropped():
     assert drop_subsumed_calls(wires, listed) == (wires, [])
     other_tool = [ToolCall(name="a", arguments={"x": 1}), ToolCall(name="b", arguments={"x": 1, "y": 2})]
     assert drop_subsumed_calls(other_tool, [Message.user("x is 1, y is 2")]) == (other_tool, [])
+
+
+def _tool(name: str, **properties: dict) -> "ToolSpec":
+    from raygent.schema import ToolSpec
+
+    return ToolSpec(name=name, description=name, parameters={"type": "object", "properties": properties,
+                                                             "required": list(properties)})
+
+
+def test_the_items_of_a_list_the_reply_left_out_get_their_own_call():
+    from raygent.llm_pool.parallel_calls import complete_lists
+
+    search = _tool("search_cases", location={"type": "string"}, query={"type": "string"}, year={"type": "integer"})
+    ask = [Message.user("Find cases about 'Theft' from court records in 'New York' and from 'San Francisco', "
+                        "filed in 2021.")]
+    calls = [ToolCall(name="search_cases", arguments={"location": "New York", "query": "Theft", "year": 2021})]
+    out, notes = complete_lists(calls, [search], ask, max_calls=4)
+    assert [c.arguments for c in out] == [calls[0].arguments, {**calls[0].arguments, "location": "San Francisco"}]
+    assert len(notes) == 1 and "'San Francisco' after 'New York'" in notes[0]
+    # a name after a name, joined by "and ... in"; a state code stays with its city
+    weather = _tool("get_current_weather", location={"type": "string"})
+    ask = [Message.user("Could you tell me the weather in Boston, MA and also in San Francisco in fahr?")]
+    out, _ = complete_lists([ToolCall(name="get_current_weather", arguments={"location": "Boston, MA"})],
+                            [weather], ask, max_calls=4)
+    assert [c.arguments["location"] for c in out] == ["Boston, MA", "San Francisco"]
+    # a member of the parameter's enum after another; numbers after a number, up to max_calls
+    events = _tool("find_events", event_type={"type": "string", "enum": ["Music", "Theater"]}, city={"type": "string"})
+    ask = [Message.user("Find any music or theater events happening in San Diego, CA")]
+    out, _ = complete_lists([ToolCall(name="find_events", arguments={"event_type": "Music", "city": "San Diego, CA"})],
+                            [events], ask, max_calls=4)
+    assert [c.arguments["event_type"] for c in out] == ["Music", "Theater"]
+    loan = _tool("mortgage", loan_term={"type": "integer"}, amount={"type": "number"})
+    ask = [Message.user("The monthly payment on 400000 for loan terms of 15, 20 and 30 years?")]
+    out, _ = complete_lists([ToolCall(name="mortgage", arguments={"loan_term": 15, "amount": 400000})],
+                            [loan], ask, max_calls=2)
+    assert [c.arguments["loan_term"] for c in out] == [15, 20]
+
+
+def test_a_place_and_its_country_a_used_item_or_a_parameter_taking_several_add_nothing():
+    from raygent.llm_pool.parallel_calls import complete_lists
+
+    hotel = _tool("find_hotel", location={"type": "string"})
+    one = [ToolCall(name="find_hotel", arguments={"location": "Rome"})]
+    assert complete_lists(one, [hotel], [Message.user("Find hotels in Rome, Italy. I'm travelling alone.")], 4) == (one, [])
+    # the second item is already called, in its own words
+    two = [ToolCall(name="find_hotel", arguments={"location": "Paris"}),
+           ToolCall(name="find_hotel", arguments={"location": "Los Angeles"})]
+    assert complete_lists(two, [hotel], [Message.user("Hotels in Paris and Los Angeles, CA")], 4) == (two, [])
+    # a sentence that begins after the name is not another item; nor a number inside "$10,000"
+    assert complete_lists(one, [hotel], [Message.user("A hotel in Rome, and I'd like a pool")], 4) == (one, [])
+    interest = _tool("interest", years={"type": "integer"})
+    calls = [ToolCall(name="interest", arguments={"years": 10})]
+    assert complete_lists(calls, [interest], [Message.user("Interest on $10,000 at 5% for 10 years")], 4) == (calls, [])
+    # a parameter whose description takes a list keeps one call
+    cities = _tool("weather", location={"type": "string", "description": "comma-separated list of cities"})
+    calls = [ToolCall(name="weather", arguments={"location": "Paris"})]
+    assert complete_lists(calls, [cities], [Message.user("Weather in Paris and Rome")], 4) == (calls, [])
+
+
+def test_the_embedded_model_adds_the_listed_items_its_reply_left_out():
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+    from raygent.schema import Usage
+
+    weather = _tool("get_weather", city={"type": "string"})
+    raw = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Boston"}}\n</tool_call>'
+    ask = [Message.user("What is the weather in Boston and in Tokyo?")]
+    several = LlamaCppChatModel(max_calls=4)._finish(raw, "stop", Usage(), [weather], "auto", ask)
+    assert [c.arguments["city"] for c in several.tool_calls] == ["Boston", "Tokyo"]
+    assert len({c.id for c in several.tool_calls}) == 2
+    one = LlamaCppChatModel(max_calls=1)._finish(raw, "stop", Usage(), [weather], "auto", ask)
+    assert [c.arguments["city"] for c in one.tool_calls] == ["Boston"]  # one call allowed: nothing added
+
+
+def test_an_item_called_in_an_earlier_step_of_the_request_is_not_called_again():
+    from raygent.llm_pool.parallel_calls import complete_lists
+
+    weather = _tool("get_weather", city={"type": "string"})
+    tokyo = ToolCall(name="get_weather", arguments={"city": "Tokyo"})
+    history = [Message.user("What is the weather in Boston and in Tokyo?"), Message.assistant(tool_calls=[tokyo]),
+               Message(role="tool", name="get_weather", tool_call_id=tokyo.id, content="rain")]
+    boston = [ToolCall(name="get_weather", arguments={"city": "Boston"})]
+    assert complete_lists(boston, [weather], history, 4) == (boston, [])

@@ -30,7 +30,7 @@ from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
 from raygent.llm_pool.hemispheres import signed_coordinates
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
 from raygent.llm_pool.next_call import MADE_UP, brings_user_value, carries_text, misfit_values, next_call_fault
-from raygent.llm_pool.parallel_calls import complete_grids, drop_subsumed_calls
+from raygent.llm_pool.parallel_calls import complete_grids, complete_lists, drop_subsumed_calls
 from raygent.llm_pool.percentages import rates_as_fractions
 from raygent.llm_pool.place_names import format_places
 from raygent.llm_pool.prompt_lookup import PromptLookup
@@ -572,6 +572,10 @@ class LlamaCppChatModel(ChatModel):
             calls, dropped = keep_grounded_calls(calls, messages, {t.name: t.parameters for t in tools or ()})
             calls, completed = complete_grids(calls, messages, self.max_calls)  # Lakers and Bulls x 2018 and 2020
             for why in dropped + completed:
+                log.debug("%s", why)
+        if self.max_calls > 1 and calls:  # "in 'New York' and from 'San Francisco'": the call for each item
+            calls, listed = complete_lists(calls, tools, messages, self.max_calls)
+            for why in listed:
                 log.debug("%s", why)
         if self.fill_options and calls:  # "in Celsius" -> unit="celsius", left out by the small model
             calls, added = fill_stated_options(calls, tools, messages)
