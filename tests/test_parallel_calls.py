@@ -111,7 +111,8 @@ def test_a_place_and_its_country_a_used_item_or_a_parameter_taking_several_add_n
 
     hotel = _tool("find_hotel", location={"type": "string"})
     one = [ToolCall(name="find_hotel", arguments={"location": "Rome"})]
-    assert complete_lists(one, [hotel], [Message.user("Find hotels in Rome, Italy. I'm travelling alone.")], 4) == (one, [])
+    alone = [Message.user("Find hotels in Rome, Italy. I'm travelling alone.")]
+    assert complete_lists(one, [hotel], alone, 4) == (one, [])
     # the second item is already called, in its own words
     two = [ToolCall(name="find_hotel", arguments={"location": "Paris"}),
            ToolCall(name="find_hotel", arguments={"location": "Los Angeles"})]
@@ -150,3 +151,21 @@ def test_an_item_called_in_an_earlier_step_of_the_request_is_not_called_again():
                Message(role="tool", name="get_weather", tool_call_id=tokyo.id, content="rain")]
     boston = [ToolCall(name="get_weather", arguments={"city": "Boston"})]
     assert complete_lists(boston, [weather], history, 4) == (boston, [])
+
+
+def test_a_call_whose_one_differing_text_is_a_piece_of_another_s_is_dropped():
+    from raygent.llm_pool.parallel_calls import drop_fragment_calls
+
+    def run(command: str) -> ToolCall:
+        return ToolCall(name="cmd_controller.execute", arguments={"command": command})
+
+    ask = [Message.user("start Docker on window using docker start.")]
+    calls = [run("start"), run("docker start"), run("docker")]
+    kept, notes = drop_fragment_calls(calls, ask)
+    assert kept == [calls[1]] and len(notes) == 2 and "a piece of the call" in notes[0]
+    # listed as an item of its own; or differing in more than the one text: both stay
+    pizza = [ToolCall(name="search", arguments={"q": "pizza"}), ToolCall(name="search", arguments={"q": "pizza hut"})]
+    assert drop_fragment_calls(pizza, [Message.user("search for pizza and pizza hut")]) == (pizza, [])
+    two = [ToolCall(name="route", arguments={"to": "San Jose", "avoid": "tolls"}),
+           ToolCall(name="route", arguments={"to": "San Jose airport", "avoid": "highways"})]
+    assert drop_fragment_calls(two, [Message.user("routes")]) == (two, [])

@@ -162,3 +162,16 @@ def test_a_language_code_is_stated_by_the_language_s_name():
     assert calls[0].arguments["language"] == "es-ES"
     both = [Message.user("Say it in Spanish and in Chinese")]  # two languages: which one is not known
     assert "language" not in fill_stated_options([call], [speech], both)[0][0].arguments
+
+
+def test_a_short_member_is_stated_by_the_word_the_description_spells_it_out_with():
+    listing = ToolSpec(name="list_directory_contents", description="List a directory", parameters={
+        "type": "object", "required": ["dir_path"],
+        "properties": {"dir_path": {"type": "string"},
+                       "sort_order": {"type": "string", "enum": ["asc", "desc"], "default": "asc",
+                                      "description": "Ascending or descending by name."}}})
+    call = ToolCall(name="list_directory_contents", arguments={"dir_path": "/out/programs"})
+    ask = [Message.user("list the files in '/out/programs', in descending order by name")]
+    assert fill_stated_options([call], [listing], ask)[0][0].arguments["sort_order"] == "desc"
+    # the word must be the description's too: "ascii" states no order
+    assert "sort_order" not in fill_stated_options([call], [listing], [Message.user("list it as ascii")])[0][0].arguments

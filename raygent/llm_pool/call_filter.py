@@ -219,7 +219,7 @@ def found_whole(value: Any, text: str) -> bool:
 #: words of tool names that say nothing about what the tool is for
 _GENERIC_NAME_WORDS = frozenset("get set find calc calculate compute fetch search info api list create update "
                                 "delete the for and with from data details detail query lookup retrieve check "
-                                "run make new".split())
+                                "run make new all by".split())
 
 
 def identifier_words(name: str) -> list[str]:

@@ -106,7 +106,7 @@ def entry_format(entry: Mapping[str, Any]) -> str | None:
 #: LlamaCppChatModel keyword arguments a config entry may set directly
 LLAMA_KEYS = ("n_ctx", "n_threads", "grammar", "few_shot", "n_batch", "verbose", "n_gpu_layers", "chat_format",
               "lora", "lora_scale", "merge_lora", "parallel", "session_cache", "answer_invented", "continue_chains",
-              "next_call_bias", "fill_options", "call_described", "stop_repeated_calls")
+              "next_call_bias", "fill_options", "call_described", "stop_repeated_calls", "continue_left_parts")
 
 
 def llama_cpp_spec(entry: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:

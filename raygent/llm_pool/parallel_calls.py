@@ -121,6 +121,39 @@ def drop_subsumed_calls(calls: Sequence[ToolCall], messages: Sequence[Message]) 
     return out, notes
 
 
+def drop_fragment_calls(calls: Sequence[ToolCall], messages: Sequence[Message]) -> tuple[list[ToolCall], list[str]]:
+    """(calls without those whose one differing text is a fragment of another call's, one note per
+    call dropped).
+
+    "start Docker on window using docker start" gets `execute("start")`, `execute("docker start")`
+    and `execute("docker")` from the 0.5B: one command written whole and in pieces. Where calls of
+    one tool take the same parameters and differ in one text only, a call whose text's words all
+    stand in the other's longer text is dropped, unless the request lists it as an item of its own
+    ("pizza and pizza hut"). None of BFCL's answer sets holds such a pair."""
+    request = latest_request(messages)
+    out, notes = [], []
+    for call in calls:
+        whole = next((other for other in calls if _fragment_of(call, other) and not _in_a_list(
+            next(v for k, v in call.arguments.items() if other.arguments[k] != v), request)), None)
+        if whole is not None:
+            notes.append(f"dropped {call.name}({json.dumps(call.arguments)}): a piece of the call "
+                         f"{json.dumps(whole.arguments)}")
+            continue
+        out.append(call)
+    return out, notes
+
+
+def _fragment_of(call: ToolCall, other: ToolCall) -> bool:
+    if call is other or call.name != other.name or call.arguments.keys() != other.arguments.keys():
+        return False
+    differing = [k for k, v in call.arguments.items() if other.arguments[k] != v]
+    if len(differing) != 1 or not all(isinstance(c.arguments[differing[0]], str) for c in (call, other)):
+        return False
+    piece = re.findall(r"\w+", call.arguments[differing[0]].lower())
+    whole = re.findall(r"\w+", other.arguments[differing[0]].lower())
+    return bool(piece) and len(piece) < len(whole) and all(w in whole for w in piece)
+
+
 def _in_a_list(value: Any, request: str) -> bool:
     """Whether the (lower-cased) request writes `value` next to another item of a list ("copper and
     aluminum", "'civil' and 'criminal'")."""
@@ -148,28 +181,30 @@ _NAME = re.compile(_NAME_WORD + r"(?:\s+(?:of\s+|de\s+)?(?:" + _NAME_WORD + r"|\
 _QUALIFIER = re.compile(r",\s*" + _NAME_WORD + r"(?:\s+" + _NAME_WORD + r")*")
 _QUOTED = re.compile(r"['\"‘“]([^'\"’”\n]{1,60})['\"’”]")
 _LISTED_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?![\w.])")
-#: capitalised words that begin a sentence or a request, not a name in a list
-_NOT_NAMES = frozenset("I I'm I've I'd Can Could Would Will Please Find What Where When Who How Is Are Do Does "
-                       "Get Give Tell Show List Also Then The A An And Or In On For My Me It This That "
-                       "Additionally Lastly Finally First Second Third Next After Help Let Make Search Check "
-                       "Book".split())
+#: capitalised words that open a sentence or a request rather than name something
+SENTENCE_OPENERS = frozenset("I I'm I've I'd Can Could Would Will Please Find What Where When Who How Is Are Do Does "
+                             "Get Give Tell Show List Calculate Also Then Next After Afterwards First Second Third "
+                             "Fourth Lastly Finally Additionally Furthermore Moreover Hi Hello Thanks Thank The A An "
+                             "And Or In On For My Me It This That Help Let Lets Let's Make Search Check "
+                             "Book".split())
 #: a parameter that takes several items in one value ("a comma-separated list of cities")
 _TAKES_SEVERAL = re.compile(r"comma|separated|list of|multiple|one or more|several", re.IGNORECASE)
 
 
-def _plain(value: Any) -> str:
+def plain_text(value: Any) -> str:
+    """A value's words, lower-cased, one space between them: how items and call values are compared."""
     return re.sub(r"[\W_]+", " ", str(value).lower()).strip()
 
 
 def _used(item: str, calls: Sequence[ToolCall]) -> bool:
     """Whether some call's value is the item or holds it whole, or the item holds the value
     ("Los Angeles, CA" for a call's "Los Angeles")."""
-    item = _plain(item)
+    item = plain_text(item)
     for call in calls:
         for value in _leaves(call.arguments):
             if isinstance(value, bool) or value is None:
                 continue
-            value = _plain(value)
+            value = plain_text(value)
             if item == value or any(len(a) >= 3 and re.search(rf"(?<!\w){re.escape(a)}(?!\w)", b)
                                     for a, b in ((item, value), (value, item))):
                 return True
@@ -217,7 +252,8 @@ def _next_item(request: str, end: int, kind: str, schema: dict[str, Any]) -> tup
         match = _LISTED_NUMBER.match(rest)
         return (match.group(), at + match.end()) if match else None
     match = _NAME.match(rest)
-    if match is None or match.group().split()[0] in _NOT_NAMES or re.sub(r"['’]s$", "", match.group().split()[0]) in _NOT_NAMES:
+    first = match.group().split()[0] if match else ""
+    if match is None or first in SENTENCE_OPENERS or re.sub(r"['’]s$", "", first) in SENTENCE_OPENERS:
         return None
     return re.sub(r"['’]s$", "", match.group().rstrip(".'’")), at + match.end()
 
@@ -259,7 +295,7 @@ def complete_lists(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | None, 
                 end = qualifier.end()
             while len(out) < max_calls and (item := _next_item(request, end, kind, schema)) is not None:
                 text, end = item
-                if _plain(text) == _plain(value) or _used(text, [*earlier, *out]):
+                if plain_text(text) == plain_text(value) or _used(text, [*earlier, *out]):
                     continue
                 new_value: Any = text
                 if kind == "number":

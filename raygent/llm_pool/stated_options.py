@@ -11,7 +11,9 @@ the user's request names its value unambiguously:
   the request as a whole word ("celsius", "female", "ongoing"; "trial date" for `trial_date`), a
   member inside another stated one not counted ("comedy-drama" states neither "comedy" nor "drama");
   or, where none does, exactly one language code whose language the request names ("in Spanish"
-  for `es-ES`);
+  for `es-ES`), or a short member the request writes out in full as the parameter's description
+  does ("descending" for `desc` where the description says "Ascending or descending"; over the
+  answer calls with each option taken out, 4 more right values, no wrong one);
 - a boolean parameter, set to true, when every telling word of its name appears in the request
   (matched on five letters: "detailed" for `detail`, "aligned" for `aligned`, "tolls" for
   `avoid_tolls`), and no "no", "not", "without", "don't" or "exclude" comes just before; or when
@@ -155,12 +157,16 @@ _LANGUAGES = {"en": "english", "es": "spanish", "fr": "french", "de": "german", 
 _LANGUAGE_CODE = re.compile(r"([a-z]{2})(?:[-_][A-Za-z]{2,4})?")
 
 
-def _stated_member(enum: Sequence[Any], request: str) -> str | None:
+def _stated_member(enum: Sequence[Any], request: str, description: str = "") -> str | None:
     hits = [e for e in enum if isinstance(e, str) and len(e) >= 3
             and re.search(rf"(?<!\w){re.escape(e.lower().replace('_', ' '))}(?!\w)", request.replace("_", " "))]
     if not hits:  # language codes, by the language's name: "in Spanish" for `es-ES`
         hits = [e for e in enum if isinstance(e, str) and (m := _LANGUAGE_CODE.fullmatch(e))
                 and m.group(1) in _LANGUAGES and re.search(rf"\b{_LANGUAGES[m.group(1)]}\b", request)]
+    if not hits and description:  # a short form the description spells out: "desc" for "descending"
+        words = set(_TOKEN.findall(request)) & set(_TOKEN.findall(description.lower()))
+        hits = [e for e in enum if isinstance(e, str) and len(e) >= 3 and e.isalpha()
+                and any(w.startswith(e.lower()) and len(w) > len(e) + 1 for w in words)]
     # "comedy-drama" states that member, not also "comedy" and "drama"
     hits = [e for e in hits if not any(e.lower() != h.lower() and e.lower() in h.lower() for h in hits)]
     return hits[0] if len(hits) == 1 else None
@@ -309,7 +315,8 @@ def fill_stated_options(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | N
             if name in call.arguments or name in required or not isinstance(prop, dict):
                 continue
             if prop.get("enum") and prop.get("type", "string") == "string":
-                member = next((m for t in texts if (m := _stated_member(prop["enum"], t)) is not None), None)
+                member = next((m for t in texts if (m := _stated_member(prop["enum"], t, str(prop.get("description") or "")))
+                               is not None), None)
                 if member is not None:
                     added[name] = member
             elif prop.get("type") == "boolean" and _stated_flag(name, request, str(prop.get("description") or "")):
