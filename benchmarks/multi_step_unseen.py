@@ -574,6 +574,7 @@ def main() -> None:
                         help="default | plain | MODEL[+ADAPTER]; repeat for several (the baseline of the ratios is "
                              "plain when run, else the first); default: default, plain")
     parser.add_argument("--limit", type=int, default=None, help="run only the first N cases")
+    parser.add_argument("--cases", default=None, help="run only these cases, by index: '21,23,28'")
     parser.add_argument("--tools", default=str(OFFERED), help=f"tools offered per case: a number (default "
                                                               f"{OFFERED}) or 'all' ({len(TOOL_NAMES)})")
     parser.add_argument("--hint", action="store_true",
@@ -585,6 +586,9 @@ def main() -> None:
     n_tools = None if args.tools == "all" else int(args.tools)
     options = parse_options(args.set)
     cases = list(enumerate(CASES))[:args.limit]
+    if args.cases:
+        chosen = {int(i) for i in args.cases.split(",")}
+        cases = [(i, c) for i, c in cases if i in chosen]
     print(f"machine: {platform.machine()}; models: {', '.join(models)}; cases: {len(cases)} "
           f"({sum(len(c.steps) == 2 for _, c in cases)} two-step); tools offered: {args.tools}; "
           f"options: {options or 'defaults'}{'; plan hinted in each request' if args.hint else ''}", flush=True)

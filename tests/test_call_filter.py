@@ -292,3 +292,22 @@ def test_an_identifier_found_nowhere_makes_the_call_invented_even_where_other_va
     returned = [*ask, Message(role="tool", tool_call_id="c1", name="search_cases", content='{"ids": ["A7781"]}')]
     assert not invented_call(_call("case_info.get", case_id="A7781", case_year="2020"), cases, returned)
     assert not invented_call(_call("case_info.get", case_id="7", case_year="2020"), cases, ask)
+
+
+def test_a_key_passed_as_another_kind_s_key_than_the_request_says_is_dropped():
+    """`customer_profile(customer_id="B-5190")` beside `lookup_order(order_id="B-5190")` for "order
+    B-5190": the order id under the customer id's name, a step written before the result it needs;
+    the agent makes it once the order's customer_id is in."""
+    messages = [Message.user("Email the customer who placed order B-5190 that it has shipped.")]
+    calls = [_call("lookup_order", order_id="B-5190"), _call("customer_profile", customer_id="B-5190")]
+    kept, dropped = keep_grounded_calls(calls, messages)
+    assert kept == calls[:1]
+    assert dropped == ["dropped the call to 'customer_profile': the request's order B-5190 is no customer_id"]
+    # whichever call comes first: the one whose key the request's word names is kept
+    employee = [Message.user("Book a meeting about hiring with the manager of employee E-233.")]
+    tries = [_call("track_package", tracking_no="E-233"), _call("customer_profile", customer_id="E-233"),
+             _call("get_employee", employee_id="E-233")]
+    assert keep_grounded_calls(tries, employee)[0] == tries[2:]
+    # the same value under the same name, or under names that are no keys ("Boston" twice), stays
+    both = [_call("get_weather", location="Boston"), _call("get_time", city="Boston")]
+    assert keep_grounded_calls(both, [Message.user("the weather and the time in Boston")])[0] == both

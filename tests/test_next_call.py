@@ -169,3 +169,79 @@ def test_a_returned_text_is_carried_text_a_returned_number_is_not():
     address = _turn("使用地址识别模型，从下面的地址中找到省市区等元素，地址：浙江杭州市江干区九堡镇三村村一区",
                     ("address_parse", {"address": "浙江杭州市江干区九堡镇三村村一区"}, {"province": "浙江省", "adcode": "330104"}))
     assert not carries_text(_call("calculator", expression="330104"), address, None)
+
+
+def test_a_parameter_named_like_a_field_of_the_turn_s_results_takes_that_field_s_value():
+    from raygent.llm_pool.next_call import carry_result_fields
+
+    messages = _turn("Email the customer who placed order B-5190 that it has shipped.",
+                     ("lookup_order", {"order_id": "B-5190"}, {"order_id": "B-5190", "customer_id": "C-145",
+                                                               "sku": "SKU-9014"}))
+    calls, notes = carry_result_fields([_call("customer_profile", customer_id="B-5190")], messages)
+    assert calls[0].arguments == {"customer_id": "C-145"}
+    assert notes == ["customer_profile: customer_id='B-5190' -> 'C-145', the result's customer_id"]
+    # a field that echoes the earlier call's own argument: "order B-5190, then order A-1" stays
+    again = [_call("lookup_order", order_id="A-1")]
+    assert carry_result_fields(again, messages) == (again, [])
+    # a value a tool returned is the model's choice; before any result, nothing changes
+    returned = [_call("sku_details", sku="SKU-9014", customer_id="C-145")]
+    assert carry_result_fields(returned, messages) == (returned, [])
+    first = [_call("customer_profile", customer_id="B-5190")]
+    assert carry_result_fields(first, messages[:1]) == (first, [])
+
+
+E104 = {"name": "Aiko Tanaka", "manager_id": "E-020", "email": "aiko.tanaka@corp.example"}
+E020 = {"name": "Daniel Okafor", "manager_id": "E-001", "email": "daniel.okafor@corp.example"}
+
+
+def test_going_on_with_the_record_in_hand_where_the_request_names_its_reference_is_a_fault():
+    """"Email the manager of employee E-104": after the employee's record, mailing the employee's
+    own address goes on with the wrong record; the lookup the words point to is the manager's."""
+    from raygent.llm_pool.next_call import OTHER_RECORD, follow_reference
+
+    messages = _turn("Send an email to the manager of employee E-104 about the expense report.",
+                     ("get_employee", {"employee_id": "E-104"}, E104))
+    own = _call("mail_message", to="aiko.tanaka@corp.example", subject="Expense report")
+    assert OTHER_RECORD in next_call_fault(own, messages, MAIL)
+    assert next_call_fault(_call("get_employee", employee_id="E-020"), messages, None) is None
+    follow = follow_reference(messages)
+    assert (follow.name, follow.arguments) == ("get_employee", {"employee_id": "E-020"})
+    # once followed, the manager's record names the manager's manager: not followed again
+    messages = _turn("Send an email to the manager of employee E-104 about the expense report.",
+                     ("get_employee", {"employee_id": "E-104"}, E104), ("get_employee", {"employee_id": "E-020"}, E020))
+    assert follow_reference(messages) is None
+    assert next_call_fault(_call("mail_message", to="daniel.okafor@corp.example", subject="Expense report"),
+                           messages, MAIL) is None
+    # a request that does not name the reference ("email employee E-104") mails the employee
+    plain = _turn("Email employee E-104 about the expense report.", ("get_employee", {"employee_id": "E-104"}, E104))
+    assert next_call_fault(own, plain, MAIL) is None and follow_reference(plain) is None
+
+
+def test_after_a_followed_reference_the_latest_record_s_field_replaces_the_first_one_s():
+    from raygent.llm_pool.next_call import carry_result_fields
+
+    messages = _turn("Book a meeting about hiring with the manager of employee E-104.",
+                     ("get_employee", {"employee_id": "E-104"}, E104), ("get_employee", {"employee_id": "E-020"}, E020))
+    meeting = [_call("schedule_meeting", attendee_email="aiko.tanaka@corp.example", topic="Hiring")]
+    calls, notes = carry_result_fields(meeting, messages)
+    assert calls[0].arguments["attendee_email"] == "daniel.okafor@corp.example" and len(notes) == 1
+    # records of different tools: nothing replaced
+    other = _turn("Meet the customer of order A-1.", ("lookup_order", {"order_id": "A-1"}, {"email": "a@x.org"}),
+                  ("customer_profile", {"customer_id": "C-1"}, {"email": "b@x.org"}))
+    keep = [_call("schedule_meeting", attendee_email="a@x.org", topic="x")]
+    assert carry_result_fields(keep, other) == (keep, [])
+
+
+def test_a_returned_value_handed_to_a_tool_of_another_kind_is_a_fault():
+    from raygent.llm_pool.next_call import OTHER_KIND, other_tools_value
+    from raygent.schema import ToolSpec
+
+    tools = [ToolSpec(name=n, parameters={"type": "object"}) for n in ("lookup_order", "airport_info", "city_forecast")]
+    messages = _turn("Check flight RG318, find out which city it arrives in, and the forecast there.",
+                     ("flight_status", {"flight_no": "RG318"}, {"flight_no": "RG318", "arrival_airport": "KIX"}))
+    why = other_tools_value(_call("lookup_order", order_id="KIX"), messages, tools)
+    assert OTHER_KIND in why and "airport_info" in why
+    assert other_tools_value(_call("airport_info", code="KIX"), messages, tools) is None
+    # a field named like the parameter, or no offered tool of the field's kind: no fault
+    assert other_tools_value(_call("lookup_order", flight_no="RG318"), messages, tools) is None
+    assert other_tools_value(_call("lookup_order", order_id="KIX"), messages, tools[:1]) is None

@@ -134,12 +134,11 @@ def keep_grounded_calls(calls: Sequence[ToolCall], messages: Sequence[Message],
         return list(calls), []
     text = conversation_text(messages)
     kept: list[ToolCall] = []
-    dropped: list[str] = []
     schemas = parameters or {}
     # a first call with nothing but made-up values (`city_forecast("Paris")`, its schema's example,
     # or `next_flight("AMS", "MAD")`) before a call whose values are all in the conversation: the
     # later calls are the reply
-    calls = list(calls)
+    calls, dropped = _with_labelled_ids(calls, messages)
     while len(calls) > 1 and _all_made_up(calls[0], schemas.get(calls[0].name), text) and any(
             all(grounded(v, text) for v in user_values(c, schemas.get(c.name))) for c in calls[1:]):
         dropped.append(f"dropped a first call to {calls[0].name!r}: none of its values appear in the conversation")
@@ -157,6 +156,41 @@ def keep_grounded_calls(calls: Sequence[ToolCall], messages: Sequence[Message],
         seen.add(key)
         kept.append(call)
     return kept, dropped
+
+
+def _with_labelled_ids(calls: Sequence[ToolCall], messages: Sequence[Message]) -> tuple[list[ToolCall], list[str]]:
+    """(calls without those that pass a key the request labels as another kind's, one reason each).
+
+    "Email the customer who placed order B-5190": the 0.5B writes `lookup_order(order_id="B-5190")`
+    and `customer_profile(customer_id="B-5190")` in one reply, a step that needs the order's
+    customer_id written before the order is looked up; "the manager of employee E-233" gets
+    `track_package(tracking_no="E-233")`, `customer_profile(customer_id="E-233")` and
+    `get_employee(employee_id="E-233")`. Where calls of one reply pass the same value under key
+    parameters of different names (`order_id`, `customer_id`), and the word the request writes just
+    before the value ("order", "employee") is a word of some of those names, the others are
+    dropped. None of BFCL's answer sets passes one value under two key parameters' names."""
+    request = next((m.content or "" for m in reversed(messages) if m.role == "user"), "").lower()
+    by_value: dict[str, list[tuple[int, str]]] = {}
+    for i, call in enumerate(calls):
+        for name, value in call.arguments.items():
+            if _REFERENCE.search(name) and isinstance(value, (str, int)) and not isinstance(value, bool):
+                by_value.setdefault(_key(value), []).append((i, name))
+    wrong: dict[int, str] = {}
+    for value, uses in by_value.items():
+        if len({name for _, name in uses}) < 2:
+            continue
+        written = re.escape(str(json.loads(value)).lower())
+        label = re.search(rf"(\w+)\W+(?:(?:no|number|id|#)\W+)?{written}(?!\w)", request)
+        if label is None:
+            continue
+        word = label.group(1)[:5]
+        fits = {i for i, name in uses if any(w[:5] == word for w in identifier_words(_REFERENCE.sub("", name)))}
+        if fits:
+            for i, name in uses:
+                if i not in fits:
+                    wrong[i] = (f"dropped the call to {calls[i].name!r}: the request's {label.group(1)} "
+                                f"{json.loads(value)} is no {name}")
+    return [c for i, c in enumerate(calls) if i not in wrong], list(wrong.values())
 
 
 def _all_made_up(call: ToolCall, parameters: Any, text: str) -> bool:
@@ -216,8 +250,10 @@ def found_whole(value: Any, text: str) -> bool:
     return bool(s) and s in text
 
 
+#: a parameter that names a thing by its key: `order_id`, `customerId`, `tracking_no`, `zip_code`
+_REFERENCE = re.compile(r"(?:_id|Id|ID|_no|_number|_num|_code)$")
 #: words of tool names that say nothing about what the tool is for
-_GENERIC_NAME_WORDS = frozenset("get set find calc calculate compute fetch search info api list create update "
+GENERIC_NAME_WORDS = frozenset("get set find calc calculate compute fetch search info api list create update "
                                 "delete the for and with from data details detail query lookup retrieve check "
                                 "run make new all by".split())
 
@@ -232,7 +268,7 @@ def named_in(tool_name: str, text: str) -> bool:
     """Whether the (lower-cased) text names the tool: a word of its name other than generic verbs
     (`get`, `calculate`), matched on its first five letters so that "weigh" names
     `weight_in_space` and "convert" `unit_conversion`."""
-    stems = {w[:5] for w in identifier_words(tool_name) if len(w) >= 3 and w not in _GENERIC_NAME_WORDS}
+    stems = {w[:5] for w in identifier_words(tool_name) if len(w) >= 3 and w not in GENERIC_NAME_WORDS}
     return any(token.startswith(stem) for token in set(_WORD.findall(text)) for stem in stems)
 
 

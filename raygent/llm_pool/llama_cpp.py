@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -21,16 +22,19 @@ from typing import Any
 
 from raygent.llm_pool.base import ChatModel, as_params
 from raygent.llm_pool.call_draft import CallDrafter
-from raygent.llm_pool.call_filter import _CJK, _key, invented_call, keep_grounded_calls
+from raygent.llm_pool.call_filter import (_CJK, GENERIC_NAME_WORDS, _key, identifier_words, invented_call,
+                                         keep_grounded_calls)
 from raygent.llm_pool.date_formats import format_dates
-from raygent.llm_pool.described_calls import described_tools
+from raygent.llm_pool.described_calls import described_tools, keyed_tools
 from raygent.llm_pool.embedded import (AUTO_ADAPTER, DEFAULT_MODEL, EMBEDDED_ADAPTERS, EMBEDDED_MODELS,
                                        choose_adapter, resolve_adapter_path, resolve_model_path)
 from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
 from raygent.llm_pool.hemispheres import signed_coordinates
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
-from raygent.llm_pool.next_call import MADE_UP, brings_user_value, carries_text, misfit_values, next_call_fault
+from raygent.llm_pool.next_call import (MADE_UP, OTHER_KIND, OTHER_RECORD, REPEATED, brings_user_value, carries_text,
+                                        carry_result_fields, follow_reference, misfit_values, next_call_fault,
+                                        other_tools_value)
 from raygent.llm_pool.parallel_calls import complete_grids, complete_lists, drop_fragment_calls, drop_subsumed_calls
 from raygent.llm_pool.request_coverage import answers_a_left_part, left_parts
 from raygent.llm_pool.percentages import rates_as_fractions
@@ -196,8 +200,9 @@ class LlamaCppChatModel(ChatModel):
         turn took 0.57 s against 1.02 s (docs/benchmarks.md, session 29). False: prompt n-grams only.
     call_described: where a reply to the user is text that writes a code-like parameter name of
         an offered tool ("classified under the 'atm_finder_start' intent", a snippet passing
-        `fabricName`), ask once more for one call and make it, unless its values are made up
-        (`described_calls.py`); the text reply stands otherwise. Only in `chat`: a streamed text
+        `fabricName`), or to a request holding a key shaped like a parameter's example key ("order
+        A-1042" for "e.g. Z-9001"), ask once more for one call and make it, unless its values are
+        made up (`described_calls.py`); the text reply stands otherwise. Only in `chat`: a streamed text
         reply has reached the user by then. False: text replies as the model wrote them.
     stop_repeated_calls: end a reply (greedy or sampled through the batch engine, a call grammar in
         force) at a call that repeats an earlier one word for word: the 0.5B fills the slots left
@@ -582,7 +587,9 @@ class LlamaCppChatModel(ChatModel):
             return Completion(text=raw.strip(), usage=usage, finish_reason="length" if finish == "length" else "stop",
                               model=self.model_name, raw=raw)
         parsed = self.format.parse(raw, list(tools) if tools else None)
-        calls = parsed.tool_calls
+        calls, carried = carry_result_fields(parsed.tool_calls, messages)  # the order's customer_id, not its id
+        for why in carried:
+            log.debug("%s", why)
         if self.max_calls > 1 and len(calls) > 1:  # repeats and copied exemplars filling the extra slots
             calls, dropped = keep_grounded_calls(calls, messages, {t.name: t.parameters for t in tools or ()})
             calls, completed = complete_grids(calls, messages, self.max_calls)  # Lakers and Bulls x 2018 and 2020
@@ -736,7 +743,7 @@ class LlamaCppChatModel(ChatModel):
         if not (self.call_described and self.use_grammar and p.tool_choice == "auto" and messages
                 and messages[-1].role == "user"):
             return completion
-        described = described_tools(completion.text, tools)
+        described = described_tools(completion.text, tools) or keyed_tools(messages[-1].content or "", tools)
         if not described:
             return completion
         required = p.model_copy(update={"tool_choice": "required"})
@@ -792,19 +799,24 @@ class LlamaCppChatModel(ChatModel):
         specs = {t.name: t for t in tools}
         required = p.model_copy(update={"tool_choice": "required"})
         spent, barred = Usage(), frozenset()
-        for _ in range(2):
+        for _ in range(3):
             probe = await self._chat(messages, tools, required, one_call=barred or True)
             spent = spent + probe.usage
             why, call = "no call", (probe.tool_calls or [None])[0]
             if call is not None:
                 spec = specs.get(call.name)
-                why = "an unknown tool" if spec is None else next_call_fault(call, messages, spec.parameters)
+                why = "an unknown tool" if spec is None else (next_call_fault(call, messages, spec.parameters)
+                                                               or other_tools_value(call, messages, tools))
                 # the embedder judges the fit, except where the call also takes a value of the user's
                 # own that no call used yet, or where it cannot read the request (Chinese) and the
                 # call carries a text a tool returned (a ticker, a city; a bare number such as an
                 # address's area code 330104 handed to the calculator still needs the fit)
+                # nor where the request's own words name the tool and the call carries a text a
+                # tool returned ("Email the supplier ...": `mail_message` to the supplier's address,
+                # which the embedder scored 0.09)
                 if why is None and not (brings_user_value(call, messages, spec.parameters) or (
-                        _CJK.search(request) and carries_text(call, messages, spec.parameters))):
+                        (_CJK.search(request) or _words_name(call.name, request))
+                        and carries_text(call, messages, spec.parameters))):
                     fit = await asyncio.to_thread(self._relevance.score, request, [spec])
                     if fit is None or fit < CHAIN_FIT:
                         why = f"the request fits {call.name} too little ({'no embedder' if fit is None else f'{fit:.2f}'})"
@@ -812,10 +824,17 @@ class LlamaCppChatModel(ChatModel):
                 log.debug("going on with %s: a next step of the request", call.name)
                 return probe.model_copy(update={"usage": spent})
             log.debug("not going on with %s: %s", call and call.name, why)
+            if call is not None and OTHER_RECORD in why and (follow := follow_reference(messages)) is not None:
+                # the model goes on with the record in hand; the request's words point to another
+                log.debug("going on with %s%s: the reference the request names", follow.name, follow.arguments)
+                return probe.model_copy(update={"tool_calls": [follow], "usage": spent})
             # a made-up value: the model went for the last tool of a chain without the value an
             # earlier step would give (`city_forecast("Paris")` before the customer's profile);
             # asked once more with that tool barred from the grammar (same prompt, cached)
-            if call is None or MADE_UP not in why or len(barred) + 1 >= len(specs):
+            # a value of the wrong kind (`supplier_id="C-311"`, a customer id) is a wrong tool too
+            wrong_tool = any(m in why for m in (MADE_UP, OTHER_RECORD, OTHER_KIND, REPEATED)) or (
+                call is not None and call.name in specs and misfit_values(call, specs[call.name].parameters))
+            if call is None or not wrong_tool or len(barred) + 1 >= len(specs):
                 break
             barred = barred | {call.name}
         return probe.model_copy(update={"tool_calls": [], "text": "", "finish_reason": "stop", "usage": spent})
@@ -1106,6 +1125,13 @@ class _model_loading:
 
 def _raise_template_error(message: str) -> None:
     raise ValueError(f"chat template error: {message}")
+
+
+def _words_name(tool: str, request: str) -> bool:
+    """Whether a word of the request holds a word of the tool's name (four letters or more, not a
+    generic verb): "Email" holds `mail_message`'s "mail"."""
+    words = [w for w in identifier_words(tool) if len(w) >= 4 and w not in GENERIC_NAME_WORDS]
+    return any(w in token for token in re.findall(r"[a-z]+", request.lower()) for w in words)
 
 
 def _one_of_each(calls: Sequence[ToolCall]) -> list[ToolCall]:

@@ -28,6 +28,7 @@ carries a text a tool returned (`carries_text`; a bare number does not count).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -153,12 +154,106 @@ def _self_chain_without_user_number(values: Sequence[Any], latest: str, user_tex
     return False
 
 
+#: what `next_call_fault` says of a call made already this turn
+REPEATED = "it repeats a call already made"
+#: a result's field that names another thing by its key: `manager_id`, `supplierId`, `tracking_no`
+_REFERENCE_FIELD = re.compile(r"^(.+?)[_ ]?(?:id|no|number|code)$", re.IGNORECASE)
+#: what `next_call_fault` says of a call that goes on with the wrong record (the chat model asks again
+#: with that tool barred where it sees it)
+OTHER_RECORD = "is the value to go on with"
+
+
+def _pointer(turn: Sequence[Message], request: str, used: set[str]) -> tuple[str, Any] | None:
+    """(field, value) of the latest result's reference field that the request names by its words
+    ("the manager of employee E-104": `manager_id`), where no call of the turn used its value yet
+    and no two calls took keys of its shape (the manager's record names the manager's manager:
+    a reference is followed once)."""
+    latest = next((m for m in reversed(turn) if m.role == "tool"), None)
+    shapes = [_shape(v) for m in turn if m.role == "assistant" for c in (m.tool_calls or [])
+              for v in c.arguments.values()]
+    fields = _result_fields(latest) if latest is not None else {}
+    words = set(re.findall(r"[^\W\d_]+", request.lower()))
+    for field, value in fields.items():
+        match = _REFERENCE_FIELD.match(field)
+        if (match is None or value is None or isinstance(value, (bool, dict, list)) or _key(value) in used
+                or (_shape(value) is not None and shapes.count(_shape(value)) >= 2)):
+            continue
+        names = [w.lower() for w in re.findall(r"[A-Za-z][a-z]+|[A-Z]+(?![a-z])", match.group(1)) if len(w) >= 4]
+        if names and all(any(w.startswith(n[:5]) for w in words) for n in names):
+            return field, value
+    return None
+
+
+def _shape(value: Any) -> str | None:
+    """The shape of a key ("E-233" -> "E-ddd"): its letters kept, its digits as "d"; None for other values."""
+    if not isinstance(value, str) or not _ID_LIKE.fullmatch(value.strip().lower()):
+        return None
+    return re.sub(r"\d", "d", value.strip())
+
+
+def follow_reference(messages: Sequence[Message]) -> ToolCall | None:
+    """The lookup the request's words point to after a record: "the manager of employee E-104"
+    after `get_employee("E-104")` returned `manager_id="E-020"` is `get_employee("E-020")`: the
+    same tool and parameter as the call this turn that took a key of the same shape (E-104, E-020).
+    None where the request names no unused reference field of the latest result, or no call took
+    a key of its shape. The 0.5B writes the manager's lookup for "who is the manager of E-104"
+    but goes on with the employee's own email for "email the manager of E-104"."""
+    turn = _this_turn(messages)
+    earlier = [c for m in turn if m.role == "assistant" for c in (m.tool_calls or [])]
+    used = {_key(v) for c in earlier for v in _leaves(c.arguments)}
+    pointer = _pointer(turn, conversation_text(messages, ("user",)), used)
+    if pointer is None or _shape(pointer[1]) is None:
+        return None
+    for call in reversed(earlier):
+        for name, value in call.arguments.items():
+            if _shape(value) == _shape(pointer[1]):
+                return ToolCall(name=call.name, arguments={**call.arguments, name: pointer[1]})
+    return None
+
+
+#: what `other_tools_value` says of a call that hands a returned value to a tool of another kind (the
+#: chat model asks again with that tool barred where it sees it)
+OTHER_KIND = "belongs to"
+_NAME_WORD = re.compile(r"[A-Za-z][a-z]+|[A-Z]+(?![a-z])")
+
+
+def _name_words(name: str) -> set[str]:
+    return {w.lower()[:5] for w in _NAME_WORD.findall(name) if len(w) >= 4 and w.lower() not in _GENERIC}
+
+
+_GENERIC = frozenset("code number name info details data value type current with from".split())
+
+
+def other_tools_value(call: ToolCall, messages: Sequence[Message], tools: Sequence[Any]) -> str | None:
+    """Why a call hands a value this turn's results returned to a tool of another kind (None: it
+    does not): the field that held it ("arrival_airport": KIX) shares no word with the call's tool
+    or parameter (`lookup_order(order_id="KIX")`), and names another offered tool (`airport_info`)."""
+    turn = _this_turn(messages)
+    fields: dict[str, Any] = {}
+    for message in turn:
+        if message.role == "tool":
+            fields.update(_result_fields(message))
+    names = {t.name for t in tools}
+    for name, value in call.arguments.items():
+        field = next((f for f, v in fields.items() if not isinstance(v, (bool, dict, list)) and v is not None
+                      and _key(v) == _key(value) and f != name), None)
+        if field is None:
+            continue
+        words = _name_words(field)
+        if not words or words & (_name_words(call.name) | _name_words(name)):
+            continue
+        other = next((t for t in sorted(names) if t != call.name and words & _name_words(t)), None)
+        if other is not None:
+            return f"the result's {field} {value!r} {OTHER_KIND} {other}, not {call.name}'s {name}"
+    return None
+
+
 def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Mapping[str, Any] | None) -> str | None:
     """Why a call made after tool results is no real next step of the request (None: it is)."""
     turn = _this_turn(messages)
     earlier = [c for m in turn if m.role == "assistant" for c in (m.tool_calls or [])]
     if any(c.name == call.name and _key(c.arguments) == _key(call.arguments) for c in earlier):
-        return "it repeats a call already made"
+        return REPEATED
     if sum(c.name == call.name for c in earlier) >= 2:
         # 17*23, then that times 3, then the probe's "1173*3": a tool's own chain ends at two links
         return "a third call of the same tool in one turn"
@@ -182,6 +277,13 @@ def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Map
             return "it works on its own tool's number with none of the user's"  # "36*10" after 2026-1990
     results = conversation_text(turn, ("tool",))
     used = {_key(v) for c in earlier for v in _leaves(c.arguments)}
+    # "email the manager of employee E-104": after the employee's record, a call with the employee's
+    # own email goes on with the wrong record; the record's manager_id leads to the manager's
+    pointer = _pointer(turn, user_text, used)
+    latest_result = _latest_result(turn)
+    if pointer is not None and not any(_key(v) == _key(pointer[1]) for v in _leaves(call.arguments)) and any(
+            _key(v) not in used and found_whole(v, latest_result) and not grounded(v, user_text) for v in values):
+        return f"the request names the record's {pointer[0]}: {pointer[1]!r} {OTHER_RECORD}"
     if any(_key(v) not in used and _carried(v, results, user_text) for v in values):
         return None  # it carries a result forward: the order's customer_id to the customer's profile
     latest: list[Message] = []
@@ -193,6 +295,79 @@ def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Map
     if failed and call.name not in failed and all(found_whole(v, text) for v in values):
         return None  # the latest call failed: another tool may find what it needed, from the same values
     return "it carries no value the tools returned"
+
+
+def _result_fields(message: Message) -> dict[str, Any]:
+    """A tool result's top-level fields, where it is a JSON object ({} otherwise)."""
+    try:
+        value = json.loads(message.content or "")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def carry_result_fields(calls: Sequence[ToolCall], messages: Sequence[Message]) -> tuple[list[ToolCall], list[str]]:
+    """(calls after tool results with a parameter named like a field of this turn's results given
+    that field's value, one note per value changed).
+
+    After `lookup_order("B-5190")` returned `{"order_id": "B-5190", "customer_id": "C-145", ...}`,
+    the 0.5B calls `customer_profile(customer_id="B-5190")`: the step is right, the value is the
+    order id it already had. Where a call's parameter has the name of a field of a result of this
+    turn, the call gives it another value that no tool returned (the user's, an earlier call's
+    argument a result echoes, or made up), and no call of this turn used the field's value yet,
+    the field's value is what the parameter takes. A
+    field that echoes an earlier call's own argument (the order id of "order A-1, then order A-2")
+    changes nothing."""
+    turn = _this_turn(messages)
+    if not calls or not turn or turn[-1].role != "tool":
+        return list(calls), []
+    fields: dict[str, Any] = {}
+    for message in turn:
+        if message.role == "tool":
+            fields.update(_result_fields(message))
+    used = {_key(v) for m in turn if m.role == "assistant" for c in (m.tool_calls or []) for v in _leaves(c.arguments)}
+    results = conversation_text(turn, ("tool",))
+    out, notes = [], []
+    for call in calls:
+        changed = {}
+        for name, value in call.arguments.items():
+            field = fields.get(name)
+            if (field is None or isinstance(field, (bool, dict, list)) or isinstance(value, (bool, dict, list))
+                    or _key(field) == _key(value) or _key(field) in used
+                    or (found_whole(value, results) and _key(value) not in used)):  # returned, not an echo
+                continue
+            changed[name] = field
+        for name, value in call.arguments.items():  # the followed record's value, not the first one's
+            if name not in changed and (newer := _newer_field(value, turn)) is not None:
+                changed[name] = newer
+        if changed:
+            notes.extend(f"{call.name}: {name}={call.arguments[name]!r} -> {v!r}, the result's {name}"
+                         for name, v in changed.items())
+            call = call.model_copy(update={"arguments": {**call.arguments, **changed}})
+        out.append(call)
+    return out, notes
+
+
+def _newer_field(value: Any, turn: Sequence[Message]) -> Any:
+    """Where the latest result is a record of the same tool as an earlier one this turn (the
+    manager's record after the employee's) and `value` is a field of the earlier record: that
+    field of the latest record ("email the manager of E-233" takes Marco's email, not Lena's).
+    None otherwise."""
+    calls = {c.id: c for m in turn if m.role == "assistant" for c in (m.tool_calls or [])}
+    records = [(calls[m.tool_call_id].name, _result_fields(m)) for m in turn
+               if m.role == "tool" and m.tool_call_id in calls]
+    if len(records) < 2 or isinstance(value, (bool, dict, list)) or value is None:
+        return None
+    tool, latest = records[-1]
+    for name, fields in records[:-1]:
+        if name != tool:
+            continue
+        for field, old in fields.items():
+            new = latest.get(field)
+            if _key(old) == _key(value) and new is not None and _key(new) != _key(value) and not isinstance(
+                    new, (bool, dict, list)):
+                return new
+    return None
 
 
 def brings_user_value(call: ToolCall, messages: Sequence[Message], parameters: Mapping[str, Any] | None) -> bool:
@@ -224,4 +399,5 @@ def carries_text(call: ToolCall, messages: Sequence[Message], parameters: Mappin
                for v in user_values(call, dict(parameters) if parameters else None))
 
 
-__all__ = ["MADE_UP", "brings_user_value", "carries_text", "misfit_values", "next_call_fault"]
+__all__ = ["MADE_UP", "OTHER_KIND", "OTHER_RECORD", "REPEATED", "brings_user_value", "carries_text", "carry_result_fields",
+           "follow_reference", "misfit_values", "next_call_fault", "other_tools_value"]

@@ -315,8 +315,8 @@ def fill_stated_options(calls: Sequence[ToolCall], tools: Sequence[ToolSpec] | N
             if name in call.arguments or name in required or not isinstance(prop, dict):
                 continue
             if prop.get("enum") and prop.get("type", "string") == "string":
-                member = next((m for t in texts if (m := _stated_member(prop["enum"], t, str(prop.get("description") or "")))
-                               is not None), None)
+                described = str(prop.get("description") or "")
+                member = next((m for t in texts if (m := _stated_member(prop["enum"], t, described)) is not None), None)
                 if member is not None:
                     added[name] = member
             elif prop.get("type") == "boolean" and _stated_flag(name, request, str(prop.get("description") or "")):
