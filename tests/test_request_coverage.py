@@ -93,3 +93,25 @@ def test_the_model_is_asked_for_one_call_after_its_own_for_each_left_part():
     # switched off, or a streamed/one-call setting: the reply as it was
     llm.continue_left_parts = False
     assert asyncio.run(llm._continue_left_parts(first, REQUEST, TOOLS, GenerationParams())) is first
+
+
+def test_a_further_call_that_needs_an_earlier_result_is_left_to_the_next_step():
+    """"Find out the current year, then calculate how old someone born in 1990 turns": the further
+    call `calculator("2023-1990")` makes the year up before `current_datetime` returned it; it is
+    not made with the first call (the agent makes the step once the year is in)."""
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+    from raygent.schema import GenerationParams
+
+    tools = [_tool("current_datetime"), _tool("calculator", expression={"type": "string"})]
+    ask = [Message.user("Find out the current year, then calculate how old someone born in 1990 turns this year.")]
+    llm = LlamaCppChatModel()
+
+    async def scripted_chat(messages, tools, p, **kwargs):
+        return Completion(tool_calls=[ToolCall(name="calculator", arguments={"expression": "2023-1990"})],
+                          finish_reason="tool_calls")
+
+    llm._chat = scripted_chat
+    first = Completion(tool_calls=[ToolCall(name="current_datetime", arguments={})], finish_reason="tool_calls")
+    assert left_parts(ask, first.tool_calls, tools)  # the calculation is a task no call answers yet
+    out = asyncio.run(llm._continue_left_parts(first, ask, tools, GenerationParams()))
+    assert [c.name for c in out.tool_calls] == ["current_datetime"]

@@ -34,7 +34,7 @@ from raygent.llm_pool.hemispheres import signed_coordinates
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
 from raygent.llm_pool.next_call import (MADE_UP, OTHER_KIND, OTHER_RECORD, REPEATED, brings_user_value, carries_text,
                                         carry_result_fields, follow_reference, misfit_values, next_call_fault,
-                                        other_tools_value)
+                                        other_tools_value, unstated_values)
 from raygent.llm_pool.parallel_calls import complete_grids, complete_lists, drop_fragment_calls, drop_subsumed_calls
 from raygent.llm_pool.request_coverage import answers_a_left_part, left_parts
 from raygent.llm_pool.percentages import rates_as_fractions
@@ -728,8 +728,14 @@ class LlamaCppChatModel(ChatModel):
             usage = usage + further.usage
             written = {(c.name, json.dumps(c.arguments, sort_keys=True)) for c in calls}
             new = [c for c in further.tool_calls if (c.name, json.dumps(c.arguments, sort_keys=True)) not in written]
-            if not new or not answers_a_left_part(new[0], left) or self._invented(new[:1], messages, tools, p):
-                log.debug("no further call: %s", "none written" if not new else f"{new[0].name} answers no left part")
+            spec = next((t for t in tools or () if new and t.name == new[0].name), None)
+            # a task that needs an earlier call's result ("then calculate how old someone born in 1990
+            # turns" after the current year) gets a call with a value made up for it: not made now,
+            # the agent makes it once the result is in
+            if not new or not answers_a_left_part(new[0], left) or spec is None or unstated_values(
+                    new[0], messages, spec.parameters):
+                log.debug("no further call: %s", "none written" if not new else
+                          f"{new[0].name} answers no left part or makes a value up")
                 break
             log.debug("further call %s for a part the reply left: %s", new[0].name, left[0].text[:60])
             calls.append(new[0])

@@ -248,6 +248,15 @@ def other_tools_value(call: ToolCall, messages: Sequence[Message], tools: Sequen
     return None
 
 
+def unstated_values(call: ToolCall, messages: Sequence[Message], parameters: Mapping[str, Any] | None) -> list[Any]:
+    """The call's values the conversation does not hold: made up whole, or holding a number nothing
+    gave ("2023-1990" for "the current year, then how old someone born in 1990 turns", written
+    before the year was looked up)."""
+    text = conversation_text(messages)
+    values = user_values(call, dict(parameters) if parameters else None)
+    return [v for v in values if not grounded(v, text) or not all(grounded(n, text) for n in _numbers_inside(v))]
+
+
 def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Mapping[str, Any] | None) -> str | None:
     """Why a call made after tool results is no real next step of the request (None: it is)."""
     turn = _this_turn(messages)
@@ -400,4 +409,4 @@ def carries_text(call: ToolCall, messages: Sequence[Message], parameters: Mappin
 
 
 __all__ = ["MADE_UP", "OTHER_KIND", "OTHER_RECORD", "REPEATED", "brings_user_value", "carries_text", "carry_result_fields",
-           "follow_reference", "misfit_values", "next_call_fault", "other_tools_value"]
+           "follow_reference", "misfit_values", "next_call_fault", "other_tools_value", "unstated_values"]
