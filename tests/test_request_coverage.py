@@ -115,3 +115,18 @@ def test_a_further_call_that_needs_an_earlier_result_is_left_to_the_next_step():
     assert left_parts(ask, first.tool_calls, tools)  # the calculation is a task no call answers yet
     out = asyncio.run(llm._continue_left_parts(first, ask, tools, GenerationParams()))
     assert [c.name for c in out.tool_calls] == ["current_datetime"]
+
+
+def test_a_further_call_taking_a_piece_of_an_earlier_call_s_text_anticipates_its_result():
+    from raygent.llm_pool.request_coverage import anticipates_a_result
+
+    ask = [Message.user("Parse the address 浙江杭州市江干区九堡镇三村村一区, then read the district name aloud.")]
+    parse = [ToolCall(name="address_parse", arguments={"address": "浙江杭州市江干区九堡镇三村村一区"})]
+    assert anticipates_a_result(ToolCall(name="text_to_speech", arguments={"text": "三村村一区"}), parse, ask)
+    # the earlier call's whole value, or a piece the request also writes on its own, is no guess
+    museum = [Message.user("The hours of the Louvre Museum, then the travel time to the museum from Louvre Museum")]
+    hours = [ToolCall(name="museum.get_hours", arguments={"museum_name": "Louvre Museum"})]
+    assert not anticipates_a_result(ToolCall(name="travel", arguments={"destination": "Louvre Museum"}), hours, museum)
+    boston = [Message.user("The weather in Boston, MA, and then the time in Boston")]
+    weather = [ToolCall(name="weather", arguments={"location": "Boston, MA"})]
+    assert not anticipates_a_result(ToolCall(name="time", arguments={"city": "Boston"}), weather, boston)

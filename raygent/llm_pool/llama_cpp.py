@@ -32,11 +32,11 @@ from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
 from raygent.llm_pool.hemispheres import signed_coordinates
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
-from raygent.llm_pool.next_call import (MADE_UP, OTHER_KIND, OTHER_RECORD, REPEATED, brings_user_value, carries_text,
+from raygent.llm_pool.next_call import (MADE_UP, OTHER_KIND, OTHER_RECORD, brings_user_value, carries_text,
                                         carry_result_fields, follow_reference, misfit_values, next_call_fault,
                                         other_tools_value, unstated_values)
 from raygent.llm_pool.parallel_calls import complete_grids, complete_lists, drop_fragment_calls, drop_subsumed_calls
-from raygent.llm_pool.request_coverage import answers_a_left_part, left_parts
+from raygent.llm_pool.request_coverage import answers_a_left_part, anticipates_a_result, left_parts
 from raygent.llm_pool.percentages import rates_as_fractions
 from raygent.llm_pool.place_names import format_places
 from raygent.llm_pool.prompt_lookup import PromptLookup
@@ -215,7 +215,9 @@ class LlamaCppChatModel(ChatModel):
         unanswered (`request_coverage.left_parts`: "Second, sort [23, 45, 12] ..." with `array_sort`
         uncalled), the model is asked for one more call after its own (the same prompt and calls,
         cached), kept where it answers a left part (calls a tool the part names or uses one of its
-        items) and repeats no call; again while parts are left and calls are under `max_calls`.
+        items), repeats no call and makes no value up (a task that needs an earlier call's result,
+        "then calculate how old someone born in 1990 turns" after the current year, waits for the
+        next step); again while parts are left and calls are under `max_calls`.
         Chat only (a streamed reply has reached the user by then), Hermes with the grammar.
     session_cache: keep the KV state of this many recent conversations in RAM (about 12 kB per
         token for the 0.5B model) and restore the one sharing the longest prefix with a new
@@ -733,7 +735,7 @@ class LlamaCppChatModel(ChatModel):
             # turns" after the current year) gets a call with a value made up for it: not made now,
             # the agent makes it once the result is in
             if not new or not answers_a_left_part(new[0], left) or spec is None or unstated_values(
-                    new[0], messages, spec.parameters):
+                    new[0], messages, spec.parameters) or anticipates_a_result(new[0], calls, messages):
                 log.debug("no further call: %s", "none written" if not new else
                           f"{new[0].name} answers no left part or makes a value up")
                 break
@@ -837,9 +839,10 @@ class LlamaCppChatModel(ChatModel):
             # a made-up value: the model went for the last tool of a chain without the value an
             # earlier step would give (`city_forecast("Paris")` before the customer's profile);
             # asked once more with that tool barred from the grammar (same prompt, cached)
-            # a value of the wrong kind (`supplier_id="C-311"`, a customer id) is a wrong tool too
-            wrong_tool = any(m in why for m in (MADE_UP, OTHER_RECORD, OTHER_KIND, REPEATED)) or (
-                call is not None and call.name in specs and misfit_values(call, specs[call.name].parameters))
+            # so is a returned value handed to a tool of another kind, or the record in hand where the
+            # request names its reference (not a repeat: asked again after a finished chain, the 0.5B
+            # then goes on to any tool that takes a returned text, `company_ticker("Lisbon")`)
+            wrong_tool = any(m in why for m in (MADE_UP, OTHER_RECORD, OTHER_KIND))
             if call is None or not wrong_tool or len(barred) + 1 >= len(specs):
                 break
             barred = barred | {call.name}

@@ -102,3 +102,16 @@ def answers_a_left_part(call: ToolCall, left: Sequence[LeftPart]) -> bool:
                for item in part.items):
             return True
     return False
+
+
+def anticipates_a_result(call: ToolCall, earlier: Sequence[ToolCall], messages: Sequence[Message]) -> bool:
+    """Whether a further call takes a piece of an earlier call's text that the request writes only
+    inside it: "Parse the address 浙江杭州市江干区九堡镇三村村一区, then read the district name aloud" gets
+    `text_to_speech("三村村一区")` beside `address_parse(...)`, a guess at what the parse returns.
+    The earlier call's whole value ("the Louvre Museum" for the travel time to "the museum") is no
+    such piece."""
+    request = latest_request(messages, lower=False)
+    pieces = [v for v in _leaves(call.arguments) if isinstance(v, str) and v.strip()]
+    wholes = [v for c in earlier for v in _leaves(c.arguments) if isinstance(v, str)]
+    return any(piece != whole and piece in whole and request.count(piece) <= request.count(whole)
+               for piece in pieces for whole in wholes)
