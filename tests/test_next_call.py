@@ -179,7 +179,8 @@ def test_a_parameter_named_like_a_field_of_the_turn_s_results_takes_that_field_s
                                                                "sku": "SKU-9014"}))
     calls, notes = carry_result_fields([_call("customer_profile", customer_id="B-5190")], messages)
     assert calls[0].arguments == {"customer_id": "C-145"}
-    assert notes == ["customer_profile: customer_id='B-5190' -> 'C-145', the result's customer_id"]
+    assert notes == ["wrote customer_id='B-5190' of 'customer_profile' as 'C-145': the value this turn's results "
+                     "give it"]
     # a field that echoes the earlier call's own argument: "order B-5190, then order A-1" stays
     again = [_call("lookup_order", order_id="A-1")]
     assert carry_result_fields(again, messages) == (again, [])

@@ -35,6 +35,7 @@ from typing import Any
 
 from raygent.llm_pool.call_filter import (_ID_LIKE, _NUMBER, _key, _leaves, conversation_text, found_whole, grounded,
                                           user_values)
+from raygent.llm_pool.value_rewrites import rewrite_values
 from raygent.schema import Message, ToolCall
 
 #: a parameter whose name says it wants an email address, or whose description does without
@@ -336,25 +337,16 @@ def carry_result_fields(calls: Sequence[ToolCall], messages: Sequence[Message]) 
             fields.update(_result_fields(message))
     used = {_key(v) for m in turn if m.role == "assistant" for c in (m.tool_calls or []) for v in _leaves(c.arguments)}
     results = conversation_text(turn, ("tool",))
-    out, notes = [], []
-    for call in calls:
-        changed = {}
-        for name, value in call.arguments.items():
-            field = fields.get(name)
-            if (field is None or isinstance(field, (bool, dict, list)) or isinstance(value, (bool, dict, list))
-                    or _key(field) == _key(value) or _key(field) in used
-                    or (found_whole(value, results) and _key(value) not in used)):  # returned, not an echo
-                continue
-            changed[name] = field
-        for name, value in call.arguments.items():  # the followed record's value, not the first one's
-            if name not in changed and (newer := _newer_field(value, turn)) is not None:
-                changed[name] = newer
-        if changed:
-            notes.extend(f"{call.name}: {name}={call.arguments[name]!r} -> {v!r}, the result's {name}"
-                         for name, v in changed.items())
-            call = call.model_copy(update={"arguments": {**call.arguments, **changed}})
-        out.append(call)
-    return out, notes
+
+    def carried(name: str, value: Any, _schema: Any) -> Any:
+        field = fields.get(name)
+        if not (field is None or isinstance(field, (bool, dict, list)) or isinstance(value, (bool, dict, list))
+                or _key(field) == _key(value) or _key(field) in used
+                or (found_whole(value, results) and _key(value) not in used)):  # returned, not an echo
+            return field
+        return _newer_field(value, turn)  # the followed record's value, not the first one's
+
+    return rewrite_values(calls, None, carried, "the value this turn's results give it")
 
 
 def _newer_field(value: Any, turn: Sequence[Message]) -> Any:
