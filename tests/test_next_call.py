@@ -246,3 +246,32 @@ def test_a_returned_value_handed_to_a_tool_of_another_kind_is_a_fault():
     # a field named like the parameter, or no offered tool of the field's kind: no fault
     assert other_tools_value(_call("lookup_order", flight_no="RG318"), messages, tools) is None
     assert other_tools_value(_call("lookup_order", order_id="KIX"), messages, tools[:1]) is None
+
+
+def test_a_returned_text_under_a_parameter_of_another_kind_is_found():
+    """After a Chinese request's chain ended with the customer's city, the 0.5B went on to
+    `company_ticker(company="Lisbon")`: the embedder cannot judge the request's fit, so the chat
+    model checks that the result field ("city") is of the parameter's kind; what the user sees is
+    the answer from the profile, without a call for a company named Lisbon."""
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+    from raygent.llm_pool.next_call import kin_words, returned_texts
+    from raygent.schema import ToolSpec
+
+    messages = _turn("查一下订单 A-1042 是哪位客户下的，告诉我这位客户住在哪个城市。",
+                     ("lookup_order", {"order_id": "A-1042"}, ORDER),
+                     ("customer_profile", {"customer_id": "C-311"}, {"customer_id": "C-311", "name": "Maria Keller", "city": "Lisbon"}))
+    ticker = _call("company_ticker", company="Lisbon")
+    assert returned_texts(ticker, messages) == [("company", "city", "Lisbon")]
+    assert returned_texts(_call("city_forecast", city="Lisbon"), messages) == []  # the field's own name
+    assert kin_words("email", "to", "the recipient's email address")
+    assert not kin_words("city", "company", "the company name, e.g. Acme Corp")
+    model = LlamaCppChatModel()  # nothing loads: only its embedder is used
+    spec = ToolSpec(name="company_ticker", description="Find the stock ticker symbol of a listed company.",
+                    parameters={"type": "object", "properties": {"company": {"type": "string",
+                                                                             "description": "the company name"}}})
+    why = model._foreign_value(ticker, messages, spec)
+    assert why is not None and "city" in why and "company" in why
+    forecast = ToolSpec(name="weather", description="Weather for a place.",
+                        parameters={"type": "object", "properties": {"location": {
+                            "type": "string", "description": "the location to get the weather for"}}})
+    assert model._foreign_value(_call("weather", location="Lisbon"), messages, forecast) is None

@@ -89,6 +89,18 @@ def test_units_of_another_kind_compound_units_and_ambiguous_requests_are_left_al
     assert "note" not in _filled("A note", "in miles", name="note")  # not a unit parameter
 
 
+def test_a_rate_unit_the_request_writes_is_filled_in_where_the_default_is_one():
+    """"the speed in km/h if it traveled 450 meters in 20 seconds": `to_unit`, whose description
+    says "default is m/s", gets "km/h" as the user wrote it; not where the request writes two or
+    none, nor for a description without a rate unit."""
+    assert _filled("The unit for the speed, default is m/s.", "the speed in km/h of 450 meters in 20 s",
+                   name="to_unit")["to_unit"] == "km/h"
+    assert "unit" not in _filled("Default is m/s", "from km/h to mph and m/s")  # two written
+    assert "unit" not in _filled("Default is m/s", "120 kilometers in 5 hours")
+    assert "unit" not in _filled("The unit for the area", "stated in km/h")
+    assert "unit" not in _filled("Default is m/s", "walk and/or run 5 km")
+
+
 def test_a_member_written_with_spaces_or_inside_a_longer_stated_member_counts_once():
     movies = ToolSpec(name="find_movies", description="Movies", parameters={
         "type": "object", "required": ["city"],

@@ -33,8 +33,8 @@ from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
 from raygent.llm_pool.hemispheres import signed_coordinates
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
 from raygent.llm_pool.next_call import (MADE_UP, OTHER_KIND, OTHER_RECORD, brings_user_value, carries_text,
-                                        carry_result_fields, follow_reference, misfit_values, next_call_fault,
-                                        other_tools_value, unstated_values)
+                                        carry_result_fields, follow_reference, kin_words, misfit_values,
+                                        next_call_fault, other_tools_value, returned_texts, unstated_values)
 from raygent.llm_pool.parallel_calls import complete_grids, complete_lists, drop_fragment_calls, drop_subsumed_calls
 from raygent.llm_pool.request_coverage import answers_a_left_part, anticipates_a_result, left_parts
 from raygent.llm_pool.percentages import rates_as_fractions
@@ -86,6 +86,10 @@ RELEVANCE_BIAS: tuple[float, float, float] = (1.5, 8.0, 2.5)
 #: Built-in tools fitted through their example requests reach 0.154 for requests they do not serve
 #: ("What time is it now?" and `text_to_speech`), the chains of benchmarks/multi_step.py 0.28-0.55.
 CHAIN_FIT = 0.2
+#: least similarity of a result field's name to a parameter ("name: description") for a returned
+#: text handed to it where the request cannot be read (wordllama: "city" ~ `company` 0.05, `location`
+#: 0.27, `city` 0.91; "arrival airport" ~ an IATA `code` 0.42)
+FIELD_FIT = 0.2
 
 
 class LlamaCppChatModel(ChatModel):
@@ -822,12 +826,17 @@ class LlamaCppChatModel(ChatModel):
                 # nor where the request's own words name the tool and the call carries a text a
                 # tool returned ("Email the supplier ...": `mail_message` to the supplier's address,
                 # which the embedder scored 0.09)
-                if why is None and not (brings_user_value(call, messages, spec.parameters) or (
-                        (_CJK.search(request) or _words_name(call.name, request))
-                        and carries_text(call, messages, spec.parameters))):
-                    fit = await asyncio.to_thread(self._relevance.score, request, [spec])
-                    if fit is None or fit < CHAIN_FIT:
-                        why = f"the request fits {call.name} too little ({'no embedder' if fit is None else f'{fit:.2f}'})"
+                # (there, the returned text must still be of the parameter's kind: after a finished
+                # chain for a customer's city, the 0.5B handed "Lisbon" to `company_ticker(company)`)
+                if why is None and not brings_user_value(call, messages, spec.parameters):
+                    if ((_CJK.search(request) or _words_name(call.name, request))
+                            and carries_text(call, messages, spec.parameters)):
+                        why = await asyncio.to_thread(self._foreign_value, call, messages, spec)
+                    else:
+                        fit = await asyncio.to_thread(self._relevance.score, request, [spec])
+                        if fit is None or fit < CHAIN_FIT:
+                            why = (f"the request fits {call.name} too little "
+                                   f"({'no embedder' if fit is None else f'{fit:.2f}'})")
             if why is None:
                 log.debug("going on with %s: a next step of the request", call.name)
                 return probe.model_copy(update={"usage": spent})
@@ -847,6 +856,22 @@ class LlamaCppChatModel(ChatModel):
                 break
             barred = barred | {call.name}
         return probe.model_copy(update={"tool_calls": [], "text": "", "finish_reason": "stop", "usage": spent})
+
+    def _foreign_value(self, call: ToolCall, messages: Sequence[Message], spec: ToolSpec) -> str | None:
+        """Why a returned text the call carries is not of its parameter's kind (None: it is, or
+        nothing can tell): the result field's name shares no word with the parameter's name and
+        description, and the embedder puts the two below FIELD_FIT ("city" for `company`: 0.05;
+        "manager_id" for `employee_id`: 0.55; "email" for `to`, "the recipient's email address",
+        shares a word)."""
+        properties = (spec.parameters or {}).get("properties") or {}
+        for name, field, value in returned_texts(call, messages):
+            description = str((properties.get(name) or {}).get("description") or "")
+            if kin_words(field, name, description) or self._relevance is None:
+                continue
+            kinship = self._relevance.score(field.replace("_", " "), [ToolSpec(name=name, description=description)])
+            if kinship is not None and kinship < FIELD_FIT:
+                return f"the result's {field} {value!r} is no {call.name}'s {name} ({kinship:.2f})"
+        return None
 
     async def _retry_tools(self, calls: Sequence[ToolCall], messages: Sequence[Message],
                            tools: Sequence[ToolSpec] | None) -> list[ToolSpec] | None:

@@ -249,6 +249,32 @@ def other_tools_value(call: ToolCall, messages: Sequence[Message], tools: Sequen
     return None
 
 
+def returned_texts(call: ToolCall, messages: Sequence[Message]) -> list[tuple[str, str, str]]:
+    """(parameter, result field, text) for each text value of the call that a field of this turn's
+    results holds under another name (`company_ticker(company="Lisbon")` after a profile's
+    "city": Lisbon): what the chat model checks for kinship where the embedder cannot read the
+    request (Chinese) and so cannot judge the call's fit."""
+    fields: dict[str, Any] = {}
+    for message in _this_turn(messages):
+        if message.role == "tool":
+            fields.update(_result_fields(message))
+    found = []
+    for name, value in call.arguments.items():
+        if not isinstance(value, str) or _number(value) is not None:
+            continue
+        field = next((f for f, v in fields.items() if isinstance(v, str) and _key(v) == _key(value)), None)
+        if field is not None and field != name:
+            found.append((name, field, value))
+    return found
+
+
+def kin_words(field: str, parameter: str, description: str = "") -> bool:
+    """Whether a result field's name shares a word with a parameter's name or description
+    ("current_city" and `city`; "email" and `to`, "the recipient's email address")."""
+    words = _name_words(field)
+    return bool(words & (_name_words(parameter) | _name_words(description)))
+
+
 def unstated_values(call: ToolCall, messages: Sequence[Message], parameters: Mapping[str, Any] | None) -> list[Any]:
     """The call's values the conversation does not hold: made up whole, or holding a number nothing
     gave ("2023-1990" for "the current year, then how old someone born in 1990 turns", written
@@ -401,4 +427,5 @@ def carries_text(call: ToolCall, messages: Sequence[Message], parameters: Mappin
 
 
 __all__ = ["MADE_UP", "OTHER_KIND", "OTHER_RECORD", "REPEATED", "brings_user_value", "carries_text", "carry_result_fields",
-           "follow_reference", "misfit_values", "next_call_fault", "other_tools_value", "unstated_values"]
+           "follow_reference", "misfit_values", "kin_words", "next_call_fault", "other_tools_value",
+           "returned_texts", "unstated_values"]

@@ -196,7 +196,7 @@ def _stated_unit(name: str, prop: dict[str, Any], request: str) -> str | None:
     original = f"{prop.get('description') or ''} {prop.get('default') or ''}"
     described = original.lower()
     if _COMPOUND.search(described):  # "Default is km/h", "the unit for the area": not one word
-        return None
+        return _stated_rate_unit(described, request)
     own = _unit_forms(described)
     kinds = ({_UNITS[u][0] for u in own}
              or {kind for kind, words in _KIND_WORDS.items() if any(re.search(rf"\b{w}", described) for w in words)}
@@ -208,6 +208,20 @@ def _stated_unit(name: str, prop: dict[str, Any], request: str) -> str | None:
     if unit not in own:
         return written
     return re.search(re.escape(own[unit]), original, re.IGNORECASE).group()  # as the schema writes it: 'Celsius'
+
+
+#: a unit written as one over another ("m/s", "km/h", "kg/m3"): a few letters (and a digit) each side
+_RATE_UNIT = re.compile(r"(?<![\w/])([a-z]{1,4}\d?/[a-z]{1,4}\d?)(?![\w/])")
+
+
+def _stated_rate_unit(described: str, request: str) -> str | None:
+    """The one rate unit a request writes ("in km/h") for a unit parameter whose description writes
+    its default as one ("default is m/s"); None where the request writes none, several or words
+    such as "and/or"."""
+    if not _RATE_UNIT.search(described):
+        return None
+    stated = {u for u in _RATE_UNIT.findall(request) if u not in ("and/or", "or/and")}
+    return stated.pop() if len(stated) == 1 else None
 
 
 _NUMBER_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve "
