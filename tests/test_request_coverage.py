@@ -49,6 +49,22 @@ def test_a_request_whose_one_task_the_reply_missed_is_not_partly_answered():
     assert [part.tools for part in left] == [("location.get_travel_time",)]
 
 
+def test_a_word_that_names_a_called_tool_too_leaves_no_part():
+    """"Can you find the pricing for me?" after a hotel room's pricing was called: "pricing" is a
+    word of the car rental's and the flight's pricing tools too, so no part is left and no further
+    call (`car_rental_pricing.get(rentalCompany="Hilton New York")`) is asked for."""
+    tools = [_tool("hotel_room_pricing.get", hotelName={"type": "string"}, nights={"type": "integer"}),
+             _tool("car_rental_pricing.get", rentalCompany={"type": "string"}, days={"type": "integer"}),
+             _tool("flight_ticket_pricing.get", airline={"type": "string"}, passengers={"type": "integer"})]
+    ask = [Message.user("I want to book a suite with queen size bed for 3 nights in Hilton New York. Can you find "
+                        "the pricing for me?")]
+    hotel = ToolCall(name="hotel_room_pricing.get", arguments={"hotelName": "Hilton New York", "nights": 3})
+    assert left_parts(ask, [hotel], tools) == []
+    # a word of the uncalled tool's own still names it
+    both = [Message.user("Price 3 nights in Hilton New York. Then price a rental car for a week.")]
+    assert [p.tools for p in left_parts(both, [hotel], tools)] == [("car_rental_pricing.get",)]
+
+
 def test_a_further_call_must_call_a_named_tool_or_use_an_item_of_the_left_part():
     left = left_parts(REQUEST, [RANKING], TOOLS)
     assert answers_a_left_part(ToolCall(name="array_sort", arguments={"list": [1], "order": "up"}), left)

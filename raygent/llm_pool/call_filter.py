@@ -264,12 +264,18 @@ def identifier_words(name: str) -> list[str]:
     return [w.lower() for w in re.split(r"[^0-9A-Za-z]+", spaced) if w]
 
 
-def named_in(tool_name: str, text: str) -> bool:
-    """Whether the (lower-cased) text names the tool: a word of its name other than generic verbs
-    (`get`, `calculate`), matched on its first five letters so that "weigh" names
+def naming_stems(tool_name: str, text: str) -> set[str]:
+    """The stems of the tool's name the (lower-cased) text uses: words of its name other than
+    generic verbs (`get`, `calculate`), on their first five letters so that "weigh" names
     `weight_in_space` and "convert" `unit_conversion`."""
     stems = {w[:5] for w in identifier_words(tool_name) if len(w) >= 3 and w not in GENERIC_NAME_WORDS}
-    return any(token.startswith(stem) for token in set(_WORD.findall(text)) for stem in stems)
+    tokens = set(_WORD.findall(text))
+    return {stem for stem in stems if any(token.startswith(stem) for token in tokens)}
+
+
+def named_in(tool_name: str, text: str) -> bool:
+    """Whether the (lower-cased) text names the tool (`naming_stems`)."""
+    return bool(naming_stems(tool_name, text))
 
 
 def _schema_constants(schema: Any) -> set[str]:

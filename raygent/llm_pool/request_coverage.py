@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from raygent.llm_pool.call_filter import _leaves, _numbers_in, named_in
+from raygent.llm_pool.call_filter import _leaves, _numbers_in, named_in, naming_stems
 from raygent.llm_pool.parallel_calls import SENTENCE_OPENERS, plain_text
 from raygent.llm_pool.stated_options import latest_request
 from raygent.schema import Message, ToolCall, ToolSpec
@@ -83,9 +83,13 @@ def left_parts(messages: Sequence[Message], calls: Sequence[ToolCall],
     for part in (p.strip() for p in _TASK_BREAK.split(request) if p and p.strip()):
         items = _items(part)
         lower = part.lower()
-        uncalled = tuple(t.name for t in tools or () if t.name not in called and named_in(t.name, lower))
+        # a word that names a called tool too ("pricing" for `hotel_room_pricing.get` and
+        # `car_rental_pricing.get`) says nothing about the uncalled one
+        called_stems = {s for name in called for s in naming_stems(name, lower)}
+        named = [t.name for t in tools or () if t.name not in called and named_in(t.name, lower)]
+        uncalled = tuple(name for name in named if naming_stems(name, lower) - called_stems)
         if any(_used(kind, item, calls) for kind, item in items) or (
-                not uncalled and any(named_in(name, lower) for name in called)):
+                not named and any(named_in(name, lower) for name in called)):
             answered += 1
         elif uncalled or len(items) >= 2:
             left.append(LeftPart(part, tuple(item for _, item in items), uncalled))
