@@ -275,3 +275,29 @@ def test_a_returned_text_under_a_parameter_of_another_kind_is_found():
                         parameters={"type": "object", "properties": {"location": {
                             "type": "string", "description": "the location to get the weather for"}}})
     assert model._foreign_value(_call("weather", location="Lisbon"), messages, forecast) is None
+
+
+def test_a_result_key_of_one_tool_s_example_shape_is_the_step_it_leads_to():
+    """After `lookup_order("A-1042")`, the 0.5B called `supplier_contact("C-311")` (a customer id
+    where "SUP-99" is the example), then the order again, then an employee lookup: the order's
+    "SKU-7781" has the shape of `sku_details`' example "SKU-0001", and is the step to make."""
+    from raygent.llm_pool.next_call import shaped_step
+    from raygent.schema import ToolSpec
+
+    def tool(name, param, example):
+        return ToolSpec(name=name, parameters={"type": "object", "required": [param], "properties": {
+            param: {"type": "string", "description": f"the {param}, e.g. {example}"}}})
+
+    tools = [tool("lookup_order", "order_id", "Z-9001"), tool("sku_details", "sku", "SKU-0001"),
+             tool("supplier_contact", "supplier_id", "SUP-99"), tool("customer_profile", "customer_id", "C-900")]
+    messages = _turn("Who supplies the product in order A-1042, and what's their phone number?",
+                     ("lookup_order", {"order_id": "A-1042"},
+                      {"order_id": "A-1042", "customer_id": "C-311", "item_sku": "SKU-7781"}))
+    step = shaped_step(messages, tools)
+    assert (step.name, step.arguments) == ("sku_details", {"sku": "SKU-7781"})
+    # two keys of example shapes in the result: no single step
+    two = _turn("x", ("lookup_order", {"order_id": "A-1042"}, {"item_sku": "SKU-7781", "supplier": "SUP-04"}))
+    assert shaped_step(two, tools) is None
+    # a key already used, or one-letter examples only (C-311 for "C-900"): none
+    used = _turn("x", ("sku_details", {"sku": "SKU-7781"}, {"item_sku": "SKU-7781", "customer_id": "C-311"}))
+    assert shaped_step(used, tools) is None

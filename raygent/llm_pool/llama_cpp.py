@@ -32,9 +32,10 @@ from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
 from raygent.llm_pool.hemispheres import signed_coordinates
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
-from raygent.llm_pool.next_call import (MADE_UP, OTHER_KIND, OTHER_RECORD, brings_user_value, carries_text,
+from raygent.llm_pool.next_call import (MADE_UP, MISFIT, OTHER_KIND, OTHER_RECORD, REPEATED, brings_user_value, carries_text,
                                         carry_result_fields, follow_reference, kin_words, misfit_values,
-                                        next_call_fault, other_tools_value, returned_texts, unstated_values)
+                                        next_call_fault, other_tools_value, returned_texts, shaped_step,
+                                        unstated_values)
 from raygent.llm_pool.parallel_calls import complete_grids, complete_lists, drop_fragment_calls, drop_subsumed_calls
 from raygent.llm_pool.request_coverage import answers_a_left_part, anticipates_a_result, left_parts
 from raygent.llm_pool.percentages import rates_as_fractions
@@ -810,7 +811,7 @@ class LlamaCppChatModel(ChatModel):
             return None
         specs = {t.name: t for t in tools}
         required = p.model_copy(update={"tool_choice": "required"})
-        spent, barred = Usage(), frozenset()
+        spent, barred, misfit = Usage(), frozenset(), False
         for _ in range(3):
             probe = await self._chat(messages, tools, required, one_call=barred or True)
             spent = spent + probe.usage
@@ -849,12 +850,23 @@ class LlamaCppChatModel(ChatModel):
             # earlier step would give (`city_forecast("Paris")` before the customer's profile);
             # asked once more with that tool barred from the grammar (same prompt, cached)
             # so is a returned value handed to a tool of another kind, or the record in hand where the
-            # request names its reference (not a repeat: asked again after a finished chain, the 0.5B
-            # then goes on to any tool that takes a returned text, `company_ticker("Lisbon")`)
-            wrong_tool = any(m in why for m in (MADE_UP, OTHER_RECORD, OTHER_KIND))
+            # request names its reference, or a value of another kind (`supplier_contact("C-311")`,
+            # a customer id where "SUP-99" is the example: asked again, `sku_details` comes first)
+            # (not a repeat: asked again after a finished chain, the 0.5B then goes on to any tool
+            # that takes a returned text, `company_ticker("Lisbon")`)
+            # once asked again for a wrong tool, a repeat of an earlier step is one more wrong tool
+            # (`supplier_contact("C-311")`, then `lookup_order` again, then `sku_details`)
+            misfit = misfit or MISFIT in why
+            wrong_tool = any(m in why for m in (MADE_UP, OTHER_RECORD, OTHER_KIND, MISFIT)) or bool(
+                barred and REPEATED in why)
             if call is None or not wrong_tool or len(barred) + 1 >= len(specs):
                 break
             barred = barred | {call.name}
+        if misfit and (step := shaped_step(messages, tools)) is not None:
+            # the model wanted a next step but wrote a value of another kind: the latest result's
+            # key of a tool's example shape is that step (`sku_details("SKU-7781")`)
+            log.debug("going on with %s%s: the result's key of its example's shape", step.name, step.arguments)
+            return probe.model_copy(update={"tool_calls": [step], "usage": spent})
         return probe.model_copy(update={"tool_calls": [], "text": "", "finish_reason": "stop", "usage": spent})
 
     def _foreign_value(self, call: ToolCall, messages: Sequence[Message], spec: ToolSpec) -> str | None:

@@ -157,6 +157,8 @@ def _self_chain_without_user_number(values: Sequence[Any], latest: str, user_tex
 
 #: what `next_call_fault` says of a call made already this turn
 REPEATED = "it repeats a call already made"
+#: what `next_call_fault` adds where a value is not of its parameter's kind (`misfit_values`)
+MISFIT = "a value of another kind"
 #: a result's field that names another thing by its key: `manager_id`, `supplierId`, `tracking_no`
 _REFERENCE_FIELD = re.compile(r"^(.+?)[_ ]?(?:id|no|number|code)$", re.IGNORECASE)
 #: what `next_call_fault` says of a call that goes on with the wrong record (the chat model asks again
@@ -210,6 +212,34 @@ def follow_reference(messages: Sequence[Message]) -> ToolCall | None:
             if _shape(value) == _shape(pointer[1]):
                 return ToolCall(name=call.name, arguments={**call.arguments, name: pointer[1]})
     return None
+
+
+def shaped_step(messages: Sequence[Message], tools: Sequence[Any]) -> ToolCall | None:
+    """The one call a result's key leads to by its shape: after `lookup_order("A-1042")` returned
+    `item_sku="SKU-7781"`, `sku_details(sku="SKU-7781")`, whose parameter's example is "SKU-0001".
+    For the chat model where the model, asked for the next step, gave a value of another kind
+    (`supplier_contact("C-311")`) and then no right call. None unless exactly one (tool,
+    parameter, value) fits: a tool whose required parameters are that one, a value of the latest
+    result no call used yet, of the example's shape (a prefix of two letters or more)."""
+    turn = _this_turn(messages)
+    earlier = [c for m in turn if m.role == "assistant" for c in (m.tool_calls or [])]
+    used = {_key(v) for c in earlier for v in _leaves(c.arguments)}
+    latest = next((m for m in reversed(turn) if m.role == "tool"), None)
+    if latest is None:
+        return None
+    values = [v for v in _leaves(_result_fields(latest)) if isinstance(v, str) and _key(v) not in used]
+    found = []
+    for tool in tools:
+        schema = tool.parameters or {}
+        properties = schema.get("properties") or {}
+        required = list(schema.get("required") or properties)
+        if len(required) != 1 or not isinstance(properties.get(required[0]), dict):
+            continue
+        shape = _example_shape(str(properties[required[0]].get("description") or ""))
+        if shape is None:
+            continue
+        found += [ToolCall(name=tool.name, arguments={required[0]: v}) for v in values if shape[0].fullmatch(v.strip())]
+    return found[0] if len(found) == 1 else None
 
 
 #: what `other_tools_value` says of a call that hands a returned value to a tool of another kind (the
@@ -295,7 +325,7 @@ def next_call_fault(call: ToolCall, messages: Sequence[Message], parameters: Map
         return "a third call of the same tool in one turn"
     misfit = misfit_values(call, parameters)
     if misfit:
-        return "; ".join(misfit)
+        return f"{'; '.join(misfit)} ({MISFIT})"
     values = user_values(call, dict(parameters) if parameters else None)
     text = conversation_text(messages)
     made_up = [v for v in values if not grounded(v, text)]
@@ -426,6 +456,6 @@ def carries_text(call: ToolCall, messages: Sequence[Message], parameters: Mappin
                for v in user_values(call, dict(parameters) if parameters else None))
 
 
-__all__ = ["MADE_UP", "OTHER_KIND", "OTHER_RECORD", "REPEATED", "brings_user_value", "carries_text", "carry_result_fields",
+__all__ = ["MADE_UP", "MISFIT", "OTHER_KIND", "OTHER_RECORD", "REPEATED", "brings_user_value", "carries_text", "carry_result_fields",
            "follow_reference", "misfit_values", "kin_words", "next_call_fault", "other_tools_value",
-           "returned_texts", "unstated_values"]
+           "returned_texts", "shaped_step", "unstated_values"]
