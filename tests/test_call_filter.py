@@ -311,3 +311,28 @@ def test_a_key_passed_as_another_kind_s_key_than_the_request_says_is_dropped():
     # the same value under the same name, or under names that are no keys ("Boston" twice), stays
     both = [_call("get_weather", location="Boston"), _call("get_time", city="Boston")]
     assert keep_grounded_calls(both, [Message.user("the weather and the time in Boston")])[0] == both
+
+
+def test_a_tool_named_only_through_a_word_a_called_tool_shares_is_dropped_when_it_adds_nothing():
+    """"Find a Theater event in Chicago on 2023-5-2?": the 0.5B searched, then bought tickets for an
+    event it named "Chicago, State". `Events_3_BuyEventTickets` has words of its own ("buy",
+    "tickets") the request does not use, and "event" names the search too; what the user sees is
+    the search alone. A tool whose own words the request uses ("open library" for
+    `openlibrary.books_search`) or whose words are all shared (`painting.display` beside
+    `painting.create` and `display.set_screen_brightness`) is kept."""
+    ask = [Message.user("Find a Theater event in Chicago on 2023-5-2?")]
+    find = _call("Events_3_FindEvents", event_type="Theater", city="Chicago, IL", date="2023-05-02")
+    buy = _call("Events_3_BuyEventTickets", event_name="Chicago, State", number_of_tickets=1, date="2023-05-02",
+                city="Chicago, IL")
+    kept, dropped = keep_grounded_calls([find, buy], ask)
+    assert kept == [find] and "Events_3_BuyEventTickets" in dropped[0]
+    books = [Message.user("A mystery novel: search the library in New York City first, then Google Books and "
+                          "Open Library.")]
+    calls = [_call("library.search_books", location="New York City", genre="mystery"),
+             _call("google.books_search", genre="mystery"), _call("openlibrary.books_search", genre="mystery")]
+    assert keep_grounded_calls(calls, books)[0] == calls
+    paint = [Message.user("Create a square painting with blue background, then display it for 30 seconds with 70% "
+                          "screen brightness")]
+    calls = [_call("painting.create", shape="square", background_color="blue"),
+             _call("display.set_screen_brightness", percentage=70, duration=30), _call("painting.display", time=30)]
+    assert keep_grounded_calls(calls, paint)[0] == calls

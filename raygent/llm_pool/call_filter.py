@@ -237,7 +237,13 @@ def _extra_call_fault(call: ToolCall, kept: Sequence[ToolCall], text: str, param
     if made_up:
         return f"its values {', '.join(_key(v)[:40] for v in made_up[:4])} appear nowhere in the conversation"
     used = {_key(v) for c in kept for v in _leaves(c.arguments)}
-    if not named_in(call.name, text) and not any(_key(v) not in used and found_whole(v, text) for v in values):
+    # a tool with words of its own that the text does not use, named only by a word a kept call's
+    # tool shares: "Find a Theater event in Chicago" names `Events_3_FindEvents`, and
+    # `Events_3_BuyEventTickets` ("buy", "tickets") only through "event"
+    own = name_stems(call.name) - {stem for c in kept for stem in name_stems(c.name)}
+    unnamed = bool(own) and not any(stem in text.replace(" ", "") for stem in own)
+    if (unnamed or not named_in(call.name, text)) and not any(
+            _key(v) not in used and found_whole(v, text) for v in values):
         return "the conversation names no such tool and it only repeats the earlier calls' values"
     return None
 
@@ -264,11 +270,16 @@ def identifier_words(name: str) -> list[str]:
     return [w.lower() for w in re.split(r"[^0-9A-Za-z]+", spaced) if w]
 
 
+def name_stems(tool_name: str) -> set[str]:
+    """The words of a tool's name other than generic verbs (`get`, `calculate`), on their first
+    five letters."""
+    return {w[:5] for w in identifier_words(tool_name) if len(w) >= 3 and w not in GENERIC_NAME_WORDS}
+
+
 def naming_stems(tool_name: str, text: str) -> set[str]:
-    """The stems of the tool's name the (lower-cased) text uses: words of its name other than
-    generic verbs (`get`, `calculate`), on their first five letters so that "weigh" names
-    `weight_in_space` and "convert" `unit_conversion`."""
-    stems = {w[:5] for w in identifier_words(tool_name) if len(w) >= 3 and w not in GENERIC_NAME_WORDS}
+    """The stems of the tool's name (`name_stems`) the (lower-cased) text uses, so that "weigh"
+    names `weight_in_space` and "convert" `unit_conversion`."""
+    stems = name_stems(tool_name)
     tokens = set(_WORD.findall(text))
     return {stem for stem in stems if any(token.startswith(stem) for token in tokens)}
 
