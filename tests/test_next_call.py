@@ -301,3 +301,28 @@ def test_a_result_key_of_one_tool_s_example_shape_is_the_step_it_leads_to():
     # a key already used, or one-letter examples only (C-311 for "C-900"): none
     used = _turn("x", ("sku_details", {"sku": "SKU-7781"}, {"item_sku": "SKU-7781", "customer_id": "C-311"}))
     assert shaped_step(used, tools) is None
+
+
+def test_a_call_that_hands_on_the_field_the_request_asks_for_ends_the_chain():
+    """"Who placed order A-1042? I need their email address.": after the profile's "email", the
+    0.5B went on to `schedule_meeting(attendee_email=..., topic="Order Placed")`. The request asks
+    for the email; a call passing it on is no step the user asked for (the answer gives the email),
+    and "Order Placed", two of the request's words put together, is no value of the user's."""
+    from raygent.llm_pool.next_call import asked_field, brings_user_value
+
+    messages = _turn("Who placed order A-1042? I need their email address.",
+                     ("lookup_order", {"order_id": "A-1042"}, ORDER),
+                     ("customer_profile", {"customer_id": "C-311"},
+                      {"customer_id": "C-311", "name": "Maria Keller", "email": "maria.keller@example.com"}))
+    meeting = _call("schedule_meeting", attendee_email="maria.keller@example.com", topic="Order Placed")
+    assert asked_field(meeting, messages) == "email"
+    assert not brings_user_value(meeting, messages, None)
+    # a request that does not ask for the field: the call may be the step ("Email the customer ...")
+    mail = _turn("Send the customer of order A-1042 a thank-you note.", ("lookup_order", {"order_id": "A-1042"}, ORDER),
+                 ("customer_profile", {"customer_id": "C-311"}, {"email": "maria.keller@example.com"}))
+    assert asked_field(_call("mail_message", to="maria.keller@example.com"), mail) is None
+    # two words as the user wrote them are the user's
+    q3 = _turn("Set up a meeting about the Q3 roadmap with employee E-087.",
+               ("get_employee", {"employee_id": "E-087"}, {"email": "marco@corp.example"}))
+    assert brings_user_value(_call("schedule_meeting", attendee_email="marco@corp.example", topic="Q3 roadmap"),
+                             q3, None)

@@ -32,10 +32,10 @@ from raygent.llm_pool.formats import ToolCallFormat, get_format
 from raygent.llm_pool.grammar import answer_grammar, tool_call_grammar
 from raygent.llm_pool.hemispheres import signed_coordinates
 from raygent.llm_pool.lazy_decode import LazyGrammarDecoder, common_prefix
-from raygent.llm_pool.next_call import (MADE_UP, MISFIT, OTHER_KIND, OTHER_RECORD, REPEATED, brings_user_value, carries_text,
-                                        carry_result_fields, follow_reference, kin_words, misfit_values,
-                                        next_call_fault, other_tools_value, returned_texts, shaped_step,
-                                        unstated_values)
+from raygent.llm_pool.next_call import (MADE_UP, MISFIT, OTHER_KIND, OTHER_RECORD, REPEATED, asked_field,
+                                        brings_user_value, carries_text, carry_result_fields, follow_reference,
+                                        kin_words, misfit_values, next_call_fault, other_tools_value,
+                                        returned_texts, shaped_step, unstated_values)
 from raygent.llm_pool.parallel_calls import complete_grids, complete_lists, drop_fragment_calls, drop_subsumed_calls
 from raygent.llm_pool.request_coverage import answers_a_left_part, anticipates_a_result, left_parts
 from raygent.llm_pool.percentages import rates_as_fractions
@@ -830,7 +830,10 @@ class LlamaCppChatModel(ChatModel):
                 # (there, the returned text must still be of the parameter's kind: after a finished
                 # chain for a customer's city, the 0.5B handed "Lisbon" to `company_ticker(company)`)
                 if why is None and not brings_user_value(call, messages, spec.parameters):
-                    if ((_CJK.search(request) or _words_name(call.name, request))
+                    if not _words_name(call.name, request) and (field := asked_field(call, messages)):
+                        # the result holds what the user asked to be told: the chain is done
+                        why = f"it hands on the {field} the request asks for"
+                    elif ((_CJK.search(request) or _words_name(call.name, request))
                             and carries_text(call, messages, spec.parameters)):
                         why = await asyncio.to_thread(self._foreign_value, call, messages, spec)
                     else:

@@ -440,9 +440,28 @@ def brings_user_value(call: ToolCall, messages: Sequence[Message], parameters: M
     for value in user_values(call, dict(parameters) if parameters else None):
         if isinstance(value, str) and len(value.split()) > 2:
             continue
-        if _key(value) not in used and grounded(value, user_text) and not found_whole(value, results):
+        # two words as the user wrote them ("Q3 roadmap"), not two of the request's words put
+        # together ("Order Placed" for "Who placed order A-1042?", a meeting nobody asked for)
+        written = found_whole(value, user_text) if isinstance(value, str) and len(value.split()) == 2 else (
+            grounded(value, user_text))
+        if _key(value) not in used and written and not found_whole(value, results):
             return True
     return False
+
+
+def asked_field(call: ToolCall, messages: Sequence[Message]) -> str | None:
+    """The result field a call passes on whose name the request asks for (None: none): "Who placed
+    order A-1042? I need their email address." after the customer's profile returned its "email",
+    `schedule_meeting(attendee_email=...)` hands on what the user asked to be told. The chat model
+    then takes the chain as done unless the request's words name the tool or the call brings a
+    value of the user's."""
+    request = next((m.content or "" for m in reversed(messages) if m.role == "user"), "").lower()
+    words = set(re.findall(r"[a-z]+", request))
+    for name, field, _ in returned_texts(call, messages):
+        field_words = [w for w in re.findall(r"[a-z]+", field.lower()) if len(w) >= 4]
+        if field_words and all(w in words for w in field_words):
+            return field
+    return None
 
 
 def carries_text(call: ToolCall, messages: Sequence[Message], parameters: Mapping[str, Any] | None) -> bool:
@@ -456,6 +475,6 @@ def carries_text(call: ToolCall, messages: Sequence[Message], parameters: Mappin
                for v in user_values(call, dict(parameters) if parameters else None))
 
 
-__all__ = ["MADE_UP", "MISFIT", "OTHER_KIND", "OTHER_RECORD", "REPEATED", "brings_user_value", "carries_text", "carry_result_fields",
+__all__ = ["MADE_UP", "MISFIT", "asked_field", "OTHER_KIND", "OTHER_RECORD", "REPEATED", "brings_user_value", "carries_text", "carry_result_fields",
            "follow_reference", "misfit_values", "kin_words", "next_call_fault", "other_tools_value",
            "returned_texts", "shaped_step", "unstated_values"]
