@@ -187,3 +187,20 @@ def test_a_short_member_is_stated_by_the_word_the_description_spells_it_out_with
     assert fill_stated_options([call], [listing], ask)[0][0].arguments["sort_order"] == "desc"
     # the word must be the description's too: "ascii" states no order
     assert "sort_order" not in fill_stated_options([call], [listing], [Message.user("list it as ascii")])[0][0].arguments
+
+
+def test_a_made_up_option_gives_way_to_the_one_the_request_states():
+    """The 0.5B wrote `to_unit="m/s"`, the description's default, for "the speed in km/h": the
+    made-up value is dropped and the stated one takes its place."""
+    from raygent.llm_pool.llama_cpp import LlamaCppChatModel
+    from raygent.schema import Completion
+
+    speed = ToolSpec(name="calculate_speed", description="Speed of an object", parameters={
+        "type": "object", "required": ["distance", "time"],
+        "properties": {"distance": {"type": "integer"}, "time": {"type": "integer"},
+                       "to_unit": {"type": "string", "description": "The unit of the speed, default is m/s."}}})
+    ask = [Message.user("Calculate the speed of an object in km/h if it traveled 450 meters in 20 seconds.")]
+    made = Completion(tool_calls=[ToolCall(name="calculate_speed",
+                                           arguments={"distance": 450, "time": 20, "to_unit": "m/s"})])
+    kept = LlamaCppChatModel()._without_unstated(made, [speed], ask)
+    assert kept.tool_calls[0].arguments == {"distance": 450, "time": 20, "to_unit": "km/h"}

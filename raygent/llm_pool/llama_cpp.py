@@ -635,7 +635,10 @@ class LlamaCppChatModel(ChatModel):
         calls, notes = drop_unstated_options(completion.tool_calls, tools, messages)
         if not notes:
             return completion
-        for note in notes:
+        # an option the request states fills the place of the made-up one ("in km/h" where the
+        # model wrote the description's default "m/s")
+        calls, filled = fill_stated_options(calls, tools, messages)
+        for note in notes + filled:
             log.debug("%s", note)
         calls = _one_of_each(calls)  # calls that differed only in a dropped value
         return completion.model_copy(update={"tool_calls": calls})
